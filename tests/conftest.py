@@ -1,0 +1,28 @@
+"""Shared fixtures. State lives in a temporary SPOTRAIN_HOME; nothing touches real AWS."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own state directory and fake AWS credentials, so no test can reach real AWS."""
+    home = tmp_path / "spotrain-home"
+    home.mkdir()
+    monkeypatch.setenv("SPOTRAIN_HOME", str(home))
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    # The trainer must never poll the real link-local IMDS address from a test.
+    monkeypatch.setenv("SPOTRAIN_IMDS_URL", "off")
+    return home
