@@ -1,0 +1,123 @@
+"""The GPU instance types a user would pick, and each recipe's defaults.
+
+On-demand prices are AWS's published Linux prices in us-east-1, read on PRICES_AS_OF; they price the
+on-demand equivalent of a run (the pricing API is not needed, and moto does not emulate it). Spot prices
+are never taken from here: they come from the spot price history (cloud/aws/prices.py).
+Peak TFLOPS are NVIDIA's dense (no sparsity) fp16/bf16 tensor-core figures per GPU, for utilisation.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from spotrain.errors import SpotrainError
+
+PRICES_AS_OF = "2025-06-01"  # us-east-1 on-demand, Linux; P4d and P5 after AWS's June 2025 price cut
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    name: str  # as AWS names it in the instance type's description
+    memory_gib: int  # per GPU
+    peak_tflops: float  # dense fp16/bf16 tensor, per GPU
+    compute_capability: tuple[int, int]  # decides which CUDA (and so which Deep Learning AMI) runs it
+
+
+V100 = GpuModel("V100", 16, 125.0, (7, 0))
+V100_32 = GpuModel("V100", 32, 125.0, (7, 0))
+T4 = GpuModel("T4", 16, 65.0, (7, 5))
+A10G = GpuModel("A10G", 24, 70.0, (8, 6))  # AWS's lower-clocked A10: half the A10's 125
+L4 = GpuModel("L4", 24, 121.0, (8, 9))
+A100 = GpuModel("A100", 40, 312.0, (8, 0))
+H100 = GpuModel("H100", 80, 989.0, (9, 0))
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    name: str
+    gpus: int
+    gpu: GpuModel
+    vcpus: int
+    memory_gib: float
+    on_demand_usd_per_hour: float  # us-east-1, as of PRICES_AS_OF
+    arch: str = "x86_64"
+
+    @property
+    def family(self) -> str:
+        """'p3', 'g5', ...: the part before the dot."""
+        return self.name.split(".")[0]
+
+    @property
+    def quota_class(self) -> str:
+        """The letter of the spot vCPU quota that covers this type ('P' for p3..p5, 'G' for g4dn..g6)."""
+        return self.name[0].upper()
+
+    @property
+    def peak_tflops(self) -> float:
+        """The whole instance's dense fp16/bf16 peak, for utilisation figures."""
+        return self.gpus * self.gpu.peak_tflops
+
+
+_TYPES = [
+    InstanceType("p3.2xlarge", 1, V100, 8, 61, 3.06),
+    InstanceType("p3.8xlarge", 4, V100, 32, 244, 12.24),
+    InstanceType("p3.16xlarge", 8, V100, 64, 488, 24.48),
+    InstanceType("p3dn.24xlarge", 8, V100_32, 96, 768, 31.212),
+    InstanceType("g4dn.xlarge", 1, T4, 4, 16, 0.526),
+    InstanceType("g4dn.2xlarge", 1, T4, 8, 32, 0.752),
+    InstanceType("g4dn.12xlarge", 4, T4, 48, 192, 3.912),
+    InstanceType("g5.xlarge", 1, A10G, 4, 16, 1.006),
+    InstanceType("g5.2xlarge", 1, A10G, 8, 32, 1.212),
+    InstanceType("g5.12xlarge", 4, A10G, 48, 192, 5.672),
+    InstanceType("g5.48xlarge", 8, A10G, 192, 768, 16.288),
+    InstanceType("g6.xlarge", 1, L4, 4, 16, 0.8048),
+    InstanceType("g6.12xlarge", 4, L4, 48, 192, 4.6016),
+    InstanceType("p4d.24xlarge", 8, A100, 96, 1152, 21.9576),
+    InstanceType("p5.48xlarge", 8, H100, 192, 2048, 55.04),
+]
+INSTANCE_TYPES: dict[str, InstanceType] = {t.name: t for t in _TYPES}
+
+
+def instance_type(name: str) -> InstanceType:
+    """The catalog entry for `name`; an unknown name raises SpotrainError listing the close matches."""
+    try:
+        return INSTANCE_TYPES[name.strip().lower()]
+    except KeyError:
+        pass
+    close = difflib.get_close_matches(name.strip().lower(), INSTANCE_TYPES, n=4, cutoff=0.5)
+    known = ", ".join(INSTANCE_TYPES)
+    raise SpotrainError(
+        f"instance type '{name}' is not in spotrain's catalog"
+        + (f"; did you mean {', '.join(close)}?" if close else ""),
+        f"pick one of: {known}",
+    )
+
+
+@dataclass(frozen=True)
+class RecipeDefaults:
+    """What the controller needs to know about a recipe before it asks for an instance."""
+
+    name: str
+    instance: str  # the type to use when --instance is not given
+    root_volume_gb: int  # gp3 root: the AMI (~75 GB) plus data and checkpoints kept on the instance
+    target_metric: str  # the eval field that `target` applies to
+    target: float
+
+
+RECIPES: dict[str, RecipeDefaults] = {
+    r.name: r
+    for r in [
+        RecipeDefaults("imagenet", "p3.16xlarge", 400, "top5", 0.93),
+        RecipeDefaults("cifar10", "g5.xlarge", 150, "top1", 0.94),
+        RecipeDefaults("digits", "g4dn.xlarge", 120, "top1", 0.95),
+    ]
+}
+
+
+def recipe(name: str) -> RecipeDefaults:
+    """The defaults of recipe `name`; an unknown name raises SpotrainError listing the recipes."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise SpotrainError(f"recipe '{name}' is unknown", f"pick one of: {', '.join(RECIPES)}") from None

@@ -1,0 +1,137 @@
+"""Cost: hand-computed cases to the cent, and properties of the per-second price integral."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spotrain.cost import (
+    Attempt,
+    EvalPoint,
+    PriceCurve,
+    PriceSample,
+    S3Usage,
+    attempt_cost,
+    billed_seconds,
+    run_cost,
+)
+from spotrain.errors import SpotrainError
+
+T = "p3.16xlarge"
+
+
+def sample(zone: str, t: float, usd: float) -> PriceSample:
+    return PriceSample(zone=zone, instance_type=T, t=t, usd_per_hour=usd)
+
+
+def cents(x: float) -> float:
+    return round(x + 1e-9, 2)
+
+
+def test_price_change_mid_attempt() -> None:
+    # $1/h until t=1800, then $2/h; the attempt runs 900..3600: 900 s at $1 + 1800 s at $2.
+    prices = [sample("a", 0, 1.0), sample("a", 1800, 2.0)]
+    cost = run_cost([Attempt("1", T, "a", 900, 3600)], prices)
+    assert cents(cost.spot_usd) == 1.25
+    assert cost.attempts[0].billed_s == 2700
+
+
+def test_thirty_seconds_is_billed_sixty() -> None:
+    cost = run_cost([Attempt("1", T, "a", 100, 130)], [sample("a", 0, 3.60)])
+    assert cost.attempts[0].billed_s == 60 and cents(cost.spot_usd) == 0.06
+    assert cents(cost.on_demand_usd) == cents(24.48 / 60)  # one on-demand minute
+
+
+def test_a_price_never_comes_from_after_the_second_it_prices() -> None:
+    # The price that starts at t=200 must not price an attempt at t=100..150 (billed to 160).
+    cost = run_cost([Attempt("1", T, "a", 100, 150)], [sample("a", 0, 3.60), sample("a", 200, 360.0)])
+    assert cents(cost.spot_usd) == 0.06
+    with pytest.raises(SpotrainError, match="no spot price"):
+        run_cost([Attempt("1", T, "a", 100, 150)], [sample("a", 101, 1.0)])
+
+
+def test_two_attempts_in_different_zones_with_ebs_s3_and_target() -> None:
+    # us-east-1c's price must not leak into the others
+    prices = [sample("us-east-1a", 0, 0.90), sample("us-east-1b", 0, 1.80), sample("us-east-1c", 0, 9.0)]
+    attempts = [
+        Attempt("1", T, "us-east-1a", 0, 3600, ebs_gb=1000),  # 1 h at $0.90; 1000 GB for 1 h
+        Attempt("2", T, "us-east-1b", 4000, 5800, ebs_gb=1000),  # 0.5 h at $1.80
+    ]
+    s3 = S3Usage(gb_stored=100, seconds=30 * 86400, put_requests=10_000, get_requests=100_000)
+    evals = [EvalPoint(3000, 0.90), EvalPoint(5000, 0.94), EvalPoint(5500, 0.95)]
+    cost = run_cost(attempts, prices, s3=s3, evals=evals, target=0.93)
+    assert [cents(a.spot_usd) for a in cost.attempts] == [0.90, 0.90]
+    # EBS: 1000 GB x $0.08/GB-month x 5400 s / 2,592,000 s = $0.1667
+    assert cents(cost.ebs_usd) == 0.17
+    # S3: 100 GB-month x $0.023 + 10k PUT x $0.005/1k + 100k GET x $0.0004/1k = 2.30 + 0.05 + 0.04
+    assert cents(cost.s3_usd) == 2.39
+    assert cents(cost.total_usd) == cents(1.80 + 0.1667 + 2.39)
+    # On demand: 5400 instance-seconds x $24.48/h = $36.72, plus the same EBS and S3
+    assert cents(cost.on_demand_usd) == cents(36.72 + 0.1667 + 2.39)
+    assert cost.savings_usd > 34 and 0.8 < cost.savings_fraction < 1
+    assert cost.gpu_hours == pytest.approx(8 * 1.5)
+    # Target 0.93 first reached at t=5000: attempt 1 whole, attempt 2 for 1000 s at $1.80/h, EBS pro rata
+    assert cost.to_target is not None and cost.to_target.seconds == 5000 and cost.to_target.value == 0.94
+    ebs_to_target = 1000 * 0.08 * 4600 / 2_592_000
+    assert cents(cost.to_target.usd) == cents(0.90 + 0.50 + ebs_to_target)
+
+
+def test_target_never_reached() -> None:
+    cost = run_cost(
+        [Attempt("1", T, "a", 0, 60)], [sample("a", 0, 1)], evals=[EvalPoint(10, 0.5)], target=0.9
+    )
+    assert cost.to_target is None
+
+
+def test_attempt_that_ends_before_it_starts_is_a_bug() -> None:
+    with pytest.raises(ValueError):
+        billed_seconds(10, 5)
+
+
+# -- properties -------------------------------------------------------------------------------
+
+prices_st = st.floats(min_value=0.01, max_value=100, allow_nan=False)
+starts = st.integers(min_value=0, max_value=10**6)
+durations = st.integers(min_value=0, max_value=10**6)
+
+
+@given(price=prices_st, start=starts, duration=durations)
+def test_flat_price_is_price_times_billed_seconds(price: float, start: int, duration: int) -> None:
+    c = attempt_cost(Attempt("x", T, "a", start, start + duration), PriceCurve([sample("a", 0, price)]))
+    assert c.spot_usd == pytest.approx(price * max(60, duration) / 3600, rel=1e-9)
+
+
+@given(
+    steps=st.lists(st.tuples(st.integers(0, 10**5), prices_st), min_size=1, max_size=20),
+    start=st.integers(0, 10**5),
+    d1=durations,
+    extra=st.floats(min_value=0, max_value=10**5),
+)
+def test_cost_never_decreases_with_a_longer_attempt(steps, start, d1, extra) -> None:
+    curve = PriceCurve([sample("a", 0, 1.0)] + [sample("a", t, p) for t, p in steps])
+    short = attempt_cost(Attempt("x", T, "a", start, start + d1), curve)
+    long = attempt_cost(Attempt("x", T, "a", start, start + d1 + extra), curve)
+    assert long.spot_usd >= short.spot_usd - 1e-12
+    assert long.ebs_usd >= short.ebs_usd and long.on_demand_usd >= short.on_demand_usd
+
+
+@given(
+    p1=prices_st,
+    p2=prices_st,
+    start=st.integers(0, 10**5),
+    before=st.integers(60, 10**5),
+    after=st.integers(60, 10**5),
+)
+def test_splitting_at_a_price_change_keeps_the_total(p1, p2, start, before, after) -> None:
+    change = start + before
+    curve = PriceCurve([sample("a", 0, p1), sample("a", change, p2)])
+    whole = run_cost(
+        [Attempt("w", T, "a", start, change + after)], [sample("a", 0, p1), sample("a", change, p2)]
+    )
+    parts = run_cost(
+        [Attempt("1", T, "a", start, change), Attempt("2", T, "a", change, change + after)],
+        [sample("a", 0, p1), sample("a", change, p2)],
+    )
+    assert parts.spot_usd == pytest.approx(whole.spot_usd, rel=1e-9)
+    assert whole.spot_usd == pytest.approx(curve.integral_usd(start, change + after), rel=1e-9)
