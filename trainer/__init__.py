@@ -1,0 +1,18 @@
+"""The trainer spotrain ships to the spot instance: one-cycle, multi-GPU, interruption-safe.
+
+It never imports spotrain; it meets the controller only at the contract in DESIGN.md (command line, run
+directory, events.jsonl, exit codes, checkpoint layout), and runs unchanged under a plain torchrun.
+"""
+
+EXIT_DONE = 0  # target reached or schedule done
+EXIT_BAD_INPUT = 2  # a mistake the user can fix; the message says which
+EXIT_INTERRUPTED = 75  # stopped for a spot interruption after a complete checkpoint (EX_TEMPFAIL)
+
+
+class TrainerError(Exception):
+    """A mistake in the trainer's input: printed without a traceback, exit 2."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint

@@ -1,0 +1,115 @@
+"""The spot interruption watcher: polls IMDSv2 for an interruption notice; SIGTERM counts as one too.
+
+AWS posts `spot/instance-action` two minutes before it takes the instance back and advises polling
+every 5 s. The watcher only raises a flag; the training loop reads it at each step boundary, all ranks
+agree through one all-reduce, save, and exit 75.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+DEFAULT_IMDS_URL = "http://169.254.169.254"
+TOKEN_TTL_S = 21600  # the longest IMDSv2 allows; the token is renewed well before it expires
+
+
+@dataclass(frozen=True)
+class Notice:
+    source: str  # "imds" or "sigterm"
+    notice_time: str  # when AWS says it will act (ISO 8601), or when the signal came
+    action: str  # terminate | stop | hibernate | sigterm
+
+
+class SpotWatcher:
+    """A daemon thread polling IMDSv2; `notice` is None until an interruption is announced."""
+
+    def __init__(self, base_url: str | None = None, interval_s: float = 5.0, rank: int = 0) -> None:
+        url = os.environ.get("SPOTRAIN_IMDS_URL", DEFAULT_IMDS_URL) if base_url is None else base_url
+        self.base_url = None if url.strip().lower() in ("", "off", "none") else url.rstrip("/")
+        self.interval_s = float(os.environ.get("SPOTRAIN_IMDS_POLL_S", interval_s))
+        self.rank = rank
+        self.notice: Notice | None = None
+        self._token: str | None = None
+        self._token_expiry = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failures = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> SpotWatcher:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        if self.base_url is not None:
+            self._thread = threading.Thread(target=self._run, name="spot-watcher", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        if self.notice is None:
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.notice = Notice(source="sigterm", notice_time=now, action="sigterm")
+
+    # -- polling -----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.notice is None:
+            found = self.poll_once()
+            if found is not None and self.notice is None:
+                self.notice = found
+                return
+            # Off EC2 (a laptop) the address does not answer: back off instead of hammering it.
+            wait = self.interval_s if self._failures < 3 else min(60.0, self.interval_s * 6)
+            self._stop.wait(wait)
+
+    def poll_once(self) -> Notice | None:
+        """One IMDSv2 check: a Notice when AWS has posted an instance action, else None (404)."""
+        try:
+            token = self._get_token()
+            req = urllib.request.Request(
+                f"{self.base_url}/latest/meta-data/spot/instance-action",
+                headers={"X-aws-ec2-metadata-token": token, "User-Agent": self._agent()},
+            )
+            with urllib.request.urlopen(req, timeout=2.0) as resp:
+                body = json.loads(resp.read().decode() or "{}")
+            self._failures = 0
+            return Notice(
+                source="imds", notice_time=str(body.get("time", "")), action=str(body.get("action", ""))
+            )
+        except urllib.error.HTTPError as err:
+            if err.code == 401:  # token expired or revoked: fetch a new one next time
+                self._token = None
+            self._failures = 0 if err.code == 404 else self._failures + 1
+            return None
+        except (OSError, ValueError):
+            self._failures += 1
+            return None
+
+    def _get_token(self) -> str:
+        if self._token is None or time.monotonic() > self._token_expiry:
+            req = urllib.request.Request(
+                f"{self.base_url}/latest/api/token",
+                method="PUT",
+                headers={
+                    "X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S),
+                    "User-Agent": self._agent(),
+                },
+            )
+            with urllib.request.urlopen(req, timeout=2.0) as resp:
+                self._token = resp.read().decode()
+            self._token_expiry = time.monotonic() + TOKEN_TTL_S / 2
+        return self._token
+
+    def _agent(self) -> str:
+        # Names the rank so a test's fake IMDS can serve a notice to one rank only.
+        return f"spotrain-trainer/rank-{self.rank}"
