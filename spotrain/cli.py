@@ -7,6 +7,7 @@ import sys
 import click
 
 from spotrain import __version__
+from spotrain.cloud import PriceTable
 from spotrain.errors import SpotrainError
 
 
@@ -14,6 +15,41 @@ from spotrain.errors import SpotrainError
 @click.version_option(__version__, prog_name="spotrain")
 def cli() -> None:
     """Train neural nets on AWS spot instances for a fraction of the on-demand price."""
+
+
+@cli.command()
+@click.option("--instance", "instance_type", required=True, help="EC2 instance type, e.g. p3.16xlarge.")
+@click.option("--region", default=None, help="AWS region (default: the profile's, else us-east-1).")
+@click.option("--profile", default=None, help="AWS profile (default: the credential chain).")
+def prices(instance_type: str, region: str | None, profile: str | None) -> None:
+    """Spot price per zone now, its discount against on-demand, and its range over 24 h."""
+    from spotrain.cloud.aws.prices import quote
+
+    table = quote(instance_type=instance_type, region=region, profile=profile)
+    _render_prices(table)
+
+
+def _render_prices(table: PriceTable) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(
+        title=f"{table.instance_type} spot prices in {table.region}, cheapest first",
+        caption=f"on-demand ${table.on_demand_usd_per_hour:.3f}/h (list price {table.on_demand_as_of}), "
+        f"{table.now:%Y-%m-%d %H:%M} UTC",
+        caption_justify="left",
+    )
+    for name in ("zone", "spot $/h", "vs on-demand", "24 h low", "24 h high"):
+        out.add_column(name, justify="left" if name == "zone" else "right")
+    for q in table.zones:
+        out.add_row(
+            q.zone,
+            f"{q.usd_per_hour:.4f}",
+            f"-{q.discount:.0%}",
+            f"{q.low_24h:.4f}",
+            f"{q.high_24h:.4f}",
+        )
+    Console(width=100).print(out)
 
 
 def main(argv: list[str] | None = None) -> None:
