@@ -97,6 +97,7 @@ def add_dlami(
     backend = ec2_backends[ACCOUNT][region]
     ami = backend.register_image(name=name, description="Deep Learning AMI (test)")
     ami.owner_alias = "amazon"
+    ami.architecture = "x86_64"
     ami.owner_id = "898082745236"
     if created is not None:
         ami.creation_date = created
