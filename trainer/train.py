@@ -316,7 +316,7 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
                 events.write(
                     "step",
                     step=progress.step,
-                    loss=round(loss_value, 6),
+                    loss=loss_value,
                     lr=lr * lr_scale,
                     momentum=momentum,
                     img_per_s=round(window_images / (now - window_t), 1),
@@ -380,6 +380,7 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
     save(blocking=True)  # the finished model, mirrored like any checkpoint
     if mirror is not None:
         mirror.close()
+    ddp.barrier()
     reason = stop_reason or "schedule"
     events.write(
         "done",
@@ -405,6 +406,7 @@ def interrupted(ddp, watcher, save, mirror, events, status, progress, log, start
     watcher.stop()
     blocked = save(blocking=True)
     uploaded = mirror.flush() if mirror is not None else None
+    ddp.barrier()  # no rank exits before rank 0 has saved: torchrun stops the others when one exits
     events.write(
         "interruption",
         source=notice.source,
