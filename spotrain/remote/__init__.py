@@ -1,0 +1,66 @@
+"""The remote layer: reach an instance over SSH (or this machine, for the dry-run), sync the bundle,
+run the trainer detached, follow its log. paramiko only; nothing here prints or exits.
+
+    transport = connect(SSHTarget(host, "ubuntu", key_file, instance_id))   # or LocalTransport(dir)
+    sync(transport, [(Path("trainer"), "trainer"), (spec, "spec.yaml")], "~/spotrain/bundle")
+    start_detached(transport, ["python3", "-m", "trainer.train", "--run-dir", run], run_dir=run, cwd=bundle)
+    for event in follow_events(transport, f"{run}/events.jsonl", stop=lambda: not process_status(...).running):
+        ...
+"""
+
+from spotrain.remote.base import (
+    AuthFailed,
+    ConnectionLost,
+    ExecResult,
+    HostKeyMismatch,
+    RemoteCommandError,
+    RemoteError,
+    RemoteTimeout,
+    Transport,
+    Unreachable,
+)
+from spotrain.remote.local import LocalTransport
+from spotrain.remote.logs import Event, LogLine, follow, follow_events, read_tail
+from spotrain.remote.run import (
+    AlreadyRunning,
+    DetachedProcess,
+    ProcessStatus,
+    process_status,
+    start_detached,
+    stop,
+)
+from spotrain.remote.ssh import HostKeyPins, RetryPolicy, SSHTarget, SSHTransport, connect, load_key
+from spotrain.remote.sync import DEFAULT_EXCLUDES, SyncResult, sync
+
+__all__ = [
+    "DEFAULT_EXCLUDES",
+    "AlreadyRunning",
+    "AuthFailed",
+    "ConnectionLost",
+    "DetachedProcess",
+    "Event",
+    "ExecResult",
+    "HostKeyMismatch",
+    "HostKeyPins",
+    "LocalTransport",
+    "LogLine",
+    "ProcessStatus",
+    "RemoteCommandError",
+    "RemoteError",
+    "RemoteTimeout",
+    "RetryPolicy",
+    "SSHTarget",
+    "SSHTransport",
+    "SyncResult",
+    "Transport",
+    "Unreachable",
+    "connect",
+    "follow",
+    "follow_events",
+    "load_key",
+    "process_status",
+    "read_tail",
+    "start_detached",
+    "stop",
+    "sync",
+]

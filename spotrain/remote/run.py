@@ -1,0 +1,100 @@
+"""Start the trainer detached on the instance, ask how it is doing, stop it.
+
+The agent double-forks a supervisor into a new session, detached from the SSH channel, that starts the
+command (in its own process group, output appended to RUN/train.log) and writes RUN/pid, then, when the
+command ends, RUN/exit_code (atomically, last). So the process outlives the connection and the laptop,
+and how it ended can be read back at any later time, from any new connection.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from spotrain.remote.base import RemoteError, Transport, call_agent
+
+State = Literal["absent", "running", "exited", "lost"]
+_ALREADY_RUNNING = 3
+
+
+class AlreadyRunning(RemoteError):
+    """A process started in this run directory is still alive; a second one is not started."""
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """absent: never started here; running; exited (exit_code set); lost: it died without a record
+    (the supervisor was killed or the machine rebooted)."""
+
+    state: State
+    pid: int | None
+    exit_code: int | None  # 128 + N when killed by signal N
+    signal: int | None
+    started_at: float | None
+    ended_at: float | None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class DetachedProcess:
+    pid: int
+    run_dir: str
+    log_path: str  # RUN/train.log: the command's stdout and stderr
+    events_path: str  # RUN/events.jsonl: written by the trainer itself
+
+
+def start_detached(
+    transport: Transport,
+    argv: Sequence[str],
+    *,
+    run_dir: str,
+    cwd: str,
+    env: Mapping[str, str] | None = None,
+) -> DetachedProcess:
+    """Start `argv` in `cwd`, detached. Refuses (AlreadyRunning) if RUN's last process is alive."""
+    if not argv:
+        raise ValueError("argv is empty")
+    args = ["launch", run_dir, cwd, json.dumps(dict(env or {})), "--", *argv]
+    result = call_agent(transport, args, timeout=60)
+    if result.exit_code == _ALREADY_RUNNING:
+        raise AlreadyRunning(
+            f"{transport.name}: {result.stderr.decode(errors='replace').strip()}",
+            hint="watch it (spotrain logs) or stop it first (spotrain down)",
+        )
+    pid = json.loads(result.check().stdout)["pid"]
+    run = run_dir.rstrip("/")
+    return DetachedProcess(pid, run_dir, f"{run}/train.log", f"{run}/events.jsonl")
+
+
+def process_status(transport: Transport, run_dir: str) -> ProcessStatus:
+    """How the process last started in `run_dir` is doing, read from its files and /proc."""
+    return _status(call_agent(transport, ["status", run_dir], timeout=60).check().stdout)
+
+
+def stop(transport: Transport, run_dir: str, *, grace_s: float = 30.0) -> ProcessStatus:
+    """SIGTERM the process; after `grace_s` seconds still alive, SIGKILL its whole process group."""
+    result = call_agent(transport, ["stop", run_dir, f"{grace_s:g}"], timeout=grace_s + 60)
+    return _status(result.check().stdout)
+
+
+def shell_command(argv: Sequence[str]) -> str:
+    """argv as one shell-quoted line (for messages and logs)."""
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def _status(raw: bytes) -> ProcessStatus:
+    d = json.loads(raw)
+    return ProcessStatus(
+        state=d["state"],
+        pid=d.get("pid"),
+        exit_code=d.get("exit_code"),
+        signal=d.get("signal"),
+        started_at=d.get("started_at"),
+        ended_at=d.get("ended_at"),
+    )

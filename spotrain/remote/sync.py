@@ -1,0 +1,234 @@
+"""Ship a bundle of local files to a directory on the instance, sending only what changed.
+
+Both sides build a manifest (path -> kind, size, mode, sha256) with the same code (agent.walk), each
+keeping a stat cache so an unchanged file is not read again. The controller fetches the remote
+manifest (one command), diffs, and sends one tar stream of what changed, headed by the list of paths to
+delete, over one channel (a second command). Nothing changed: one small command is all that is sent.
+
+The bundle is a list of (local path, path under the remote root) pairs: `trainer/` -> `trainer`, the
+run's spec -> `spec.yaml`, each `--include` -> its name. Symlinks are sent as symlinks when they stay
+inside their tree and skipped (reported) when they point outside it; none is ever followed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from spotrain.errors import SpotrainError
+from spotrain.remote import agent
+from spotrain.remote.base import Transport, call_agent, state_home
+
+DEFAULT_EXCLUDES = ("__pycache__", "*.pyc", ".git", ".DS_Store", ".*.spotrain-tmp", "*.spotrain-tmp")
+Entry = list  # [kind, size, mode, digest], as agent.walk returns
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one sync did. `bytes_sent` counts everything put on the channels: commands, header, tar."""
+
+    files_sent: int
+    bytes_payload: int  # file contents inside the tar stream
+    bytes_sent: int
+    deleted: tuple[str, ...]
+    chmodded: int
+    skipped: tuple[str, ...]  # symlinks pointing out of their tree: not followed, not sent
+    seconds: float
+
+    @property
+    def unchanged(self) -> bool:
+        return self.files_sent == 0 and not self.deleted and self.chmodded == 0
+
+
+@dataclass
+class _Bundle:
+    """The local side's manifest in remote-relative paths, and where each path's bytes come from."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    origin: dict[str, Path] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def sync(
+    transport: Transport,
+    sources: Path | Sequence[tuple[Path, str]],
+    remote_root: str,
+    *,
+    exclude: Sequence[str] = DEFAULT_EXCLUDES,
+    delete: bool = True,
+) -> SyncResult:
+    """Make `remote_root` hold exactly the bundle (excluded names aside, which are left alone there)."""
+    start, sent_before = time.monotonic(), transport.bytes_sent
+    pairs = [(Path(sources), ".")] if isinstance(sources, str | Path) else list(sources)
+    bundle = build_bundle(pairs, list(exclude))
+    patterns = json.dumps(list(exclude))
+    cache = _remote_cache(transport, remote_root)
+    raw = call_agent(transport, ["manifest", remote_root, cache, patterns]).check().stdout
+    remote = json.loads(zlib.decompress(raw)) if raw else {}
+    send, chmod, removed = diff(bundle.entries, remote, delete=delete)
+    payload = sum(bundle.entries[p][1] for p in send if bundle.entries[p][0] == "f")
+    if send or chmod or removed:
+        header = json.dumps({"delete": removed, "chmod": chmod}).encode() + b"\n"
+        call_agent(
+            transport,
+            ["apply", remote_root, cache, patterns],
+            stdin=lambda out: _write_stream(out, header, send, bundle),
+        ).check()
+    return SyncResult(
+        files_sent=len(send),
+        bytes_payload=payload,
+        bytes_sent=transport.bytes_sent - sent_before,
+        deleted=tuple(removed),
+        chmodded=len(chmod),
+        skipped=tuple(bundle.skipped),
+        seconds=time.monotonic() - start,
+    )
+
+
+def build_bundle(pairs: Sequence[tuple[Path, str]], exclude: list[str]) -> _Bundle:
+    """The local manifest of all sources, keyed by their path under the remote root."""
+    bundle = _Bundle()
+    for local, dest in pairs:
+        local = Path(local).expanduser().absolute()
+        prefix = "" if dest in ("", ".") else _safe_dest(dest)
+        if prefix:
+            _add_parents(bundle, prefix)
+        if local.is_dir():
+            if prefix:
+                _add(bundle, prefix, ["d", 0, local.stat().st_mode & 0o7777, ""], local, local)
+            cache_file = _local_cache(local)
+            cache = agent.load_cache(str(cache_file))
+            for rel, entry in agent.walk(str(local), cache, exclude).items():
+                if entry[0] == "l" and agent.link_escapes(rel, (local / rel).readlink().as_posix()):
+                    bundle.skipped.append(str(local / rel))
+                    continue
+                _add(bundle, f"{prefix}/{rel}" if prefix else rel, entry, local / rel, local)
+            agent.save_cache(str(cache_file), cache)
+        elif local.is_file():
+            if not prefix:
+                raise SpotrainError(
+                    f"cannot sync the file {local} onto the remote root itself", hint="name it"
+                )
+            st = local.stat()
+            _add(
+                bundle,
+                prefix,
+                ["f", st.st_size, st.st_mode & 0o7777, agent.file_digest(str(local))],
+                local,
+                local,
+            )
+        else:
+            raise SpotrainError(
+                f"cannot sync {local}: it does not exist or is not a file or directory",
+                hint="check the paths given to --include",
+            )
+    return bundle
+
+
+def diff(
+    local: dict[str, Entry], remote: dict[str, Entry], *, delete: bool = True
+) -> tuple[list[str], dict[str, int], list[str]]:
+    """(paths to send, {path: mode} to chmod, paths to delete first) to turn `remote` into `local`."""
+    send, chmod, removed = [], {}, []
+    for path, (kind, size, mode, digest) in sorted(local.items()):
+        theirs = remote.get(path)
+        if theirs is None:
+            send.append(path)
+        elif theirs[0] != kind:
+            removed.append(path)
+            send.append(path)
+        elif kind != "d" and (theirs[1], theirs[3]) != (size, digest):
+            send.append(path)
+        elif kind != "l" and theirs[2] != mode:
+            chmod[path] = mode
+    if delete:
+        removed.extend(p for p in remote if p not in local)
+    return send, chmod, _outermost(removed)
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    """Drop paths whose parent directory is also being deleted."""
+    out: list[str] = []
+    for path in sorted(set(paths)):
+        if not any(path.startswith(p + "/") for p in out):
+            out.append(path)
+    return out
+
+
+def _write_stream(out: BinaryIO, header: bytes, send: list[str], bundle: _Bundle) -> None:
+    """The header line, then a tar stream of `send` (headers written by tarfile, data copied here, so
+    there is no end-of-record padding: a one-file change costs the file plus about 1.5 KB)."""
+    out.write(header)
+    for path in send:
+        kind, size, mode, _ = bundle.entries[path]
+        info = tarfile.TarInfo(path)
+        info.mode, info.mtime = mode, int(time.time())
+        source = bundle.origin[path]
+        if kind == "d":
+            info.type = tarfile.DIRTYPE
+        elif kind == "l":
+            info.type, info.linkname = tarfile.SYMTYPE, source.readlink().as_posix()
+        else:
+            info.size = size
+        out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        if kind == "f":
+            _copy_exact(source, size, out)
+    out.write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
+
+
+def _copy_exact(source: Path, size: int, out: BinaryIO) -> None:
+    left = size
+    with open(source, "rb") as f:
+        while left:
+            block = f.read(min(left, 1 << 20))
+            if not block:
+                raise SpotrainError(f"{source} shrank while it was being synced", hint="sync again")
+            out.write(block)
+            left -= len(block)
+    out.write(tarfile.NUL * ((-size) % tarfile.BLOCKSIZE))
+
+
+def _add(bundle: _Bundle, rel: str, entry: Entry, origin: Path, source_root: Path) -> None:
+    previous = bundle.entries.get(rel)
+    if previous is not None and not (previous[0] == entry[0] == "d"):
+        raise SpotrainError(
+            f"two sources of the bundle both provide {rel!r} (the second is under {source_root})",
+            hint="give the --include paths distinct names",
+        )
+    bundle.entries[rel] = entry
+    bundle.origin[rel] = origin
+
+
+def _add_parents(bundle: _Bundle, prefix: str) -> None:
+    parts = prefix.split("/")
+    for i in range(1, len(parts)):
+        parent = "/".join(parts[:i])
+        if bundle.entries.get(parent, ["d"])[0] != "d":
+            raise SpotrainError(f"{parent!r} is both a file and a directory in the bundle", hint="rename one")
+        bundle.entries.setdefault(parent, ["d", 0, 0o755, ""])
+
+
+def _safe_dest(dest: str) -> str:
+    try:
+        return agent.safe_rel(dest)
+    except ValueError:
+        raise SpotrainError(
+            f"bundle destination {dest!r} leaves the remote directory",
+            hint="use a relative path without '..'",
+        ) from None
+
+
+def _local_cache(root: Path) -> Path:
+    return state_home() / "sync-cache" / (hashlib.sha256(str(root).encode()).hexdigest()[:16] + ".json")
+
+
+def _remote_cache(transport: Transport, remote_root: str) -> str:
+    key = hashlib.sha256(remote_root.encode()).hexdigest()[:16]
+    return f"{transport.state_dir.rstrip('/')}/sync-cache/{key}.json"
