@@ -1,0 +1,112 @@
+"""Start one attempt: the single call the orchestrator makes to get a spot instance for a run.
+
+Steps, in order, so that a mistake is found before anything is created and nothing is left behind:
+  1. check what the user gave (instance type, regions, --ssh-cidr, --ami) without creating anything;
+  2. plan zones from the spot prices, cheapest first, the zone that just interrupted the run last;
+  3. choose the image for the first region to try (a bad --ami fails here);
+  4. check the spot vCPU quota of every region, before any launch call (in launch_spot);
+  5. per region, when first needed: image, key pair, the run's security group; launch with failover;
+  6. on failure, delete the security groups this call made, so nothing is left running or open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import boto3
+
+from spotrain import catalog
+from spotrain.cloud import ImageChoice, KeyPair, LaunchedInstance, SecurityGroup, ZoneFailure
+from spotrain.cloud.aws import ClientError, client, images, network, region_of, translated
+from spotrain.cloud.aws.instances import LaunchSpec, RegionResources, all_failed, launch_spot, plan_zones
+from spotrain.errors import SpotrainError
+
+
+@dataclass(frozen=True)
+class AttemptRequest:
+    spec: LaunchSpec
+    regions: Sequence[str]  # allowed regions, in order of preference
+    state_dir: Path  # where the private key is kept
+    ssh_cidr: str | None = None  # None: this machine's public address, /32
+    ami: str | None = None  # overrides the Deep Learning AMI (an id is per region: one region only)
+    public_key: Path | None = None  # the user's own key instead of spotrain's
+    demote_zones: Sequence[str] = ()  # zones that just interrupted this run: tried last
+    now: datetime | None = None  # for the price plan; None: now
+
+
+@dataclass(frozen=True)
+class StartedAttempt:
+    instance: LaunchedInstance
+    image: ImageChoice
+    key: KeyPair
+    security_group: SecurityGroup
+    resources: dict[str, RegionResources] = field(default_factory=dict)
+
+
+def _check(sess: boto3.Session, req: AttemptRequest) -> tuple[list[str], str]:
+    """Step 1: every user-given value, checked before anything is created."""
+    catalog.instance_type(req.spec.instance_type)
+    if not req.regions:
+        raise SpotrainError("no region allowed for the launch", "pass --region (one or more)")
+    regions = [region_of(sess, r) for r in req.regions]
+    if req.ami and len(regions) > 1:
+        raise SpotrainError(
+            f"--ami {req.ami} names an image in one region, but {len(regions)} regions are allowed",
+            "give one --region with --ami, or leave --ami out to use each region's Deep Learning AMI",
+        )
+    cidr = network.parse_ssh_cidr(req.ssh_cidr) if req.ssh_cidr else network.caller_cidr()
+    return regions, cidr
+
+
+def _nothing_to_try(spec: LaunchSpec, regions: list[str], skipped: list[ZoneFailure]) -> SpotrainError:
+    if all(f.code == "NotOffered" for f in skipped):
+        return SpotrainError(
+            f"{spec.instance_type} is not offered as spot in {', '.join(regions)} (no spot price there)",
+            f"allow another region, e.g. us-east-1 or us-west-2 (`spotrain prices --instance {spec.instance_type}`)",
+        )
+    return all_failed(spec, skipped)
+
+
+@translated("start an attempt")
+def start_attempt(sess: boto3.Session, req: AttemptRequest) -> StartedAttempt:
+    """Launch one spot instance for `req.spec`'s run, trying zones and regions in price order."""
+    spec = req.spec
+    regions, cidr = _check(sess, req)
+    candidates, skipped = plan_zones(
+        sess, instance_type=spec.instance_type, regions=regions, demote=req.demote_zones,
+        max_price=spec.max_price, now=req.now,
+    )  # fmt: skip
+    if not candidates:
+        raise _nothing_to_try(spec, regions, skipped)
+    home = candidates[0].region
+    first = images.choose_image(sess, region=home, instance_type=spec.instance_type, override=req.ami)
+    made: dict[str, RegionResources] = {}
+    keys: dict[str, KeyPair] = {}
+    groups: dict[str, SecurityGroup] = {}
+
+    def resources(region: str) -> RegionResources:
+        image = first if region == home else images.choose_image(
+            sess, region=region, instance_type=spec.instance_type
+        )  # fmt: skip
+        keys[region] = network.ensure_key_pair(
+            sess, region=region, owner=spec.owner, state_dir=req.state_dir, public_key=req.public_key
+        )
+        groups[region] = network.ensure_security_group(
+            sess, region=region, run_id=spec.run_id, owner=spec.owner, ssh_cidr=cidr
+        )
+        made[region] = RegionResources(region, image, keys[region].name, groups[region].group_id)
+        return made[region]
+
+    try:
+        launched = launch_spot(sess, spec=spec, candidates=candidates, resources=resources, skipped=skipped)
+    except BaseException:
+        for region, group in groups.items():
+            with contextlib.suppress(ClientError):
+                client(sess, "ec2", region).delete_security_group(GroupId=group.group_id)
+        raise
+    region = launched.region
+    return StartedAttempt(launched, made[region].image, keys[region], groups[region], made)

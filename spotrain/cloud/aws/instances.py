@@ -1,0 +1,316 @@
+"""Spot instances: plan zones, check the quota, launch with failover, wait, say why one ended, terminate.
+
+Launching is `run_instances` with one-time spot market options, IMDSv2 required, an encrypted gp3 root,
+our tags on the instance, its volumes and its spot request. Zones are tried cheapest first (the zone
+that just interrupted the run last), moving on after the capacity errors named in ZONE_ERRORS, then
+to the next allowed region; each create call runs on a client with retries off so failover is quick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import boto3
+from botocore.exceptions import WaiterError
+
+from spotrain import catalog
+from spotrain.cloud import (
+    TAG_RUN,
+    EndKind,
+    ImageChoice,
+    InstanceStatus,
+    LaunchedInstance,
+    ZoneFailure,
+    tags,
+)
+from spotrain.cloud.aws import ClientError, client, error_code, error_message, prices, quotas, translated
+from spotrain.errors import SpotrainError
+
+# Errors that say "not here, not now": try the next zone.
+ZONE_ERRORS = {
+    "InsufficientInstanceCapacity",
+    "InsufficientCapacity",
+    "InsufficientHostCapacity",
+    "SpotMaxPriceTooLow",
+    "Unsupported",  # the type is not offered in this zone
+    "InsufficientFreeAddressesInSubnet",
+    "capacity-not-available",  # spot request status codes, should a request path report them
+    "capacity-oversubscribed",
+    "price-too-low",
+}
+# Errors that hold for every zone of the region: try the next region.
+REGION_ERRORS = {"MaxSpotInstanceCountExceeded", "VcpuLimitExceeded", "InstanceLimitExceeded"}
+THROTTLED = {"RequestLimitExceeded", "Throttling", "ThrottlingException"}
+LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    run_id: str
+    attempt_id: str
+    owner: str
+    instance_type: str
+    root_gb: int  # gp3, encrypted, sized by the recipe
+    data_snapshot_id: str | None = None  # an EBS snapshot holding the dataset, attached at /dev/sdf
+    data_gb: int | None = None  # None: the snapshot's size
+    instance_profile: str | None = None  # name or ARN, from infra/
+    max_price: float | None = None  # $/h; None: AWS's cap (the on-demand price)
+    user_data: str | None = None
+
+
+@dataclass(frozen=True)
+class RegionResources:
+    """What a launch needs in one region: its image, key pair and the run's security group there."""
+
+    region: str
+    image: ImageChoice
+    key_name: str
+    security_group_id: str
+
+
+@dataclass(frozen=True)
+class ZoneCandidate:
+    region: str
+    zone: str
+    usd_per_hour: float
+
+
+# -- plan -------------------------------------------------------------------------------------
+
+
+@translated("read spot prices")
+def plan_zones(
+    sess: boto3.Session,
+    *,
+    instance_type: str,
+    regions: Sequence[str],
+    demote: Iterable[str] = (),
+    max_price: float | None = None,
+    now: datetime | None = None,
+) -> tuple[list[ZoneCandidate], list[ZoneFailure]]:
+    """Zones to try, region by region, cheapest first, the `demote`d ones (that just interrupted
+    the run) last of all; and the zones or regions left out, with why."""
+    itype = catalog.instance_type(instance_type)
+    now = now or datetime.now(timezone.utc)
+    last = set(demote)
+    keep: list[ZoneCandidate] = []
+    skipped: list[ZoneFailure] = []
+    for region in regions:
+        samples = prices.history(
+            sess, region=region, instance_type=itype.name, start=now - timedelta(hours=6)
+        )
+        quotes = prices.zone_quotes(samples, now=now.timestamp(), on_demand=itype.on_demand_usd_per_hour)
+        if not quotes:
+            skipped.append(ZoneFailure(region, "*", "NotOffered", f"no spot price for {itype.name}"))
+        for q in prices.cheapest(quotes):
+            if max_price is not None and q.usd_per_hour > max_price:
+                msg = f"spot price ${q.usd_per_hour:.4f}/h is above --max-price ${max_price:.4f}/h"
+                skipped.append(ZoneFailure(region, q.zone, "MaxPrice", msg))
+            else:
+                keep.append(ZoneCandidate(region, q.zone, q.usd_per_hour))
+    keep.sort(key=lambda c: c.zone in last)  # stable: keeps region order and price order otherwise
+    return keep, skipped
+
+
+# -- launch -----------------------------------------------------------------------------------
+
+
+def client_token(spec: LaunchSpec, zone: str) -> str:
+    """Idempotency: the same attempt asked twice in the same zone gets the same instance."""
+    return hashlib.sha256(f"{spec.run_id}/{spec.attempt_id}/{zone}".encode()).hexdigest()[:64]
+
+
+def run_params(spec: LaunchSpec, zone: str, res: RegionResources) -> dict[str, Any]:
+    """The run_instances arguments for one spot instance of `spec` in `zone`."""
+    spot: dict[str, Any] = {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}
+    if spec.max_price is not None:
+        spot["MaxPrice"] = f"{spec.max_price:.5f}"
+    ebs = {"VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}
+    disks = [{"DeviceName": res.image.root_device_name, "Ebs": {**ebs, "VolumeSize": spec.root_gb}}]
+    if spec.data_snapshot_id:
+        data = {**ebs, "SnapshotId": spec.data_snapshot_id}
+        if spec.data_gb:
+            data["VolumeSize"] = spec.data_gb
+        disks.append({"DeviceName": "/dev/sdf", "Ebs": data})
+    tag_list = tags(run_id=spec.run_id, owner=spec.owner) + [
+        {"Key": "spotrain:attempt", "Value": spec.attempt_id},
+        {"Key": "Name", "Value": f"spotrain-{spec.run_id}"},
+    ]
+    params: dict[str, Any] = {
+        "ImageId": res.image.image_id,
+        "InstanceType": spec.instance_type,
+        "MinCount": 1,
+        "MaxCount": 1,
+        "KeyName": res.key_name,
+        "SecurityGroupIds": [res.security_group_id],
+        "Placement": {"AvailabilityZone": zone},
+        "InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": spot},
+        "MetadataOptions": {
+            "HttpTokens": "required",
+            "HttpEndpoint": "enabled",
+            "HttpPutResponseHopLimit": 2,
+        },
+        "BlockDeviceMappings": disks,
+        "TagSpecifications": [
+            {"ResourceType": kind, "Tags": tag_list}
+            for kind in ("instance", "volume", "spot-instances-request")
+        ],
+        "ClientToken": client_token(spec, zone),
+    }
+    if spec.instance_profile:
+        key = "Arn" if spec.instance_profile.startswith("arn:") else "Name"
+        params["IamInstanceProfile"] = {key: spec.instance_profile}
+    if spec.user_data:
+        params["UserData"] = spec.user_data
+    return params
+
+
+def _run_once(ec2: Any, params: dict[str, Any], *, tries: int = 4) -> dict[str, Any]:
+    """run_instances, retrying only throttling (the client token makes a retry safe)."""
+    for i in range(tries):
+        try:
+            return ec2.run_instances(**params)["Instances"][0]
+        except ClientError as err:
+            if error_code(err) not in THROTTLED or i == tries - 1:
+                raise
+            time.sleep(min(8.0, 0.5 * 2**i))
+    raise AssertionError("unreachable")
+
+
+def all_failed(spec: LaunchSpec, failures: list[ZoneFailure]) -> SpotrainError:
+    lines = "\n".join(f"  {f.region}/{f.zone}: {f.code}: {f.message}" for f in failures)
+    return SpotrainError(
+        f"no spot capacity for {spec.instance_type} in any zone tried ({len(failures)}):\n{lines}",
+        "try again in a few minutes, allow more regions, raise --max-price, or pick another --instance",
+    )
+
+
+@translated("launch a spot instance")
+def launch_spot(
+    sess: boto3.Session,
+    *,
+    spec: LaunchSpec,
+    candidates: Sequence[ZoneCandidate],
+    resources: Callable[[str], RegionResources],
+    skipped: Sequence[ZoneFailure] = (),
+) -> LaunchedInstance:
+    """One spot instance in the first of `candidates` that has capacity. The quota is checked for
+    every region before any launch call; `resources(region)` is asked once per region, when needed.
+    All failing raises one SpotrainError listing every zone tried and why."""
+    itype = catalog.instance_type(spec.instance_type)
+    regions = list(dict.fromkeys(c.region for c in candidates))
+    failures = list(skipped) + quotas.gate(sess, regions=regions, itype=itype)
+    blocked = {f.region for f in failures if f.zone == "*"}
+    ready: dict[str, RegionResources] = {}
+    for cand in candidates:
+        if cand.region in blocked:
+            continue
+        if cand.region not in ready:
+            ready[cand.region] = resources(cand.region)
+        ec2 = client(sess, "ec2", cand.region, fast=True)
+        try:
+            inst = _run_once(ec2, run_params(spec, cand.zone, ready[cand.region]))
+        except ClientError as err:
+            code = error_code(err)
+            if code not in ZONE_ERRORS | REGION_ERRORS:
+                raise
+            failures.append(ZoneFailure(cand.region, cand.zone, code, error_message(err)))
+            if code in REGION_ERRORS:
+                blocked.add(cand.region)
+            continue
+        return LaunchedInstance(
+            instance_id=inst["InstanceId"],
+            region=cand.region,
+            zone=cand.zone,
+            instance_type=spec.instance_type,
+            spot_usd_per_hour=cand.usd_per_hour,
+            tried=failures,
+        )
+    raise all_failed(spec, failures)
+
+
+# -- watch ------------------------------------------------------------------------------------
+
+
+def end_kind(state: str, reason_code: str) -> EndKind:
+    """Why an instance ended, from its state and state-reason code."""
+    if state in {"pending", "running"}:
+        return EndKind.RUNNING
+    if reason_code.startswith("Server.SpotInstance"):  # ...Termination, ...Shutdown
+        return EndKind.SPOT_INTERRUPTION
+    if reason_code in {
+        "Client.UserInitiatedShutdown",
+        "Client.InstanceInitiatedShutdown",
+        "Client.UserInitiatedHibernate",
+    }:
+        return EndKind.USER
+    if reason_code.startswith(("Server.", "Client.")):
+        return EndKind.ERROR  # InternalError, VolumeLimitExceeded, InvalidSnapshot.NotFound, ...
+    return EndKind.UNKNOWN
+
+
+def _status(region: str, inst: dict[str, Any]) -> InstanceStatus:
+    state = inst["State"]["Name"]
+    reason = inst.get("StateReason") or {}
+    code = reason.get("Code", "") if state not in {"pending", "running"} else ""
+    return InstanceStatus(
+        instance_id=inst["InstanceId"],
+        region=region,
+        zone=inst.get("Placement", {}).get("AvailabilityZone", ""),
+        instance_type=inst["InstanceType"],
+        state=state,
+        end=end_kind(state, code),
+        reason_code=code,
+        reason_message=reason.get("Message", "") if code else "",
+        public_ip=inst.get("PublicIpAddress"),
+        launch_time=inst.get("LaunchTime"),
+        spot=inst.get("InstanceLifecycle") == "spot",
+        tags={t["Key"]: t["Value"] for t in inst.get("Tags", [])},
+    )
+
+
+@translated("describe an instance")
+def describe(sess: boto3.Session, *, region: str, instance_id: str) -> InstanceStatus:
+    res = client(sess, "ec2", region).describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return _status(region, res[0]["Instances"][0])
+
+
+@translated("wait for an instance")
+def wait(
+    sess: boto3.Session, *, region: str, instance_id: str, until: str = "running", deadline_s: float = 600
+) -> InstanceStatus:
+    """Wait (boto3's waiter) until the instance is `until` ('running' or 'terminated'), or the
+    deadline passes, or it ends; then say how it is."""
+    ec2 = client(sess, "ec2", region)
+    delay = 5 if deadline_s >= 30 else 1
+    # On WaiterError the status below says what happened instead (it ended early, or is still pending).
+    with contextlib.suppress(WaiterError):
+        ec2.get_waiter(f"instance_{until}").wait(
+            InstanceIds=[instance_id],
+            WaiterConfig={"Delay": delay, "MaxAttempts": max(1, math.ceil(deadline_s / delay))},
+        )
+    return describe(sess, region=region, instance_id=instance_id)
+
+
+@translated("terminate instances")
+def terminate(sess: boto3.Session, *, region: str, instance_ids: Sequence[str]) -> None:
+    if instance_ids:
+        client(sess, "ec2", region).terminate_instances(InstanceIds=list(instance_ids))
+
+
+def run_instances_live(ec2: Any, run_id: str | None) -> list[dict[str, Any]]:
+    """Instances not yet terminated that carry `run_id`'s tag (any run's when None)."""
+    flt = (
+        {"Name": f"tag:{TAG_RUN}", "Values": [run_id]} if run_id else {"Name": "tag-key", "Values": [TAG_RUN]}
+    )
+    pages = ec2.get_paginator("describe_instances").paginate(
+        Filters=[flt, {"Name": "instance-state-name", "Values": LIVE_STATES}]
+    )
+    return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]

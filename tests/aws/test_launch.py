@@ -1,0 +1,182 @@
+"""Spot launch on moto: zone failover, the quota gate, what the instance looks like, the orphan sweep."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aws_fakes import NOW, P3, add_dlami, fail_zones, history, interrupt, quotas, spot_prices
+
+from spotrain.cloud import EndKind
+from spotrain.cloud.aws import instances, sweep
+from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt, start_attempt
+from spotrain.errors import SpotrainError
+
+R = "us-east-1"
+DLAMI = "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.8 (Ubuntu 22.04) 20251001"
+SSM = "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.8-ubuntu-22.04/latest/ami-id"
+CAPACITY = "InsufficientInstanceCapacity"
+
+
+@pytest.fixture
+def world(aws: boto3.Session) -> Iterator[boto3.Session]:
+    """Prices in us-east-1 (1a 7.34, 1c 9.50, 1b 11.00) and us-west-2, a DLAMI in both, quota 256."""
+    for region in (R, "us-west-2"):
+        add_dlami(region, name=DLAMI, ssm_name=SSM)
+    with spot_prices(history(R) + history("us-west-2")), quotas({"L-7212CCBC": 256, "L-3819A6DF": 64}):
+        yield aws
+
+
+def request(home: Path, run_id: str = "r1", **kw: Any) -> AttemptRequest:
+    spec = instances.LaunchSpec(run_id=run_id, attempt_id="a1", owner="alice", instance_type=P3, root_gb=400)
+    kw.setdefault("regions", [R])
+    return AttemptRequest(spec=spec, state_dir=home, ssh_cidr="203.0.113.7", now=NOW, **kw)
+
+
+def ec2(sess: boto3.Session, region: str = R) -> Any:
+    return sess.client("ec2", region_name=region)
+
+
+def live(sess: boto3.Session, region: str = R) -> list[str]:
+    return [i["InstanceId"] for i in instances.run_instances_live(ec2(sess, region), None)]
+
+
+def test_first_two_zones_out_of_capacity_lands_in_the_third(world, isolated_env) -> None:
+    asked = fail_zones(world, {"us-east-1a": CAPACITY, "us-east-1c": "SpotMaxPriceTooLow"})
+    started = start_attempt(world, request(isolated_env))
+    assert asked == ["us-east-1a", "us-east-1c", "us-east-1b"]
+    assert started.instance.zone == "us-east-1b" and started.instance.spot_usd_per_hour == 11.00
+    assert [(f.zone, f.code) for f in started.instance.tried] == [
+        ("us-east-1a", CAPACITY),
+        ("us-east-1c", "SpotMaxPriceTooLow"),
+    ]
+
+
+def test_all_zones_failing_lists_every_zone_and_why(world, isolated_env) -> None:
+    zones = {"us-east-1a": CAPACITY, "us-east-1b": CAPACITY, "us-east-1c": "SpotMaxPriceTooLow"}
+    fail_zones(world, zones)
+    with pytest.raises(SpotrainError) as err:
+        start_attempt(world, request(isolated_env))
+    for zone, code in zones.items():
+        assert f"{R}/{zone}: {code}" in err.value.message
+    assert live(world) == [] and sweep.find_leftovers(world, regions=[R]) == []  # group deleted too
+
+
+def test_quota_too_low_is_said_before_any_launch_call(world, isolated_env) -> None:
+    asked = fail_zones(world, {})
+    with quotas({"L-7212CCBC": 32}), pytest.raises(SpotrainError) as err:
+        start_attempt(world, request(isolated_env))
+    assert asked == []
+    assert "All P Spot Instance Requests" in err.value.message and "32" in err.value.message
+    assert "needs 64" in err.value.message
+    assert "request-service-quota-increase" in err.value.hint and "L-7212CCBC" in err.value.hint
+    assert sweep.find_leftovers(world, regions=[R]) == []
+
+
+def test_the_instance_is_spot_imdsv2_encrypted_tagged_and_ssh_only(world, isolated_env) -> None:
+    started: StartedAttempt = start_attempt(world, request(isolated_env))
+    client = ec2(world)
+    inst = client.describe_instances(InstanceIds=[started.instance.instance_id])["Reservations"][0][
+        "Instances"
+    ][0]
+    assert inst["InstanceLifecycle"] == "spot" and inst["InstanceType"] == P3
+    assert inst["MetadataOptions"]["HttpTokens"] == "required"
+    assert inst["Placement"]["AvailabilityZone"] == "us-east-1a"  # the cheapest zone
+    tags = {t["Key"]: t["Value"] for t in inst["Tags"]}
+    assert tags["spotrain:run"] == "r1" and tags["spotrain:owner"] == "alice"
+    vol_ids = [m["Ebs"]["VolumeId"] for m in inst["BlockDeviceMappings"]]
+    vols = client.describe_volumes(VolumeIds=vol_ids)["Volumes"]
+    assert vols and all(v["Encrypted"] for v in vols)
+    root = next(v for v in vols if v["Size"] == 400)
+    assert root["VolumeType"] == "gp3" and {"Key": "spotrain:run", "Value": "r1"} in root["Tags"]
+    assert [g["GroupId"] for g in inst["SecurityGroups"]] == [started.security_group.group_id]
+    (sg,) = client.describe_security_groups(GroupIds=[started.security_group.group_id])["SecurityGroups"]
+    assert [(p["IpProtocol"], p["FromPort"], p["ToPort"]) for p in sg["IpPermissions"]] == [("tcp", 22, 22)]
+    assert [r["CidrIp"] for r in sg["IpPermissions"][0]["IpRanges"]] == ["203.0.113.7/32"]
+    assert not sg["IpPermissions"][0].get("Ipv6Ranges")
+    assert inst["KeyName"] == started.key.name and "V100" in started.image.reason
+
+
+def test_the_zone_that_just_interrupted_the_run_is_tried_last(world, isolated_env) -> None:
+    first = start_attempt(world, request(isolated_env))
+    interrupt(R, first.instance.instance_id)
+    status = instances.describe(world, region=R, instance_id=first.instance.instance_id)
+    assert status.end == EndKind.SPOT_INTERRUPTION and status.reason_code == "Server.SpotInstanceTermination"
+    asked = fail_zones(world, {"us-east-1c": CAPACITY, "us-east-1b": CAPACITY})
+    again = start_attempt(world, request(isolated_env, demote_zones=[first.instance.zone]))
+    assert asked == ["us-east-1c", "us-east-1b", "us-east-1a"] and again.instance.zone == "us-east-1a"
+
+
+def test_a_full_region_moves_to_the_next(world, isolated_env) -> None:
+    asked = fail_zones(world, {"us-east-1a": "MaxSpotInstanceCountExceeded"})
+    started = start_attempt(world, request(isolated_env, regions=[R, "us-west-2"]))
+    assert asked == ["us-east-1a", "us-west-2a"]  # the region error skips 1c and 1b
+    assert (started.instance.region, started.instance.zone) == ("us-west-2", "us-west-2a")
+    assert live(world, "us-west-2") == [started.instance.instance_id]
+
+
+def test_wait_and_why_an_instance_ended(world, isolated_env) -> None:
+    started = start_attempt(world, request(isolated_env))
+    iid = started.instance.instance_id
+    up = instances.wait(world, region=R, instance_id=iid, deadline_s=10)
+    assert (up.state, up.end, up.spot) == ("running", EndKind.RUNNING, True)
+    instances.terminate(world, region=R, instance_ids=[iid])
+    down = instances.wait(world, region=R, instance_id=iid, until="terminated", deadline_s=10)
+    assert (down.state, down.end, down.reason_code) == (
+        "terminated",
+        EndKind.USER,
+        "Client.UserInitiatedShutdown",
+    )
+    assert instances.end_kind("terminated", "Server.InternalError") == EndKind.ERROR
+
+
+def test_orphan_sweep_removes_exactly_the_runs_resources(world, isolated_env) -> None:
+    one = [start_attempt(world, request(isolated_env, "r1")) for _ in range(2)]
+    two = start_attempt(world, request(isolated_env, "r2"))
+    found = sweep.find_leftovers(world, regions=[R, "us-west-2"], run_id="r1")
+    assert sorted((lo.kind, lo.resource_id) for lo in found) == sorted(
+        [("instance", s.instance.instance_id) for s in one]
+        + [("security-group", one[0].security_group.group_id)]
+    )
+    assert len(sweep.find_leftovers(world, regions=[R], run_id=None)) == 5  # --all: both runs
+    result = sweep.sweep(world, found, deadline_s=10)
+    assert sorted(result.terminated) == sorted(s.instance.instance_id for s in one) and not result.failed
+    assert result.deleted == [one[0].security_group.group_id]
+    assert live(world) == [two.instance.instance_id]
+    groups = ec2(world).describe_security_groups(Filters=[{"Name": "tag-key", "Values": ["spotrain:run"]}])
+    assert [g["GroupId"] for g in groups["SecurityGroups"]] == [two.security_group.group_id]
+    assert sweep.find_leftovers(world, regions=[R], run_id="r1") == []
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"ssh_cidr": "203.0.113.7/33"}, "'203.0.113.7/33'"),
+        ({"ami": "ami-0123456789abcdef0"}, "'ami-0123456789abcdef0'"),
+        ({"regions": ["us-east-9"]}, "'us-east-9'"),
+        ({"regions": ["eu-north-1"]}, "not offered as spot in eu-north-1"),
+        ({"instance_type": "p3.16xlarg"}, "'p3.16xlarg'"),
+    ],
+)
+def test_bad_input_is_one_message_and_leaves_nothing(world, isolated_env, change, needle) -> None:
+    req = request(isolated_env)
+    if "instance_type" in change:
+        req = AttemptRequest(
+            **{**req.__dict__, "spec": instances.LaunchSpec(**{**req.spec.__dict__, **change})}
+        )
+    else:
+        req = AttemptRequest(**{**req.__dict__, **change})
+    with pytest.raises(SpotrainError) as err:
+        start_attempt(world, req)
+    assert needle in err.value.message and err.value.hint and err.value.exit_code == 2
+    assert live(world) == [] and sweep.find_leftovers(world, regions=[R]) == []
+
+
+def test_missing_credentials_name_the_chain(world, isolated_env, monkeypatch) -> None:
+    monkeypatch.setattr(world._session, "get_credentials", lambda: None)
+    with pytest.raises(SpotrainError) as err:
+        start_attempt(world, request(isolated_env))
+    assert "no usable AWS credentials" in err.value.message and "AWS_PROFILE" in err.value.message
