@@ -155,7 +155,7 @@ def run_params(spec: LaunchSpec, zone: str, res: RegionResources) -> dict[str, A
         "MetadataOptions": {
             "HttpTokens": "required",
             "HttpEndpoint": "enabled",
-            "HttpPutResponseHopLimit": 2,
+            "HttpPutResponseHopLimit": 1,  # IMDS reachable from the host only, not from containers
         },
         "BlockDeviceMappings": disks,
         "TagSpecifications": [
