@@ -197,6 +197,11 @@ class StdinFeeder:
             self._write(view[i : i + FEED_CHUNK])
             self.sent += len(view[i : i + FEED_CHUNK])
 
+    def raise_own_error(self) -> None:
+        """Re-raise a failure of the stdin producer itself; a closed pipe is the command's to explain."""
+        if self.error is not None and not isinstance(self.error, OSError | EOFError):
+            raise self.error
+
     def run(self) -> None:
         try:
             if isinstance(self.stdin, bytes | bytearray):
@@ -204,7 +209,7 @@ class StdinFeeder:
             elif self.stdin is not None:
                 self.stdin(self)  # type: ignore[arg-type]
             self._drain()
-        except (OSError, EOFError, ValueError) as err:
+        except Exception as err:  # noqa: BLE001 - handed to the caller's thread by raise_own_error()
             self.error = err
         finally:
             with contextlib.suppress(OSError, EOFError):

@@ -69,7 +69,8 @@ class LocalTransport:
         feeder = None
         if stdin is not None and proc.stdin is not None:
             feeder = StdinFeeder(stdin, proc.stdin.write, proc.stdin.close)
-            threading.Thread(target=feeder.run, daemon=True).start()
+            thread = threading.Thread(target=feeder.run, daemon=True)
+            thread.start()
         try:
             out, err = _pump(proc, start + timeout if timeout else None, on_output)
         except RemoteTimeout:
@@ -80,7 +81,9 @@ class LocalTransport:
             ) from None
         code = proc.wait()
         if feeder is not None:
+            thread.join(5)
             self.bytes_sent += feeder.sent
+            feeder.raise_own_error()
         return ExecResult(command, 128 - code if code < 0 else code, out, err, time.monotonic() - start)
 
     def reconnect(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tarfile
 import time
 import zlib
@@ -170,16 +171,16 @@ def _write_stream(out: BinaryIO, header: bytes, send: list[str], bundle: _Bundle
         kind, size, mode, _ = bundle.entries[path]
         info = tarfile.TarInfo(path)
         info.mode, info.mtime = mode, int(time.time())
-        source = bundle.origin[path]
+        source = bundle.origin.get(path)  # None for the parents of a destination like a/b
         if kind == "d":
             info.type = tarfile.DIRTYPE
         elif kind == "l":
-            info.type, info.linkname = tarfile.SYMTYPE, source.readlink().as_posix()
+            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(source)  # type: ignore[arg-type]
         else:
             info.size = size
         out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
         if kind == "f":
-            _copy_exact(source, size, out)
+            _copy_exact(source, size, out)  # type: ignore[arg-type]
     out.write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
 
 
