@@ -12,12 +12,13 @@ from typing import Any
 
 import botocore.handlers
 import pytest
-from aws_fakes import P3, Price, history, spot_prices
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from spotrain.cli import main
+
+from .aws_fakes import NOW, P3, Price, history, spot_prices
 
 
 @pytest.fixture
@@ -42,8 +43,6 @@ def run_cli(args: list[str], endpoint: str, **env: str) -> subprocess.CompletedP
 
 def recent(rows: list[Price]) -> list[Price]:
     """The seeded history, moved so that its 'now' is the real now (the CLI asks for the last 24 h)."""
-    from aws_fakes import NOW
-
     shift = datetime.now(timezone.utc) - NOW - timedelta(minutes=1)
     return [Price(r.region, r.zone, r.instance_type, r.t + shift, r.usd) for r in rows]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from aws_fakes import add_dlami
 
 from spotrain.cloud.aws.images import choose_image
 from spotrain.errors import SpotrainError
+
+from .aws_fakes import add_dlami
 
 R = "us-east-1"
 SSM = "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-{}-ubuntu-22.04/latest/ami-id"

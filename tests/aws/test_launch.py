@@ -8,12 +8,13 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_fakes import NOW, P3, add_dlami, fail_zones, history, interrupt, quotas, spot_prices
 
 from spotrain.cloud import EndKind
 from spotrain.cloud.aws import instances, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt, start_attempt
 from spotrain.errors import SpotrainError
+
+from .aws_fakes import NOW, P3, add_dlami, fail_zones, history, interrupt, quotas, spot_prices
 
 R = "us-east-1"
 DLAMI = "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.8 (Ubuntu 22.04) 20251001"

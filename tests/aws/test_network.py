@@ -53,6 +53,7 @@ def test_caller_cidr_from_a_checkip_service(monkeypatch: pytest.MonkeyPatch) -> 
         assert network.caller_cidr() == "198.51.100.23/32"
     finally:
         server.shutdown()
+        server.server_close()
     with pytest.raises(SpotrainError, match="--ssh-cidr"):
         network.caller_cidr(f"http://127.0.0.1:{server.server_port}/", timeout_s=1)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from aws_fakes import NOW, P3, history, spot_prices
 
 from spotrain.cloud.aws import prices
 from spotrain.errors import SpotrainError
+
+from .aws_fakes import NOW, P3, history, spot_prices
 
 
 def test_cheapest_zone_now_and_the_24h_range(aws) -> None:
