@@ -181,3 +181,28 @@ def test_missing_credentials_name_the_chain(world, isolated_env, monkeypatch) ->
     with pytest.raises(SpotrainError) as err:
         start_attempt(world, request(isolated_env))
     assert "no usable AWS credentials" in err.value.message and "AWS_PROFILE" in err.value.message
+
+
+def test_data_volume_from_a_snapshot_and_the_instance_profile(world, isolated_env) -> None:
+    client = ec2(world)
+    vol = client.create_volume(AvailabilityZone="us-east-1a", Size=150)
+    snap = client.create_snapshot(VolumeId=vol["VolumeId"])["SnapshotId"]
+    iam = world.client("iam")
+    iam.create_instance_profile(InstanceProfileName="spotrain-instance")
+    spec = instances.LaunchSpec(
+        run_id="r3", attempt_id="a1", owner="alice", instance_type=P3, root_gb=200,
+        data_snapshot_id=snap, instance_profile="spotrain-instance", max_price=12.0,
+    )  # fmt: skip
+    started = start_attempt(
+        world, AttemptRequest(spec=spec, regions=[R], state_dir=isolated_env, ssh_cidr="203.0.113.7", now=NOW)
+    )
+    params = instances.run_params(spec, "us-east-1a", started.resources[R])
+    assert params["InstanceMarketOptions"]["SpotOptions"]["MaxPrice"] == "12.00000"
+    assert params["IamInstanceProfile"] == {"Name": "spotrain-instance"}
+    inst = client.describe_instances(InstanceIds=[started.instance.instance_id])["Reservations"][0][
+        "Instances"
+    ][0]
+    assert inst["IamInstanceProfile"]["Arn"].endswith("instance-profile/spotrain-instance")
+    data = [m for m in inst["BlockDeviceMappings"] if m["DeviceName"] == "/dev/sdf"]
+    (vol,) = client.describe_volumes(VolumeIds=[data[0]["Ebs"]["VolumeId"]])["Volumes"]
+    assert vol["SnapshotId"] == snap and vol["Encrypted"] and vol["Size"] == 150

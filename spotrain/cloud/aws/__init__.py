@@ -26,8 +26,8 @@ from botocore.exceptions import (
     NoRegionError,
     PartialCredentialsError,
     ProfileNotFound,
+    SSOError,
     TokenRetrievalError,
-    UnauthorizedSSOTokenError,
 )
 
 from spotrain.errors import SpotrainError
@@ -106,7 +106,7 @@ def aws_errors(action: str) -> Iterator[None]:
             f"no usable AWS credentials to {action}: {err}. boto3 looked in: {CREDENTIAL_CHAIN}",
             CREDENTIALS_HINT,
         ) from err
-    except (CredentialRetrievalError, TokenRetrievalError, UnauthorizedSSOTokenError) as err:
+    except (CredentialRetrievalError, TokenRetrievalError, SSOError) as err:
         raise SpotrainError(
             f"AWS credentials could not be loaded to {action} ({err}); boto3 looked in: {CREDENTIAL_CHAIN}",
             CREDENTIALS_HINT,
