@@ -1,0 +1,121 @@
+"""Detached processes: they outlive the connection that started them and say how they ended."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from spotrain.remote import (
+    AlreadyRunning,
+    ProcessStatus,
+    RemoteCommandError,
+    Transport,
+    process_status,
+    read_tail,
+    start_detached,
+    stop,
+)
+
+from .conftest import ssh_to
+
+WAIT_FOR_FILE = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.02)\n"
+
+
+def wait_until(
+    check: Callable[[], ProcessStatus], done: Callable[[ProcessStatus], bool], timeout: float = 10
+):
+    deadline = time.monotonic() + timeout
+    while True:
+        status = check()
+        if done(status) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
+
+
+def test_a_detached_process_outlives_its_connection_and_its_exit_code_is_read_later(
+    sshd, tmp_path: Path
+) -> None:
+    run, go = tmp_path / "run", tmp_path / "go"
+    script = WAIT_FOR_FILE + "print('finished', flush=True)\nsys.exit(7)\n"
+    first = ssh_to(sshd, tmp_path)
+    proc = start_detached(first, [sys.executable, "-c", script, str(go)], run_dir=str(run), cwd=str(tmp_path))
+    first.close()  # the laptop goes away
+
+    os.kill(proc.pid, 0)  # still alive on "the instance"
+    second = ssh_to(sshd, tmp_path)
+    assert process_status(second, str(run)).state == "running"
+    go.touch()
+    ended = wait_until(lambda: process_status(second, str(run)), lambda s: s.state == "exited")
+    assert (ended.state, ended.exit_code, ended.pid) == ("exited", 7, proc.pid)
+    assert read_tail(second, proc.log_path) == ["finished"]
+    assert (run / "pid").read_text().strip() == str(proc.pid) and (run / "exit_code").read_text() == "7\n"
+    second.close()
+
+
+def test_stop_sends_sigterm_first(transport: Transport, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    script = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: (print('saving', flush=True), sys.exit(75)))\n"
+        "print('ready', flush=True)\nwhile True: time.sleep(0.05)\n"
+    )
+    start_detached(transport, [sys.executable, "-c", script], run_dir=str(run), cwd=str(tmp_path))
+    _wait_for_text(run / "train.log", "ready")
+    ended = stop(transport, str(run), grace_s=10)
+    assert (ended.state, ended.exit_code, ended.signal) == ("exited", 75, None)
+    assert (run / "train.log").read_text() == "ready\nsaving\n"
+
+
+def test_stop_kills_what_ignores_sigterm(transport: Transport, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    script = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    start_detached(transport, [sys.executable, "-c", script], run_dir=str(run), cwd=str(tmp_path))
+    _wait_for_text(run / "train.log", "ready")
+    start = time.monotonic()
+    ended = stop(transport, str(run), grace_s=0.5)
+    assert (ended.state, ended.exit_code, ended.signal) == ("exited", 137, 9)
+    assert time.monotonic() - start < 5
+
+
+def test_a_second_start_in_the_same_run_dir_is_refused(transport: Transport, tmp_path: Path) -> None:
+    run, go = tmp_path / "run", tmp_path / "go"
+    argv = [sys.executable, "-c", WAIT_FOR_FILE, str(go)]
+    first = start_detached(transport, argv, run_dir=str(run), cwd=str(tmp_path))
+    with pytest.raises(AlreadyRunning, match=str(first.pid)):
+        start_detached(transport, argv, run_dir=str(run), cwd=str(tmp_path))
+    go.touch()
+    wait_until(lambda: process_status(transport, str(run)), lambda s: s.state == "exited")
+    second = start_detached(transport, argv, run_dir=str(run), cwd=str(tmp_path))  # ended: may start again
+    assert second.pid != first.pid
+    wait_until(lambda: process_status(transport, str(run)), lambda s: s.state == "exited")
+
+
+def test_cwd_and_env_reach_the_process(transport: Transport, tmp_path: Path) -> None:
+    run, work = tmp_path / "run", tmp_path / "bundle"
+    work.mkdir()
+    script = "import os; print(os.getcwd(), os.environ['SPOTRAIN_IMDS_URL'])"
+    env = {"SPOTRAIN_IMDS_URL": "http://127.0.0.1:9"}
+    start_detached(transport, [sys.executable, "-c", script], run_dir=str(run), cwd=str(work), env=env)
+    ended = wait_until(lambda: process_status(transport, str(run)), lambda s: s.state == "exited")
+    assert ended.exit_code == 0
+    assert read_tail(transport, str(run / "train.log")) == [f"{work} http://127.0.0.1:9"]
+
+
+def test_a_command_that_cannot_start_is_reported(transport: Transport, tmp_path: Path) -> None:
+    with pytest.raises(RemoteCommandError, match="cannot start /nonexistent/python"):
+        start_detached(
+            transport, ["/nonexistent/python", "-V"], run_dir=str(tmp_path / "run"), cwd=str(tmp_path)
+        )
+    assert process_status(transport, str(tmp_path / "never")).state == "absent"
+
+
+def _wait_for_text(path: Path, text: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and text in path.read_text()):
+        assert time.monotonic() < deadline, f"{text!r} never appeared in {path}"
+        time.sleep(0.02)
