@@ -206,3 +206,14 @@ def test_data_volume_from_a_snapshot_and_the_instance_profile(world, isolated_en
     data = [m for m in inst["BlockDeviceMappings"] if m["DeviceName"] == "/dev/sdf"]
     (vol,) = client.describe_volumes(VolumeIds=[data[0]["Ebs"]["VolumeId"]])["Volumes"]
     assert vol["SnapshotId"] == snap and vol["Encrypted"] and vol["Size"] == 150
+
+
+def test_a_region_without_the_image_is_skipped_and_said(world, isolated_env) -> None:
+    fail_zones(world, {f"us-east-1{z}": CAPACITY for z in "abc"})
+    with spot_prices(history(R) + history("us-east-2")), pytest.raises(SpotrainError) as err:
+        start_attempt(world, request(isolated_env, regions=[R, "us-east-2"]))
+    assert "us-east-2/*: NoImage: no PyTorch Deep Learning AMI" in err.value.message
+    lines = err.value.message.splitlines()
+    assert (
+        sum(f"/us-east-1{z}: {CAPACITY}" in line for line in lines for z in "abc") == 3 and live(world) == []
+    )

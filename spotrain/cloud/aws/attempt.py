@@ -77,9 +77,13 @@ def start_attempt(sess: boto3.Session, req: AttemptRequest) -> StartedAttempt:
     spec = req.spec
     regions, cidr = _check(sess, req)
     candidates, skipped = plan_zones(
-        sess, instance_type=spec.instance_type, regions=regions, demote=req.demote_zones,
-        max_price=spec.max_price, now=req.now,
-    )  # fmt: skip
+        sess,
+        instance_type=spec.instance_type,
+        regions=regions,
+        demote=req.demote_zones,
+        max_price=spec.max_price,
+        now=req.now,
+    )
     if not candidates:
         raise _nothing_to_try(spec, regions, skipped)
     home = candidates[0].region
@@ -88,10 +92,14 @@ def start_attempt(sess: boto3.Session, req: AttemptRequest) -> StartedAttempt:
     keys: dict[str, KeyPair] = {}
     groups: dict[str, SecurityGroup] = {}
 
-    def resources(region: str) -> RegionResources:
-        image = first if region == home else images.choose_image(
-            sess, region=region, instance_type=spec.instance_type
-        )  # fmt: skip
+    def resources(region: str) -> RegionResources | ZoneFailure:
+        if region == home:
+            image = first
+        else:
+            try:
+                image = images.choose_image(sess, region=region, instance_type=spec.instance_type)
+            except SpotrainError as err:  # no image there: that region is out, the others are not
+                return ZoneFailure(region, "*", "NoImage", err.message)
         keys[region] = network.ensure_key_pair(
             sess, region=region, owner=spec.owner, state_dir=req.state_dir, public_key=req.public_key
         )

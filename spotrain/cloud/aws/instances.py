@@ -198,11 +198,12 @@ def launch_spot(
     *,
     spec: LaunchSpec,
     candidates: Sequence[ZoneCandidate],
-    resources: Callable[[str], RegionResources],
+    resources: Callable[[str], RegionResources | ZoneFailure],
     skipped: Sequence[ZoneFailure] = (),
 ) -> LaunchedInstance:
     """One spot instance in the first of `candidates` that has capacity. The quota is checked for
-    every region before any launch call; `resources(region)` is asked once per region, when needed.
+    every region before any launch call; `resources(region)` is asked once per region, when needed,
+    and may answer with the reason the region cannot be used.
     All failing raises one SpotrainError listing every zone tried and why."""
     itype = catalog.instance_type(spec.instance_type)
     regions = list(dict.fromkeys(c.region for c in candidates))
@@ -213,7 +214,12 @@ def launch_spot(
         if cand.region in blocked:
             continue
         if cand.region not in ready:
-            ready[cand.region] = resources(cand.region)
+            got = resources(cand.region)
+            if isinstance(got, ZoneFailure):
+                failures.append(got)
+                blocked.add(cand.region)
+                continue
+            ready[cand.region] = got
         ec2 = client(sess, "ec2", cand.region, fast=True)
         try:
             inst = _run_once(ec2, run_params(spec, cand.zone, ready[cand.region]))
