@@ -4,8 +4,8 @@ nothing but the standard library. The controller also imports `walk` and `safe_r
 sides build their manifests with the same code.
 
 Verbs (stdout is the answer; a failure exits non-zero with the reason on stderr):
-    manifest ROOT CACHE EXCLUDES        zlib(JSON {path: [kind, size, mode, digest]})
-    apply ROOT CACHE EXCLUDES           stdin: one JSON header line, then a tar stream; JSON summary
+    sync ROOT CACHE EXCLUDES            stdout: the manifest, zlib(JSON {path: [kind, size, mode, digest]});
+                                        then stdin: a JSON header line and a tar stream, or nothing
     launch RUN CWD ENV -- ARGV...       start ARGV detached; JSON {"pid": ...}
     status RUN                          JSON: state (absent|running|exited|lost), pid, exit_code, signal
     stop RUN GRACE                      SIGTERM, then SIGKILL to its group after GRACE s; JSON status
@@ -118,11 +118,20 @@ def save_cache(path: str, cache: dict) -> None:
     os.replace(tmp, path)
 
 
-def cmd_manifest(root: str, cache_path: str, patterns: list) -> None:
+def cmd_sync(root: str, cache_path: str, patterns: list) -> None:
+    """Send the manifest (length line, then zlib JSON); read back a header line and a tar stream and
+    apply them, or nothing (stdin closed) when the trees already match. One exchange, one channel."""
     cache = load_cache(cache_path)
-    manifest = walk(root, cache, patterns)
+    blob = zlib.compress(json.dumps(walk(root, cache, patterns), separators=(",", ":")).encode(), 1)
+    out = sys.stdout.buffer
+    out.write(b"%d\n" % len(blob) + blob)
+    out.flush()
+    header = sys.stdin.buffer.readline()
+    summary = {"written": 0, "deleted": 0, "bytes": 0}
+    if header.strip():
+        summary = apply(root, cache, patterns, json.loads(header), sys.stdin.buffer)
     save_cache(cache_path, cache)
-    sys.stdout.buffer.write(zlib.compress(json.dumps(manifest, separators=(",", ":")).encode(), 1))
+    out.write(json.dumps(summary).encode())
 
 
 # ---- Applying a change set -------------------------------------------------------------------
@@ -181,11 +190,10 @@ class Tree:
         return [st.st_size, st.st_mtime_ns, st.st_ino, h.hexdigest()]
 
 
-def cmd_apply(root: str, cache_path: str, patterns: list) -> None:
-    stdin = sys.stdin.buffer
-    header = json.loads(stdin.readline())
+def apply(root: str, cache: dict, patterns: list, header: dict, stdin) -> dict:
+    """Delete and chmod what the header lists, then write the tar stream's members, safely."""
     os.makedirs(root, exist_ok=True)
-    tree, cache = Tree(root), load_cache(cache_path)
+    tree = Tree(root)
     for rel in header.get("delete", []):
         tree.remove(rel)
         for key in [k for k in cache if k == rel or k.startswith(rel + "/")]:
@@ -195,7 +203,7 @@ def cmd_apply(root: str, cache_path: str, patterns: list) -> None:
         if not os.path.islink(path):
             os.chmod(path, mode)
     written = nbytes = 0
-    with tarfile.open(fileobj=stdin, mode="r|", bufsize=CHUNK) as tar:
+    with tarfile.open(fileobj=stdin, mode="r|", bufsize=1 << 16) as tar:
         for member in tar:
             rel = safe_rel(member.name)
             if excluded(rel, patterns):
@@ -221,8 +229,7 @@ def cmd_apply(root: str, cache_path: str, patterns: list) -> None:
             else:
                 raise ValueError(f"refusing {rel!r}: only files, directories and symlinks are synced")
             written += 1
-    save_cache(cache_path, cache)
-    json.dump({"written": written, "deleted": len(header.get("delete", [])), "bytes": nbytes}, sys.stdout)
+    return {"written": written, "deleted": len(header.get("delete", [])), "bytes": nbytes}
 
 
 # ---- Detached processes ----------------------------------------------------------------------
@@ -360,9 +367,8 @@ def main(argv: list) -> None:
     if verb != "launch":
         args = [os.path.expanduser(a) if a.startswith("~") else a for a in args]
     try:
-        if verb in ("manifest", "apply"):
-            root, cache, patterns = args[0], args[1], json.loads(args[2])
-            (cmd_manifest if verb == "manifest" else cmd_apply)(root, cache, patterns)
+        if verb == "sync":
+            cmd_sync(args[0], args[1], json.loads(args[2]))
         elif verb == "launch":
             sep = args.index("--")
             run_dir, cwd = os.path.expanduser(args[0]), os.path.expanduser(args[1])

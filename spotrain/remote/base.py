@@ -12,16 +12,17 @@ import contextlib
 import hashlib
 import os
 import shlex
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from spotrain.errors import SpotrainError
 
-# What a command reads on stdin: bytes, or a function that writes into the stream (it may be called
+# What a command reads on stdin: bytes, or a function that writes into a StdinFeeder (it may be called
 # again if the command has to be retried, so it must be able to start over).
-Stdin = bytes | Callable[[BinaryIO], None] | None
+Stdin = bytes | Callable[["StdinFeeder"], None] | None
 OnOutput = Callable[[bytes], None]
 
 STDERR_TAIL_BYTES = 64 * 1024
@@ -147,17 +148,22 @@ def agent_path(transport: Transport) -> str:
 
 
 def call_agent(
-    transport: Transport, args: Sequence[str], *, stdin: Stdin = None, timeout: float | None = None
+    transport: Transport,
+    args: Sequence[str],
+    *,
+    stdin: Stdin = None,
+    timeout: float | None = None,
+    on_output: OnOutput | None = None,
 ) -> ExecResult:
     """Run `agent.py ARGS` on the far side, installing it first if this version is not there yet."""
     path = qpath(agent_path(transport))
     argv = " ".join(shlex.quote(a) for a in args)
-    command = f"test -f {path} || exit {_MISSING}; exec {transport.python} {path} {argv}"
-    result = transport.exec(command, stdin=stdin, timeout=timeout)
+    command = f"test -f {path} || exit {_MISSING}; exec {transport.python} -S {path} {argv}"
+    result = transport.exec(command, stdin=stdin, timeout=timeout, on_output=on_output)
     if result.exit_code != _MISSING or result.stdout:
         return result
     install_agent(transport)
-    return transport.exec(command, stdin=stdin, timeout=timeout)
+    return transport.exec(command, stdin=stdin, timeout=timeout, on_output=on_output)
 
 
 def install_agent(transport: Transport) -> None:
@@ -171,13 +177,15 @@ def install_agent(transport: Transport) -> None:
 
 class StdinFeeder:
     """Feeds a command's stdin from a background thread, in pieces of FEED_CHUNK, counting bytes. An
-    early exit of the command (a closed pipe) ends the feed quietly: its exit code says what happened."""
+    early exit of the command (a closed pipe) ends the feed quietly: its exit code says what happened.
+    A producer that waits for the command's output (a dialogue) stops waiting once `ended` is set."""
 
     def __init__(self, stdin: Stdin, write: Callable[[bytes], None], close: Callable[[], None]) -> None:
         self.stdin, self._write, self._close = stdin, write, close
         self._buf = bytearray()
         self.sent = 0
         self.error: BaseException | None = None
+        self.ended = threading.Event()  # set by the transport when the command's output has closed
 
     def write(self, data: bytes) -> int:
         self._buf += data

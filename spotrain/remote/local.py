@@ -81,6 +81,7 @@ class LocalTransport:
             ) from None
         code = proc.wait()
         if feeder is not None:
+            feeder.ended.set()
             thread.join(5)
             self.bytes_sent += feeder.sent
             feeder.raise_own_error()

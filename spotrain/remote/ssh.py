@@ -226,7 +226,8 @@ class SSHTransport:
             raise ConnectionLost(f"SSH session to {self.name} failed: {err}", hint="reconnect") from None
         self.bytes_sent += len(command.encode())
         feeder = StdinFeeder(stdin, chan.sendall, chan.shutdown_write)
-        threading.Thread(target=feeder.run, daemon=True).start()
+        thread = threading.Thread(target=feeder.run, daemon=True)
+        thread.start()
         try:
             out, err = _pump(chan, t, start + timeout if timeout else None, on_output)
         except RemoteTimeout:
@@ -236,12 +237,15 @@ class SSHTransport:
                 hint="the connection was closed; reconnect and try again",
             ) from None
         finally:
+            feeder.ended.set()
             chan.close()
+            thread.join(5)
             self.bytes_sent += feeder.sent
         if chan.exit_status == -1 and not t.is_active():
             raise ConnectionLost(
                 f"connection to {self.name} dropped during: {command[:200]}", hint="reconnect"
             )
+        feeder.raise_own_error()
         return ExecResult(command, chan.exit_status, out, err, time.monotonic() - start)
 
 

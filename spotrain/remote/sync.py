@@ -1,9 +1,10 @@
 """Ship a bundle of local files to a directory on the instance, sending only what changed.
 
 Both sides build a manifest (path -> kind, size, mode, sha256) with the same code (agent.walk), each
-keeping a stat cache so an unchanged file is not read again. The controller fetches the remote
-manifest (one command), diffs, and sends one tar stream of what changed, headed by the list of paths to
-delete, over one channel (a second command). Nothing changed: one small command is all that is sent.
+keeping a stat cache so an unchanged file is not read again. One command, one channel: the agent
+sends its manifest, the controller diffs and answers on the same channel's stdin with the paths to
+delete and one tar stream of what changed, or with nothing. Nothing changed: the command line is all
+that is sent.
 
 The bundle is a list of (local path, path under the remote root) pairs: `trainer/` -> `trainer`, the
 run's spec -> `spec.yaml`, each `--include` -> its name. Symlinks are sent as symlinks when they stay
@@ -16,16 +17,16 @@ import hashlib
 import json
 import os
 import tarfile
+import threading
 import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from spotrain.errors import SpotrainError
 from spotrain.remote import agent
-from spotrain.remote.base import Transport, call_agent, state_home
+from spotrain.remote.base import StdinFeeder, Transport, call_agent, state_home
 
 DEFAULT_EXCLUDES = ("__pycache__", "*.pyc", ".git", ".DS_Store", ".*.spotrain-tmp", "*.spotrain-tmp")
 Entry = list  # [kind, size, mode, digest], as agent.walk returns
@@ -69,28 +70,49 @@ def sync(
     start, sent_before = time.monotonic(), transport.bytes_sent
     pairs = [(Path(sources), ".")] if isinstance(sources, str | Path) else list(sources)
     bundle = build_bundle(pairs, list(exclude))
-    patterns = json.dumps(list(exclude))
-    cache = _remote_cache(transport, remote_root)
-    raw = call_agent(transport, ["manifest", remote_root, cache, patterns]).check().stdout
-    remote = json.loads(zlib.decompress(raw)) if raw else {}
-    send, chmod, removed = diff(bundle.entries, remote, delete=delete)
-    payload = sum(bundle.entries[p][1] for p in send if bundle.entries[p][0] == "f")
-    if send or chmod or removed:
-        header = json.dumps({"delete": removed, "chmod": chmod}).encode() + b"\n"
-        call_agent(
-            transport,
-            ["apply", remote_root, cache, patterns],
-            stdin=lambda out: _write_stream(out, header, send, bundle),
-        ).check()
+    dialogue = _Dialogue(bundle, delete)
+    args = ["sync", remote_root, _remote_cache(transport, remote_root), json.dumps(list(exclude))]
+    call_agent(transport, args, stdin=dialogue.answer, on_output=dialogue.hear).check()
+    send, chmod, removed = dialogue.plan
     return SyncResult(
         files_sent=len(send),
-        bytes_payload=payload,
+        bytes_payload=sum(bundle.entries[p][1] for p in send if bundle.entries[p][0] == "f"),
         bytes_sent=transport.bytes_sent - sent_before,
         deleted=tuple(removed),
         chmodded=len(chmod),
         skipped=tuple(bundle.skipped),
         seconds=time.monotonic() - start,
     )
+
+
+class _Dialogue:
+    """The controller's half of `agent.py sync`: hear the remote manifest on stdout, then answer on
+    stdin with the changes (a header line and a tar stream), or with nothing at all."""
+
+    def __init__(self, bundle: _Bundle, delete: bool) -> None:
+        self.bundle, self.delete = bundle, delete
+        self.heard = bytearray()
+        self.remote: dict[str, Entry] | None = None
+        self.ready = threading.Event()
+        self.plan: tuple[list[str], dict[str, int], list[str]] = ([], {}, [])
+
+    def hear(self, data: bytes) -> None:
+        self.heard += data
+        if self.remote is None and b"\n" in self.heard:
+            size, _, rest = bytes(self.heard).partition(b"\n")
+            if len(rest) >= int(size):
+                self.remote = json.loads(zlib.decompress(rest[: int(size)]))
+                self.ready.set()
+
+    def answer(self, out: StdinFeeder) -> None:
+        while not self.ready.wait(0.05):
+            if out.ended.is_set():  # the agent failed before sending its manifest
+                return
+        assert self.remote is not None
+        self.plan = send, chmod, removed = diff(self.bundle.entries, self.remote, delete=self.delete)
+        if send or chmod or removed:
+            header = json.dumps({"delete": removed, "chmod": chmod}).encode() + b"\n"
+            _write_stream(out, header, send, self.bundle)
 
 
 def build_bundle(pairs: Sequence[tuple[Path, str]], exclude: list[str]) -> _Bundle:
@@ -163,7 +185,7 @@ def _outermost(paths: list[str]) -> list[str]:
     return out
 
 
-def _write_stream(out: BinaryIO, header: bytes, send: list[str], bundle: _Bundle) -> None:
+def _write_stream(out: StdinFeeder, header: bytes, send: list[str], bundle: _Bundle) -> None:
     """The header line, then a tar stream of `send` (headers written by tarfile, data copied here, so
     there is no end-of-record padding: a one-file change costs the file plus about 1.5 KB)."""
     out.write(header)
@@ -184,7 +206,7 @@ def _write_stream(out: BinaryIO, header: bytes, send: list[str], bundle: _Bundle
     out.write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
 
 
-def _copy_exact(source: Path, size: int, out: BinaryIO) -> None:
+def _copy_exact(source: Path, size: int, out: StdinFeeder) -> None:
     left = size
     with open(source, "rb") as f:
         while left:
