@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parent.parent
 
 HIDE_TORCH_AND_IMPORT_ALL = r"""
 import importlib, importlib.abc, pkgutil, sys

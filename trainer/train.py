@@ -168,6 +168,9 @@ def train(args: argparse.Namespace) -> int:
 def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log: logging.Logger) -> int:
     started = time.time()
     device = ddp.device
+    # On a CPU, denormal floats (the tiny values late in a one-cycle schedule) make each op ~3x slower
+    # (measured on digits: 59 vs 186 steps/s); flushing them to zero costs nothing that matters.
+    torch.set_flush_denormal(True)
     torch.manual_seed(args.seed)
     epochs = args.max_epochs or recipe.epochs
     target = args.target_acc if args.target_acc is not None else recipe.target_acc

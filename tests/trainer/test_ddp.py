@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import signal
 
-from conftest import read_events, wait_for
+from trainer_helpers import read_events, wait_for
 
 LAUNCH = ["--standalone", "--nproc_per_node=2", "-m", "trainer.train"]
 
 
 def test_two_ranks_train_digits(trainer, tmp_path) -> None:
     run = tmp_path / "run"
-    out = trainer.run(*LAUNCH, "--recipe", "digits", "--run-dir", str(run), "--max-epochs", "6",
-                      module="trainer.launch", timeout=180)
+    out = trainer.run(
+        *LAUNCH,
+        "--recipe",
+        "digits",
+        "--run-dir",
+        str(run),
+        "--max-epochs",
+        "6",
+        module="trainer.launch",
+        timeout=180,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     events = read_events(run)
     assert events[0]["world_size"] == 2
@@ -25,8 +34,21 @@ def test_two_ranks_train_digits(trainer, tmp_path) -> None:
 
 def test_notice_to_one_rank_stops_both_with_one_checkpoint(trainer, imds, tmp_path) -> None:
     run = tmp_path / "run"
-    proc = trainer.start(*LAUNCH, "--recipe", "digits", "--run-dir", str(run), "--batch-size", "8",
-                         "--log-every", "1", "--checkpoint-every", "3600", env=imds.env(), module="trainer.launch")
+    proc = trainer.start(
+        *LAUNCH,
+        "--recipe",
+        "digits",
+        "--run-dir",
+        str(run),
+        "--batch-size",
+        "8",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "3600",
+        env=imds.env(),
+        module="trainer.launch",
+    )
     wait_for(lambda: any(e["kind"] == "step" and e["step"] >= 20 for e in read_events(run)), 90, "step 20")
     imds.arm(only_rank=1)  # rank 0's watcher never sees it: only the all-reduce tells rank 0
     assert proc.wait(timeout=90) == 75, proc.stdout.read()[-3000:]
@@ -35,7 +57,9 @@ def test_notice_to_one_rank_stops_both_with_one_checkpoint(trainer, imds, tmp_pa
     assert len(interruption) == 1 and interruption[0]["source"] == "imds"
     checkpoints = [e for e in events if e["kind"] == "checkpoint"]
     assert len(checkpoints) == 1 and checkpoints[0]["step"] == interruption[0]["step"]
-    assert [p.name for p in (run / "ckpt").iterdir() if p.name.startswith("step-")] == [checkpoints[0]["path"]]
+    assert [p.name for p in (run / "ckpt").iterdir() if p.name.startswith("step-")] == [
+        checkpoints[0]["path"]
+    ]
     import torch
 
     rng = torch.load(run / "ckpt" / checkpoints[0]["path"] / "rng.pt", weights_only=True)

@@ -6,7 +6,7 @@ import pickle
 
 import numpy as np
 import torch
-from conftest import read_events
+from trainer_helpers import read_events
 from PIL import Image
 
 from trainer.data import InMemory, ResumableSampler, eval_batches, load_cifar10
@@ -15,8 +15,11 @@ from trainer.data import InMemory, ResumableSampler, eval_batches, load_cifar10
 def write_cifar(root, per_batch: int = 40) -> None:
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 b"labels": rng.integers(0, 10, per_batch).tolist(), b"batch_label": name.encode()}
+        batch = {
+            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            b"labels": rng.integers(0, 10, per_batch).tolist(),
+            b"batch_label": name.encode(),
+        }
         with open(root / name, "wb") as f:
             pickle.dump(batch, f)
 
@@ -38,8 +41,20 @@ def test_cifar10_loads_python_batches_and_trains_a_few_steps(trainer, tmp_path) 
     loaded = load_cifar10(tmp_path)  # finds the cifar-10-batches-py directory inside
     assert loaded.train.x.shape == (200, 3, 32, 32) and loaded.val.x.shape == (40, 3, 32, 32)
     run = tmp_path / "run"
-    out = trainer.run("--recipe", "cifar10", "--data", str(data), "--run-dir", str(run), "--batch-size", "16",
-                      "--max-steps", "3", "--log-every", "1")
+    out = trainer.run(
+        "--recipe",
+        "cifar10",
+        "--data",
+        str(data),
+        "--run-dir",
+        str(run),
+        "--batch-size",
+        "16",
+        "--max-steps",
+        "3",
+        "--log-every",
+        "1",
+    )
     assert out.returncode == 0, out.stderr
     events = read_events(run)
     assert [e["step"] for e in events if e["kind"] == "step"] == [1, 2, 3]
@@ -52,8 +67,25 @@ def test_imagenet_image_folder_with_a_resize_phase_change(trainer, tmp_path) -> 
     data = tmp_path / "imagenet"
     write_image_folder(data)
     run = tmp_path / "run"
-    out = trainer.run("--recipe", "imagenet", "--data", str(data), "--run-dir", str(run), "--batch-size", "4",
-                      "--max-epochs", "2", "--workers", "1", "--log-every", "1", "--target-acc", "1.0", timeout=180)
+    out = trainer.run(
+        "--recipe",
+        "imagenet",
+        "--data",
+        str(data),
+        "--run-dir",
+        str(run),
+        "--batch-size",
+        "4",
+        "--max-epochs",
+        "2",
+        "--workers",
+        "1",
+        "--log-every",
+        "1",
+        "--target-acc",
+        "1.0",
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     events = read_events(run)
     epochs = [e for e in events if e["kind"] == "epoch"]
@@ -69,9 +101,13 @@ def test_sampler_shards_are_disjoint_and_resume_mid_epoch() -> None:
     assert len(set(shards[0].tolist()) & set(shards[1].tolist())) == 0
     assert samplers[0].steps_per_epoch(10) == 5 and len(shards[0]) == 50
     full = samplers[1].batches(epoch=3, batch_size=10)
-    assert [b.tolist() for b in samplers[1].batches(epoch=3, batch_size=10, start=2)] == [b.tolist() for b in full[2:]]
+    assert [b.tolist() for b in samplers[1].batches(epoch=3, batch_size=10, start=2)] == [
+        b.tolist() for b in full[2:]
+    ]
     assert samplers[0].batches(4, 10)[0].tolist() != samplers[0].batches(3, 10)[0].tolist()
-    assert sorted(torch.cat([torch.cat(eval_batches(11, 3, r, 2)) for r in range(3)]).tolist()) == list(range(11))
+    assert sorted(torch.cat([torch.cat(eval_batches(11, 3, r, 2)) for r in range(3)]).tolist()) == list(
+        range(11)
+    )
 
 
 def test_augmentation_is_a_function_of_seed_epoch_and_batch() -> None:
@@ -84,6 +120,8 @@ def test_augmentation_is_a_function_of_seed_epoch_and_batch() -> None:
 
     a = one(1, 0, 5)
     assert a.shape == (8, 3, 32, 32)
-    assert torch.equal(a, one(1, 0, 5)) and not torch.equal(a, one(1, 0, 6)) and not torch.equal(a, one(2, 0, 5))
+    assert (
+        torch.equal(a, one(1, 0, 5)) and not torch.equal(a, one(1, 0, 6)) and not torch.equal(a, one(2, 0, 5))
+    )
     plain = next(data.loader(idx, seed=1, epoch=0, first=5, rank=0, size=32, train=False))[0]
     assert torch.equal(plain, x.float())  # held-out data is never augmented

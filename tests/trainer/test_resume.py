@@ -6,11 +6,23 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, Trainer, read_events, wait_for
+from trainer_helpers import REPO, Trainer, read_events, wait_for
 
 # digits at batch 8: 179 steps an epoch, so a notice after step 40 lands well inside the first epoch.
-ARGS = ["--recipe", "digits", "--seed", "3", "--batch-size", "8", "--max-epochs", "2", "--target-acc", "1.0",
-        "--log-every", "1"]
+ARGS = [
+    "--recipe",
+    "digits",
+    "--seed",
+    "3",
+    "--batch-size",
+    "8",
+    "--max-epochs",
+    "2",
+    "--target-acc",
+    "1.0",
+    "--log-every",
+    "1",
+]
 STEPS_PER_EPOCH = 1437 // 8
 
 
@@ -27,7 +39,9 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 def interrupt(trainer, imds, run_dir: Path, *extra: str) -> dict:
     """Start a run, post a notice once it passed step 40, and return its interruption event."""
     proc = trainer.start(*ARGS, "--run-dir", str(run_dir), *extra, env=imds.env())
-    wait_for(lambda: any(e["kind"] == "step" and e["step"] >= 40 for e in read_events(run_dir)), 60, "step 40")
+    wait_for(
+        lambda: any(e["kind"] == "step" and e["step"] >= 40 for e in read_events(run_dir)), 60, "step 40"
+    )
     imds.arm()
     assert proc.wait(timeout=60) == 75, proc.stdout.read()
     events = read_events(run_dir)
@@ -45,7 +59,8 @@ def reference(tmp_path_factory) -> Path:
     """One uninterrupted run with the same seed, shared by the tests of this module."""
     run = tmp_path_factory.mktemp("reference")
     out = Trainer({"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "SPOTRAIN_IMDS_URL": "off"}).run(
-        *ARGS, "--run-dir", str(run))
+        *ARGS, "--run-dir", str(run)
+    )
     assert out.returncode == 0, out.stderr
     return run
 
@@ -85,8 +100,15 @@ def test_s3_resume_on_moto_is_bit_exact(trainer, imds, reference, moto_s3, tmp_p
     assert any(k.endswith("/events.jsonl") and "/attempts/" in k for k in keys)
 
     second = tmp_path / "second-instance"  # a new machine: nothing local, everything from S3
-    out = trainer.run(*ARGS, "--run-dir", str(second), "--resume", f"s3://{bucket}/runs/r1",
-                      "--mirror", f"s3://{bucket}/runs/r1")
+    out = trainer.run(
+        *ARGS,
+        "--run-dir",
+        str(second),
+        "--resume",
+        f"s3://{bucket}/runs/r1",
+        "--mirror",
+        f"s3://{bucket}/runs/r1",
+    )
     assert out.returncode == 0, out.stderr
     assert_same_as_reference(second, reference, stop["step"])
     steps_run = sorted(losses(second))

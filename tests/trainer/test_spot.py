@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from conftest import wait_for
+from trainer_helpers import wait_for
 
 from trainer.spot import SpotWatcher
 
@@ -15,7 +15,11 @@ def test_no_notice_is_404_and_a_posted_notice_is_seen(imds) -> None:
     assert watcher.poll_once() is None
     imds.arm()
     notice = watcher.poll_once()
-    assert notice.source == "imds" and notice.action == "terminate" and notice.notice_time == "2026-11-29T12:00:00Z"
+    assert (
+        notice.source == "imds"
+        and notice.action == "terminate"
+        and notice.notice_time == "2026-11-29T12:00:00Z"
+    )
     assert imds.tokenless == 0  # the GETs carried the IMDSv2 token
 
 

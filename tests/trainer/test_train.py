@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 
-from conftest import read_events
+from trainer_helpers import read_events
 
 
 def test_digits_reaches_98_percent_held_out(trainer, tmp_path) -> None:
@@ -29,7 +29,11 @@ def test_digits_reaches_98_percent_held_out(trainer, tmp_path) -> None:
 def test_unknown_recipe_lists_known_ones(trainer, tmp_path) -> None:
     out = trainer.run("--recipe", "mnist", "--run-dir", str(tmp_path / "r"))
     assert out.returncode == 2
-    assert "'mnist'" in out.stderr and "cifar10, digits, imagenet" in out.stderr and "Traceback" not in out.stderr
+    assert (
+        "'mnist'" in out.stderr
+        and "cifar10, digits, imagenet" in out.stderr
+        and "Traceback" not in out.stderr
+    )
     assert not (tmp_path / "r").exists()  # nothing written for a refused command
 
 
@@ -37,13 +41,19 @@ def test_target_outside_unit_interval_is_refused(trainer, tmp_path) -> None:
     for bad in ("0", "1.5", "-0.1"):
         out = trainer.run("--recipe", "digits", "--run-dir", str(tmp_path / "r"), "--target-acc", bad)
         assert out.returncode == 2, bad
-        assert f"--target-acc {float(bad)}" in out.stderr and "(0, 1]" in out.stderr and "Traceback" not in out.stderr
+        assert (
+            f"--target-acc {float(bad)}" in out.stderr
+            and "(0, 1]" in out.stderr
+            and "Traceback" not in out.stderr
+        )
 
 
 def test_missing_data_names_path_and_layout(trainer, tmp_path) -> None:
     out = trainer.run("--recipe", "cifar10", "--run-dir", str(tmp_path / "r"))
     assert out.returncode == 2 and "needs --data" in out.stderr and "data_batch_1" in out.stderr
-    out = trainer.run("--recipe", "cifar10", "--run-dir", str(tmp_path / "r"), "--data", str(tmp_path / "nope"))
+    out = trainer.run(
+        "--recipe", "cifar10", "--run-dir", str(tmp_path / "r"), "--data", str(tmp_path / "nope")
+    )
     assert out.returncode == 2 and str(tmp_path / "nope") in out.stderr and "no such directory" in out.stderr
     out = trainer.run("--recipe", "imagenet", "--run-dir", str(tmp_path / "r"), "--data", str(tmp_path))
     assert out.returncode == 2 and "train/" in out.stderr and "ImageFolder" in out.stderr

@@ -1,0 +1,166 @@
+"""Fixtures for the trainer's tests: the real CLI in a subprocess, a fake IMDSv2 server, a moto S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def read_events(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float = 30.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+class Trainer:
+    """Runs `python -m trainer.train` (or another trainer module) as users and the controller do."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.extra_env = env
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.extra_env}  # read now: fixtures set up later (moto) count too
+
+    def command(self, *args: str, module: str = "trainer.train") -> list[str]:
+        return [sys.executable, "-m", module, *args]
+
+    def run(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 120.0,
+        module: str = "trainer.train",
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self.command(*args, module=module),
+            cwd=REPO,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, module: str = "trainer.train"
+    ) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.command(*args, module=module),
+            cwd=REPO,
+            env={**self.env, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+@pytest.fixture
+def trainer() -> Trainer:
+    # OMP_NUM_THREADS: two cores, often two processes; keep them from fighting.
+    return Trainer({"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+
+
+class FakeIMDS:
+    """IMDSv2 on 127.0.0.1: a token from PUT, then spot/instance-action answers 404 until `arm()`.
+    With `only_rank`, the notice is served to that rank's watcher only (told by its User-Agent)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.only_rank: int | None = None
+        self.polls = 0
+        self.tokenless = 0
+        imds = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_PUT(self) -> None:
+                if self.path == "/latest/api/token" and self.headers.get(
+                    "X-aws-ec2-metadata-token-ttl-seconds"
+                ):
+                    self._reply(200, b"token-abc")
+                else:
+                    self._reply(400, b"")
+
+            def do_GET(self) -> None:
+                if self.headers.get("X-aws-ec2-metadata-token") != "token-abc":
+                    imds.tokenless += 1
+                    return self._reply(401, b"")
+                imds.polls += 1
+                agent = self.headers.get("User-Agent", "")
+                served = imds.armed and (imds.only_rank is None or agent.endswith(f"rank-{imds.only_rank}"))
+                if self.path == "/latest/meta-data/spot/instance-action" and served:
+                    body = json.dumps({"action": "terminate", "time": "2026-11-29T12:00:00Z"}).encode()
+                    return self._reply(200, body)
+                self._reply(404, b"Not Found")
+
+            def _reply(self, code: int, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def arm(self, only_rank: int | None = None) -> None:
+        self.only_rank = only_rank
+        self.armed = True
+
+    def env(self) -> dict[str, str]:
+        return {"SPOTRAIN_IMDS_URL": self.url, "SPOTRAIN_IMDS_POLL_S": "0.05"}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def imds():
+    server = FakeIMDS()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def moto_s3(monkeypatch):
+    """A moto server on 127.0.0.1 with an empty bucket; yields (endpoint, bucket)."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="ckpts")
+    yield endpoint, "ckpts"
+    server.stop()
