@@ -47,7 +47,9 @@ def bare_loop(seconds: float, seed: int = 0) -> tuple[int, float]:
     sampler = ResumableSampler(len(data.train), 1, 0, seed)
     steps, epoch, t0 = 0, 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        for x, y in data.train.loader(sampler.batches(epoch, 64), seed=seed, epoch=epoch, first=0, rank=0, size=8, train=True):
+        for x, y in data.train.loader(
+            sampler.batches(epoch, 64), seed=seed, epoch=epoch, first=0, rank=0, size=8, train=True
+        ):
             loss = criterion(model(x), y)
             loss.backward()
             optimizer.step()
@@ -62,8 +64,18 @@ def full_trainer(seconds: float, epochs_per_second: float, imds_url: str) -> dic
     run = Path(tempfile.mkdtemp(prefix="overhead-")) / "run"
     epochs = max(2, int(seconds * epochs_per_second))
     os.environ["SPOTRAIN_IMDS_URL"] = imds_url  # polled every 5 s, as AWS advises
-    argv = ["--recipe", "digits", "--run-dir", str(run), "--max-epochs", str(epochs), "--target-acc", "1.0",
-            "--checkpoint-every", "10"]
+    argv = [
+        "--recipe",
+        "digits",
+        "--run-dir",
+        str(run),
+        "--max-epochs",
+        str(epochs),
+        "--target-acc",
+        "1.0",
+        "--checkpoint-every",
+        "10",
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         code = train_main(argv)
     assert code == 0, code
@@ -72,8 +84,13 @@ def full_trainer(seconds: float, epochs_per_second: float, imds_url: str) -> dic
     steps = max(e["step"] for e in events if e["kind"] == "epoch")
     blocked = [e["blocked_s"] for e in events if e["kind"] == "checkpoint" and e.get("where") == "local"]
     evals = [e["t"] for e in events if e["kind"] == "eval"]
-    return {"steps": steps, "train_s": epoch_s, "blocked_s": blocked[:-1],  # the last is the final, blocking save
-            "wall_s": events[-1]["t"] - events[0]["t"], "evals": len(evals)}
+    return {
+        "steps": steps,
+        "train_s": epoch_s,
+        "blocked_s": blocked[:-1],  # the last is the final, blocking save
+        "wall_s": events[-1]["t"] - events[0]["t"],
+        "evals": len(evals),
+    }
 
 
 def fake_imds() -> str:
@@ -113,23 +130,46 @@ def main() -> None:
     overhead = 1 - full_med / bare_med
     blocked = [b for r in full for b in r["blocked_s"]]
     step_s = 1 / full_med
-    rows = [["bare loop", bare_med, "", ""],
-            ["full trainer", full_med, f"{overhead:+.1%}", "<= 5%"]]
-    print_table("digits steps/s (median of rounds; trainer: epoch time, eval excluded)",
-                ["loop", "steps/s", "overhead", "goal"], rows)
-    print_table("checkpoint every 10 s: time the loop was blocked",
-                ["checkpoints", "blocked median s", "blocked max s", "one step s", "median blocked / step"],
-                [[len(blocked), statistics.median(blocked) if blocked else float("nan"),
-                  max(blocked) if blocked else float("nan"), step_s,
-                  (statistics.median(blocked) / step_s) if blocked else float("nan")]])
-    write_result("trainer_overhead", {
-        "code_hash": code_hash(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "seconds_per_run": args.seconds, "rounds": args.rounds,
-        "bare_steps_per_s": bare, "trainer_steps_per_s": full_rates, "trainer_runs": full,
-        "bare_median": bare_med, "trainer_median": full_med, "overhead": overhead, "goal_overhead": 0.05,
-        "checkpoint_blocked_s": blocked, "step_s": step_s,
-        "blocked_over_step": (statistics.median(blocked) / step_s) if blocked else None,
-        "met": overhead <= 0.05})
+    rows = [["bare loop", bare_med, "", ""], ["full trainer", full_med, f"{overhead:+.1%}", "<= 5%"]]
+    print_table(
+        "digits steps/s (median of rounds; trainer: epoch time, eval excluded)",
+        ["loop", "steps/s", "overhead", "goal"],
+        rows,
+    )
+    print_table(
+        "checkpoint every 10 s: time the loop was blocked",
+        ["checkpoints", "blocked median s", "blocked max s", "one step s", "median blocked / step"],
+        [
+            [
+                len(blocked),
+                statistics.median(blocked) if blocked else float("nan"),
+                max(blocked) if blocked else float("nan"),
+                step_s,
+                (statistics.median(blocked) / step_s) if blocked else float("nan"),
+            ]
+        ],
+    )
+    write_result(
+        "trainer_overhead",
+        {
+            "code_hash": code_hash(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "seconds_per_run": args.seconds,
+            "rounds": args.rounds,
+            "bare_steps_per_s": bare,
+            "trainer_steps_per_s": full_rates,
+            "trainer_runs": full,
+            "bare_median": bare_med,
+            "trainer_median": full_med,
+            "overhead": overhead,
+            "goal_overhead": 0.05,
+            "checkpoint_blocked_s": blocked,
+            "step_s": step_s,
+            "blocked_over_step": (statistics.median(blocked) / step_s) if blocked else None,
+            "met": overhead <= 0.05,
+        },
+    )
 
 
 if __name__ == "__main__":

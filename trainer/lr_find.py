@@ -44,8 +44,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def lr_range_test(args: argparse.Namespace) -> tuple[list[dict], float]:
     """(rows, suggested max LR)."""
     if not 0 < args.start < args.end or args.steps < 10:
-        raise TrainerError(f"--start {args.start} --end {args.end} --steps {args.steps}: need 0 < start < end and 10+ steps",
-                           "e.g. --start 1e-6 --end 10 --steps 150")
+        raise TrainerError(
+            f"--start {args.start} --end {args.end} --steps {args.steps}: need 0 < start < end and 10+ steps",
+            "e.g. --start 1e-6 --end 10 --steps 150",
+        )
     recipe = get_recipe(args.recipe)
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -61,8 +63,16 @@ def lr_range_test(args: argparse.Namespace) -> tuple[list[dict], float]:
     rows, avg, best, epoch = [], 0.0, math.inf, 0
     while len(rows) < args.steps:
         batches = sampler.batches(epoch, batch)
-        for x, y in data.train.loader(batches, seed=args.seed, epoch=epoch, first=0, rank=0, size=phase.size,
-                                      train=True, workers=recipe.workers):
+        for x, y in data.train.loader(
+            batches,
+            seed=args.seed,
+            epoch=epoch,
+            first=0,
+            rank=0,
+            size=phase.size,
+            train=True,
+            workers=recipe.workers,
+        ):
             lr = args.start * growth ** len(rows)
             set_lr_momentum(optimizer, lr, 0.9)
             loss = criterion(model(x), y)

@@ -6,8 +6,8 @@ import pickle
 
 import numpy as np
 import torch
-from trainer_helpers import read_events
 from PIL import Image
+from trainer_helpers import read_events
 
 from trainer.data import InMemory, ResumableSampler, eval_batches, load_cifar10
 
