@@ -172,22 +172,25 @@ class Tree:
         else:
             os.unlink(path)
 
-    def write_file(self, rel: str, src, size: int, mode: int) -> list:
+    def write_file(self, rel: str, src, size: int, mode: int, digest) -> list:
+        """Write via a temporary name; the cache entry records `digest` (the sender's, whose bytes SSH
+        protects) or, when none was given, the sha256 of what was written."""
         path = os.path.join(self.root, rel)
         tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.spotrain-tmp")
-        h, left = hashlib.sha256(), size
+        h, left = (None if digest else hashlib.sha256()), size
         with open(tmp, "wb") as f:
             while left:
                 block = src.read(min(CHUNK, left))
                 if not block:
                     raise ValueError(f"tar stream ended inside {rel!r}")
-                h.update(block)
+                if h is not None:
+                    h.update(block)
                 f.write(block)
                 left -= len(block)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
         st = os.lstat(path)
-        return [st.st_size, st.st_mtime_ns, st.st_ino, h.hexdigest()]
+        return [st.st_size, st.st_mtime_ns, st.st_ino, digest or h.hexdigest()]
 
 
 def apply(root: str, cache: dict, patterns: list, header: dict, stdin) -> dict:
@@ -218,7 +221,8 @@ def apply(root: str, cache: dict, patterns: list, header: dict, stdin) -> dict:
                 tree.dirs_ok.add(rel)
             elif member.isreg():
                 src = tar.extractfile(member)
-                cache[rel] = tree.write_file(rel, src, member.size, member.mode & 0o7777)
+                digest = header.get("digests", {}).get(rel)
+                cache[rel] = tree.write_file(rel, src, member.size, member.mode & 0o7777, digest)
                 nbytes += member.size
             elif member.issym():
                 if link_escapes(rel, member.linkname):

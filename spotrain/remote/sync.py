@@ -69,11 +69,11 @@ def sync(
     """Make `remote_root` hold exactly the bundle (excluded names aside, which are left alone there)."""
     start, sent_before = time.monotonic(), transport.bytes_sent
     pairs = [(Path(sources), ".")] if isinstance(sources, str | Path) else list(sources)
-    bundle = build_bundle(pairs, list(exclude))
-    dialogue = _Dialogue(bundle, delete)
+    dialogue = _Dialogue(check_sources(pairs), list(exclude), delete)
     args = ["sync", remote_root, _remote_cache(transport, remote_root), json.dumps(list(exclude))]
     call_agent(transport, args, stdin=dialogue.answer, on_output=dialogue.hear).check()
     send, chmod, removed = dialogue.plan
+    bundle = dialogue.bundle
     return SyncResult(
         files_sent=len(send),
         bytes_payload=sum(bundle.entries[p][1] for p in send if bundle.entries[p][0] == "f"),
@@ -89,8 +89,9 @@ class _Dialogue:
     """The controller's half of `agent.py sync`: hear the remote manifest on stdout, then answer on
     stdin with the changes (a header line and a tar stream), or with nothing at all."""
 
-    def __init__(self, bundle: _Bundle, delete: bool) -> None:
-        self.bundle, self.delete = bundle, delete
+    def __init__(self, sources: list[tuple[Path, str]], exclude: list[str], delete: bool) -> None:
+        self.sources, self.exclude, self.delete = sources, exclude, delete
+        self.bundle = _Bundle()
         self.heard = bytearray()
         self.remote: dict[str, Entry] | None = None
         self.ready = threading.Event()
@@ -105,53 +106,56 @@ class _Dialogue:
                 self.ready.set()
 
     def answer(self, out: StdinFeeder) -> None:
+        self.bundle = build_bundle(self.sources, self.exclude)  # hashing overlaps the remote's walk
         while not self.ready.wait(0.05):
             if out.ended.is_set():  # the agent failed before sending its manifest
                 return
         assert self.remote is not None
         self.plan = send, chmod, removed = diff(self.bundle.entries, self.remote, delete=self.delete)
         if send or chmod or removed:
-            header = json.dumps({"delete": removed, "chmod": chmod}).encode() + b"\n"
+            digests = {p: self.bundle.entries[p][3] for p in send if self.bundle.entries[p][0] == "f"}
+            header = json.dumps({"delete": removed, "chmod": chmod, "digests": digests}).encode() + b"\n"
             _write_stream(out, header, send, self.bundle)
 
 
-def build_bundle(pairs: Sequence[tuple[Path, str]], exclude: list[str]) -> _Bundle:
-    """The local manifest of all sources, keyed by their path under the remote root."""
-    bundle = _Bundle()
+def check_sources(pairs: Sequence[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """(absolute local path, destination prefix) for each source, or the SpotrainError naming it."""
+    checked = []
     for local, dest in pairs:
         local = Path(local).expanduser().absolute()
         prefix = "" if dest in ("", ".") else _safe_dest(dest)
-        if prefix:
-            _add_parents(bundle, prefix)
-        if local.is_dir():
-            if prefix:
-                _add(bundle, prefix, ["d", 0, local.stat().st_mode & 0o7777, ""], local, local)
-            cache_file = _local_cache(local)
-            cache = agent.load_cache(str(cache_file))
-            for rel, entry in agent.walk(str(local), cache, exclude).items():
-                if entry[0] == "l" and agent.link_escapes(rel, (local / rel).readlink().as_posix()):
-                    bundle.skipped.append(str(local / rel))
-                    continue
-                _add(bundle, f"{prefix}/{rel}" if prefix else rel, entry, local / rel, local)
-            agent.save_cache(str(cache_file), cache)
-        elif local.is_file():
-            if not prefix:
-                raise SpotrainError(
-                    f"cannot sync the file {local} onto the remote root itself", hint="name it"
-                )
-            st = local.stat()
-            _add(
-                bundle,
-                prefix,
-                ["f", st.st_size, st.st_mode & 0o7777, agent.file_digest(str(local))],
-                local,
-                local,
-            )
-        else:
+        if not (local.is_dir() or local.is_file()):
             raise SpotrainError(
                 f"cannot sync {local}: it does not exist or is not a file or directory",
                 hint="check the paths given to --include",
             )
+        if local.is_file() and not prefix:
+            raise SpotrainError(f"cannot sync the file {local} onto the remote root itself", hint="name it")
+        checked.append((local, prefix))
+    return checked
+
+
+def build_bundle(sources: list[tuple[Path, str]], exclude: list[str]) -> _Bundle:
+    """The local manifest of all sources (from check_sources), keyed by their path under the remote root."""
+    bundle = _Bundle()
+    for local, prefix in sources:
+        if prefix:
+            _add_parents(bundle, prefix)
+        if local.is_file():
+            st = local.stat()
+            entry = ["f", st.st_size, st.st_mode & 0o7777, agent.file_digest(str(local))]
+            _add(bundle, prefix, entry, local, local)
+            continue
+        if prefix:
+            _add(bundle, prefix, ["d", 0, local.stat().st_mode & 0o7777, ""], local, local)
+        cache_file = _local_cache(local)
+        cache = agent.load_cache(str(cache_file))
+        for rel, entry in agent.walk(str(local), cache, exclude).items():
+            if entry[0] == "l" and agent.link_escapes(rel, (local / rel).readlink().as_posix()):
+                bundle.skipped.append(str(local / rel))
+                continue
+            _add(bundle, f"{prefix}/{rel}" if prefix else rel, entry, local / rel, local)
+        agent.save_cache(str(cache_file), cache)
     return bundle
 
 

@@ -11,8 +11,7 @@ import pytest
 
 from spotrain.remote import LocalTransport, RetryPolicy, SSHTarget, SSHTransport, Transport, connect
 
-sys.path.insert(0, str(Path(__file__).parent))
-from sshd_server import SSHD, Sshd, sshd_available  # noqa: E402
+from .sshd_server import SSHD, Sshd, sshd_available
 
 _counter = iter(range(10**6))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+SSHD = os.environ.get("SPOTRAIN_SSHD") or shutil.which("sshd") or "/usr/sbin/sshd"
 
 
 def sshd_available() -> bool:

@@ -143,3 +143,20 @@ def _with_key(target, key: Path):
 
 def _with_port(target, port: int):
     return type(target)(target.host, target.user, target.key_file, target.instance_id, port)
+
+
+def test_auth_rejections_are_retried_while_cloud_init_installs_the_key(new_sshd, tmp_path: Path) -> None:
+    server = new_sshd()
+    authorized = (server.dir / "authorized_keys").read_bytes()
+    (server.dir / "authorized_keys").write_bytes(b"")  # booted, but the key is not there yet
+    server.start()
+    timer = threading.Timer(1.5, lambda: (server.dir / "authorized_keys").write_bytes(authorized))
+    timer.start()
+    try:
+        start = time.monotonic()
+        transport = connect(target_for(server, "i-0boot"), retry=RetryPolicy(deadline_s=15, auth_retry_s=10))
+    finally:
+        timer.cancel()
+    assert time.monotonic() - start >= 1.5
+    assert transport.exec("true").exit_code == 0
+    transport.close()
