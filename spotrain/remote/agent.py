@@ -161,8 +161,23 @@ class Tree:
             os.mkdir(os.path.join(self.root, d))
             self.dirs_ok.add(d)
 
+    def parents_are_dirs(self, rel: str) -> bool:
+        """True if every directory above rel is a real directory (no symlink to elsewhere on the way)."""
+        parent = posixpath.dirname(rel)
+        while parent:
+            try:
+                if not stat.S_ISDIR(os.lstat(os.path.join(self.root, parent)).st_mode):
+                    return False
+            except FileNotFoundError:
+                return False
+            parent = posixpath.dirname(parent)
+        return True
+
     def remove(self, rel: str) -> None:
-        path = os.path.join(self.root, safe_rel(rel))
+        rel = safe_rel(rel)
+        if not self.parents_are_dirs(rel):
+            return  # nothing of ours can be under a symlink: never delete through one
+        path = os.path.join(self.root, rel)
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -203,7 +218,7 @@ def apply(root: str, cache: dict, patterns: list, header: dict, stdin) -> dict:
             del cache[key]
     for rel, mode in header.get("chmod", {}).items():
         path = os.path.join(root, safe_rel(rel))
-        if not os.path.islink(path):
+        if tree.parents_are_dirs(safe_rel(rel)) and not os.path.islink(path):
             os.chmod(path, mode)
     written = nbytes = 0
     with tarfile.open(fileobj=stdin, mode="r|", bufsize=1 << 16) as tar:

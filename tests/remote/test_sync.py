@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import random
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from spotrain.errors import SpotrainError
 from spotrain.remote import SSHTransport, Transport, sync
+from spotrain.remote.base import call_agent
 
 
 def tree_hashes(root: Path) -> dict[str, tuple[str, int]]:
@@ -175,3 +179,28 @@ def test_large_tree_over_ssh(ssh: SSHTransport, tmp_path: Path) -> None:
     removed = sync(ssh, src, str(dst))
     assert removed.deleted == ("d8/e1/file00008.bin",) and removed.files_sent == 0
     assert not (dst / "d8" / "e1" / "file00008.bin").exists()
+
+
+def test_the_agent_never_deletes_or_writes_through_a_remote_symlink(local: Transport, tmp_path: Path) -> None:
+    """A stale or hostile remote tree where `d` is a symlink to a directory outside the destination."""
+    outside, dst = tmp_path / "outside", tmp_path / "dst"
+    outside.mkdir()
+    dst.mkdir()
+    (outside / "precious").write_text("keep")
+    mode_before = (outside / "precious").stat().st_mode
+    (dst / "d").symlink_to(outside)
+
+    def stream(out) -> None:
+        header = {"delete": ["d/precious"], "chmod": {"d/precious": 0o600}}
+        out.write(json.dumps(header).encode() + b"\n")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo("d/new")
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"bad"))
+        out.write(buf.getvalue())
+
+    result = call_agent(local, ["sync", str(dst), str(tmp_path / "cache.json"), "[]"], stdin=stream)
+    assert result.exit_code == 1 and b"'d' is not a directory" in result.stderr
+    assert (outside / "precious").read_text() == "keep" and not (outside / "new").exists()
+    assert (outside / "precious").stat().st_mode == mode_before
