@@ -18,17 +18,30 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from trainer import TrainerError
 from trainer.events import EventLog
 
 LATEST = "LATEST"
 MANIFEST = "manifest.json"
 STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint, so a resume continues at the same sample."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # current epoch (0-based)
+    batch: int = 0  # next batch of the current epoch
+    images_seen: int = 0  # training images seen, all ranks together
+    best: float = 0.0  # best value of the target metric so far
 
 
 def step_dir_name(step: int) -> str:
@@ -211,24 +224,27 @@ def verify(directory: Path) -> str | None:
     return None
 
 
-def candidates(root: Path) -> list[str]:
-    """Checkpoint names to try, best first: the one LATEST names, then the others, newest first."""
+def candidates(root: Path, prefer: str | None = None) -> list[str]:
+    """Checkpoint names to try, best first: `prefer` or else the one LATEST names, then the others,
+    newest first."""
     names = sorted((p.name for p in root.iterdir() if step_of(p.name) is not None), key=step_of, reverse=True)
-    try:
-        latest = (root / LATEST).read_text(encoding="utf-8").strip()
-    except OSError:
-        latest = ""
-    return ([latest] if latest else []) + [n for n in names if n != latest]
+    first = prefer
+    if first is None:
+        try:
+            first = (root / LATEST).read_text(encoding="utf-8").strip()
+        except OSError:
+            first = ""
+    return ([first] if first else []) + [n for n in names if n != first]
 
 
 def load_latest(
-    root: Path, events: EventLog, map_location: str | torch.device = "cpu"
+    root: Path, events: EventLog, map_location: str | torch.device = "cpu", prefer: str | None = None
 ) -> tuple[Path, dict[str, Any]] | None:
     """The newest intact checkpoint under `root` and its loaded files; None when there is none.
     Each one skipped is reported as a warning event naming what was wrong."""
     if not Path(root).is_dir():
         return None
-    for name in candidates(Path(root)):
+    for name in candidates(Path(root), prefer):
         directory = Path(root) / name
         problem = verify(directory)
         if problem is None:
@@ -245,3 +261,67 @@ def load_latest(
             checkpoint=name,
         )
     return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Resuming: --resume auto | PATH | s3://...
+def find_checkpoint(
+    source: str | None, run_dir: Path, mirror: str | None, events: EventLog, ddp
+) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint `source` names, loaded; None for a fresh start (no --resume, or auto with nothing)."""
+    root = run_dir / "ckpt"
+    if source is None:
+        if root.is_dir() and candidates(root):
+            raise TrainerError(
+                f"--run-dir {run_dir} already holds checkpoints",
+                "pass --resume auto to continue that run, or a new --run-dir",
+            )
+        return None
+    if ddp.local_rank == 0:  # one download per machine; then every rank loads the local copy
+        remote = source if source.startswith("s3://") else None
+        if source == "auto" and mirror and not (root.is_dir() and candidates(root)):
+            remote = mirror
+        if remote is not None:
+            from trainer.mirror import restore
+
+            restore(remote, root, events)
+    ddp.barrier()
+    prefer = None
+    if source != "auto" and not source.startswith("s3://"):
+        path = Path(source)
+        if not path.exists():
+            raise TrainerError(
+                f"--resume {source}: no such file or directory",
+                "give a checkpoint directory, a run directory, auto, or s3://...",
+            )
+        if step_of(path.name) is not None:  # exactly that checkpoint (older ones beside it if it is damaged)
+            root, prefer = path.parent, path.name
+        else:
+            root = path / "ckpt" if (path / "ckpt").is_dir() else path
+    found = load_latest(
+        root, events if ddp.master else EventLog(None), map_location=ddp.device, prefer=prefer
+    )
+    if found is None and source != "auto":
+        raise TrainerError(
+            f"--resume {source}: no intact checkpoint there",
+            "check the path, or pass --resume auto to start fresh",
+        )
+    if found is None:
+        events.write(
+            "warning", message="--resume auto: no checkpoint to resume from, starting fresh", resume="auto"
+        )
+    return found
+
+
+def restore_state(files: dict[str, Any], model, optimizer, scaler, progress: Progress, rank: int) -> int:
+    """Put a loaded checkpoint back into the model, optimizer, scaler, progress and this rank's RNGs;
+    returns the world size it was saved with."""
+    state = files["state.pt"]
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    for key, value in state["progress"].items():
+        setattr(progress, key, value)
+    ranks = files["rng.pt"]["ranks"]
+    set_rng_state(ranks[rank % len(ranks)])
+    return state["world_size"]

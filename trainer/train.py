@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -25,8 +25,9 @@ import torch.distributed as dist
 from torch import nn
 
 from trainer import EXIT_BAD_INPUT, EXIT_DONE, EXIT_INTERRUPTED, TrainerError
-from trainer.checkpoint import Checkpointer, load_latest, rng_state, set_rng_state, step_of
+from trainer.checkpoint import Checkpointer, Progress, find_checkpoint, restore_state, rng_state
 from trainer.data import ResumableSampler, eval_batches, load_datasets
+from trainer.dist import Dist
 from trainer.events import EventLog, write_status
 from trainer.recipes import Recipe, get_recipe
 from trainer.schedule import OneCycle, set_lr_momentum
@@ -76,60 +77,6 @@ def check_args(args: argparse.Namespace, recipe: Recipe) -> None:
         raise TrainerError(
             f"--checkpoint-every {args.checkpoint_every} must be positive", "give seconds, e.g. 600"
         )
-
-
-@dataclass
-class Progress:
-    """Where training stands; saved in every checkpoint, so a resume continues at the same sample."""
-
-    step: int = 0  # optimizer steps taken
-    epoch: int = 0  # current epoch (0-based)
-    batch: int = 0  # next batch of the current epoch
-    images_seen: int = 0  # training images seen, all ranks together
-    best: float = 0.0  # best value of the target metric so far
-
-
-class Dist:
-    """The process group, or a single process; `agree` is the one tiny all-reduce a step."""
-
-    def __init__(self) -> None:
-        self.enabled = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-        self.rank = int(os.environ.get("RANK", 0))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
-        cuda = torch.cuda.is_available()
-        self.device = torch.device(f"cuda:{self.local_rank}" if cuda else "cpu")
-        self.control = None
-        if self.enabled:
-            if cuda:
-                torch.cuda.set_device(self.device)
-            dist.init_process_group(backend="nccl" if cuda else "gloo")
-            # Flags go through gloo on the CPU, so agreeing never waits for the GPU's queue to drain.
-            self.control = dist.new_group(backend="gloo") if cuda else dist.group.WORLD
-        self.master = self.rank == 0
-
-    def agree(self, *flags: int) -> list[int]:
-        """Every rank's flags, combined by max: what one rank saw, all ranks act on."""
-        if not self.enabled:
-            return list(flags)
-        t = torch.tensor(flags, dtype=torch.int64)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
-        return t.tolist()
-
-    def gather(self, obj):
-        if not self.enabled:
-            return [obj]
-        out = [None] * self.world_size
-        dist.all_gather_object(out, obj, group=self.control)
-        return out
-
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier(group=self.control)
-
-    def close(self) -> None:
-        if self.enabled:
-            dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,7 +168,9 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
         run_dir / "ckpt", events, keep=args.keep, on_complete=mirror.checkpoint if mirror else None
     )
     progress = Progress()
-    resumed_from = resume(args, ddp, run_dir, events, raw_model, optimizer, scaler, progress, sampler, phases)
+    resumed_from = resume(
+        args, ddp, run_dir, events, raw_model, optimizer, scaler, progress, sampler, recipe, phases, epochs
+    )
     events.write(
         "start",
         recipe=recipe.name,
@@ -506,90 +455,27 @@ def resume(
     scaler,
     progress: Progress,
     sampler: ResumableSampler,
+    recipe: Recipe,
     phases,
+    epochs: int,
 ) -> str | None:
-    """Load the checkpoint --resume names into everything; returns where it came from, None for a fresh start."""
-    root = run_dir / "ckpt"
-    source = args.resume
-    if source is None:
-        has = root.is_dir() and any(step_of(p.name) is not None for p in root.iterdir())
-        if has:
-            raise TrainerError(
-                f"--run-dir {run_dir} already holds checkpoints",
-                "pass --resume auto to continue that run, or a new --run-dir",
-            )
-        return None
-    if ddp.local_rank == 0:  # one download per machine, then every rank loads the local copy
-        root = _fetch(source, args, run_dir, events)
-    ddp.barrier()
-    root = _local_root(source, run_dir)
-    found = load_latest(root, events if ddp.master else EventLog(None), map_location=ddp.device)
+    """Load what --resume names into everything; where it came from, or None for a fresh start."""
+    found = find_checkpoint(args.resume, run_dir, args.mirror, events, ddp)
     if found is None:
-        if source != "auto":
-            raise TrainerError(
-                f"--resume {source}: no intact checkpoint there",
-                "check the path, or pass --resume auto to start fresh",
-            )
-        events.write(
-            "warning", message="--resume auto: no checkpoint to resume from, starting fresh", resume="auto"
-        )
         return None
     directory, files = found
-    state = files["state.pt"]
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    for key, value in state["progress"].items():
-        setattr(progress, key, value)
-    ranks = files["rng.pt"]["ranks"]
-    set_rng_state(ranks[ddp.rank % len(ranks)])
-    if state["world_size"] != ddp.world_size:
-        _rescale_position(progress, state["world_size"], sampler, phases, args, events)
-    return str(directory)
-
-
-def _fetch(source: str, args, run_dir: Path, events: EventLog) -> Path:
-    """Bring an S3 checkpoint into run_dir/ckpt when the source (or auto, with nothing local) is in S3."""
-    from trainer.checkpoint import candidates
-
-    local = run_dir / "ckpt"
-    remote = source if source.startswith("s3://") else None
-    if source == "auto" and args.mirror and not (local.is_dir() and candidates(local)):
-        remote = args.mirror
-    if remote is not None:
-        from trainer.mirror import restore
-
-        restore(remote, local, events)
-    elif source != "auto" and not Path(source).exists():
-        raise TrainerError(
-            f"--resume {source}: no such file or directory",
-            "give a checkpoint directory, a run directory, auto, or s3://...",
+    old_world = restore_state(files, model, optimizer, scaler, progress, ddp.rank)
+    if old_world != ddp.world_size:  # another sharding of the epoch: keep the share of it that was done
+        batch = _phase(recipe, phases, progress.epoch, epochs).batch_size
+        old = ResumableSampler(sampler.num_samples, old_world, 0, sampler.seed)
+        fraction = progress.batch / max(old.steps_per_epoch(batch), 1)
+        progress.batch = math.floor(fraction * sampler.steps_per_epoch(batch))
+        events.write(
+            "warning",
+            message=f"world size changed from {old_world} to {ddp.world_size}: resuming at "
+            f"{fraction:.1%} of epoch {progress.epoch + 1}; the data order differs from an uninterrupted run",
         )
-    return local
-
-
-def _local_root(source: str, run_dir: Path) -> Path:
-    if source == "auto" or source.startswith("s3://"):
-        return run_dir / "ckpt"
-    path = Path(source)
-    if step_of(path.name) is not None:  # a step directory: load exactly that one (or older ones beside it)
-        return path.parent
-    return path / "ckpt" if (path / "ckpt").is_dir() else path
-
-
-def _rescale_position(
-    progress: Progress, old_world: int, sampler: ResumableSampler, phases, args, events
-) -> None:
-    """A different world size shards the epoch differently: keep the share of the epoch done."""
-    old = ResumableSampler(sampler.num_samples, old_world, 0, sampler.seed)
-    batch = phases[0].batch_size
-    fraction = progress.batch / max(old.steps_per_epoch(batch), 1)
-    progress.batch = math.floor(fraction * sampler.steps_per_epoch(batch))
-    events.write(
-        "warning",
-        message=f"world size changed from {old_world} to {sampler.world_size}: resuming at "
-        f"{fraction:.1%} of epoch {progress.epoch + 1}; the data order differs from an uninterrupted run",
-    )
+    return str(directory)
 
 
 if __name__ == "__main__":

@@ -130,3 +130,17 @@ def test_corrupt_latest_falls_back_to_previous_on_resume(trainer, tmp_path) -> N
     warning = next(e for e in events if e["kind"] == "warning")
     assert newest.name in warning["message"] and "truncated" in warning["message"]
     assert [e for e in events if e["kind"] == "start"][-1]["resumed_from"].endswith(previous.name)
+
+
+def test_resume_from_a_named_checkpoint_directory_loads_exactly_that_one(trainer, tmp_path) -> None:
+    run = tmp_path / "run"
+    out = trainer.run(*ARGS, "--run-dir", str(run), "--max-steps", "30", "--checkpoint-every", "0.05")
+    assert out.returncode == 0, out.stderr
+    older = sorted(p for p in (run / "ckpt").iterdir() if p.name.startswith("step-"))[0]
+    again = tmp_path / "again"
+    out = trainer.run(*ARGS, "--run-dir", str(again), "--resume", str(older), "--max-steps", "40")
+    assert out.returncode == 0, out.stderr
+    start = next(e for e in read_events(again) if e["kind"] == "start")
+    assert start["resumed_from"] == str(older) and start["step"] == int(older.name.split("-")[1])
+    out = trainer.run(*ARGS, "--run-dir", str(tmp_path / "x"), "--resume", str(tmp_path / "missing"))
+    assert out.returncode == 2 and "no such file or directory" in out.stderr
