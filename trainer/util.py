@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -30,8 +31,20 @@ def make_logger(path: Path | None) -> logging.Logger:
         handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     else:
         log.setLevel(logging.INFO)
-        handlers = [logging.FileHandler(path, encoding="utf-8"), logging.StreamHandler(sys.stdout)]
+        handlers = [logging.StreamHandler(sys.stdout)]
+        if not _stdout_is(path):  # the controller's detached start already sends stdout to train.log
+            handlers.append(logging.FileHandler(path, encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(fmt)
         log.addHandler(handler)
     return log
+
+
+def _stdout_is(path: Path) -> bool:
+    """Whether our stdout already writes to `path` (same file), so logging to both would double each line."""
+    try:
+        out = os.fstat(sys.stdout.fileno())
+        target = os.stat(path)
+    except (OSError, ValueError, AttributeError):  # no real stdout (e.g. captured), or no file yet
+        return False
+    return (out.st_dev, out.st_ino) == (target.st_dev, target.st_ino)

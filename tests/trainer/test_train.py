@@ -88,3 +88,22 @@ def test_run_dir_with_checkpoints_needs_resume(trainer, tmp_path) -> None:
     out = trainer.run("--recipe", "digits", "--run-dir", str(run), "--max-steps", "3")
     assert out.returncode == 2 and "already holds checkpoints" in out.stderr and "--resume auto" in out.stderr
     assert sorted((run / "ckpt").iterdir()) == saved  # nothing already saved is lost
+
+
+def test_stdout_sent_to_train_log_is_not_doubled(trainer, tmp_path) -> None:
+    """The controller's detached start appends the trainer's output to train.log itself."""
+    import subprocess
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / "train.log", "ab") as log:
+        code = subprocess.run(
+            trainer.command("--recipe", "digits", "--run-dir", str(run), "--max-steps", "20"),
+            cwd=trainer.extra_env["PYTHONPATH"],
+            env=trainer.env,
+            stdout=log,
+            stderr=log,
+        ).returncode
+    assert code == 0
+    lines = (run / "train.log").read_text().splitlines()
+    assert sum("done (max_steps)" in line for line in lines) == 1
