@@ -96,21 +96,31 @@ def instance_type(name: str) -> InstanceType:
 
 @dataclass(frozen=True)
 class RecipeDefaults:
-    """What the controller needs to know about a recipe before it asks for an instance."""
+    """What the controller needs to know about a recipe before it asks for an instance. The trainer's
+    recipe file is the truth for training; these mirror it for planning (the controller never imports
+    the trainer)."""
 
     name: str
     instance: str  # the type to use when --instance is not given
     root_volume_gb: int  # gp3 root: the AMI (~75 GB) plus data and checkpoints kept on the instance
     target_metric: str  # the eval field that `target` applies to
     target: float
+    train_flops_per_sample: float  # forward + backward (3x forward), averaged over the resize phases
+    samples_per_epoch: int
+    epochs: int  # the one-cycle schedule's length
+    utilisation: float  # share of the GPUs' peak a run reaches, before any run of ours was measured
 
 
 RECIPES: dict[str, RecipeDefaults] = {
     r.name: r
     for r in [
-        RecipeDefaults("imagenet", "p3.16xlarge", 400, "top5", 0.93),
-        RecipeDefaults("cifar10", "g5.xlarge", 150, "top1", 0.94),
-        RecipeDefaults("digits", "g4dn.xlarge", 120, "top1", 0.95),
+        # ResNet-50: 8.18 GFLOPs forward at 224 px; 128/224/288 px phases average 0.78 of that.
+        # fast.ai's 2018 run (3 h on 8 V100) implies about 10% of peak: data loading bounds ImageNet.
+        RecipeDefaults("imagenet", "p3.16xlarge", 400, "top5", 0.93, 3 * 0.78 * 8.18e9, 1_281_167, 35, 0.10),
+        # ResNet-9 (DAWNBench): about 0.41 GFLOPs forward at 32 px.
+        RecipeDefaults("cifar10", "g5.xlarge", 150, "top1", 0.94, 3 * 0.41e9, 50_000, 24, 0.15),
+        # The small CNN on 8x8 digits: about 1.3 MFLOPs forward; it runs anywhere, the dry-run on a CPU.
+        RecipeDefaults("digits", "g4dn.xlarge", 120, "top1", 0.98, 3 * 1.3e6, 1_437, 15, 0.001),
     ]
 }
 
