@@ -1,0 +1,245 @@
+"""What moto 5 does not emulate, added to its in-process backend: for the dry-run cloud and the tests.
+
+Each helper patches moto's in-process model, so it reaches every boto3 client: in-process `mock_aws`
+and a `ThreadedMotoServer` started by the same process alike (see shared/notes/moto.md). The patches
+are process-wide: one dry-run cloud per process at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.responses import ActionResult
+from moto.ec2.models import ec2_backends
+from moto.ec2.responses.spot_instances import SpotInstances
+from moto.s3.models import S3Backend
+from moto.servicequotas.models import ServiceQuotasBackend
+from moto.ssm.models import Parameter, ssm_backends
+
+from spotrain import catalog
+
+ACCOUNT = DEFAULT_ACCOUNT_ID
+SPOT_QUOTA_CODES = ("L-7212CCBC", "L-3819A6DF")  # All P / All G and VT Spot Instance Requests
+SPOT_TERMINATION = "Server.SpotInstanceTermination"
+
+
+@dataclass(frozen=True)
+class Price:
+    region: str
+    zone: str
+    instance_type: str
+    t: datetime
+    usd: float
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _parse(value: Any) -> datetime | None:
+    if not value:
+        return None
+    t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _answer(mine: list[Price], start: datetime | None, end: datetime | None) -> list[Price]:
+    """AWS's rule: the changes within [start, end] plus, per zone, the last change before start."""
+    mine = [r for r in mine if end is None or r.t <= end]
+    out = [r for r in mine if start is None or r.t >= start]
+    if start is not None:
+        last: dict[str, Price] = {}
+        for r in mine:
+            if r.t < start and (r.zone not in last or r.t > last[r.zone].t):
+                last[r.zone] = r
+        out.extend(last.values())
+    return out
+
+
+@contextmanager
+def spot_prices(rows: list[Price]) -> Iterator[list[Price]]:
+    """Serve `rows` from describe_spot_price_history as AWS would, newest first."""
+    index: dict[tuple[str, str], list[Price]] = defaultdict(list)
+    for r in rows:
+        index[(r.region, r.instance_type)].append(r)
+
+    def describe(self: SpotInstances) -> ActionResult:
+        types = self._get_param("InstanceTypes", []) or sorted({t for (g, t) in index if g == self.region})
+        zones = self._filters_from_querystring().get("availability-zone")
+        start, end = _parse(self._get_param("StartTime")), _parse(self._get_param("EndTime"))
+        out: list[Price] = []
+        for itype in types:
+            mine = [r for r in index.get((self.region, itype), []) if not zones or r.zone in zones]
+            out.extend(_answer(mine, start, end))
+        history = [
+            {
+                "InstanceType": r.instance_type,
+                "ProductDescription": "Linux/UNIX",
+                "SpotPrice": f"{r.usd:.6f}",
+                "AvailabilityZone": r.zone,
+                "Timestamp": _iso(r.t),
+            }
+            for r in sorted(out, key=lambda r: r.t, reverse=True)
+        ]
+        return ActionResult({"SpotPriceHistory": history})
+
+    with mock.patch.object(SpotInstances, "describe_spot_price_history", describe):
+        yield rows
+
+
+def _unit(*key: object) -> float:
+    """A deterministic number in [0, 1) from `key`: the same seed gives the same history in any process."""
+    digest = hashlib.sha256(repr(key).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def seeded_history(
+    *,
+    regions: dict[str, list[str]],
+    instance_types: list[str],
+    now: datetime,
+    days: float = 7.0,
+    seed: int = 0,
+) -> list[Price]:
+    """A realistic spot price history: each zone changes price every 1 to 3 hours, following a daily
+    sine (peak in the zone's afternoon) plus level steps that last a day or two, between about 25%
+    and 40% of the on-demand price. Zones differ in level and phase, so the cheapest zone changes
+    within a day. Times sit on a fixed grid of the epoch, so a restarted process with the same seed
+    serves the same past."""
+    rows: list[Price] = []
+    end_h = math.floor(now.timestamp() / 3600)
+    first_h = end_h - math.ceil(days * 24)
+    for region, zones in regions.items():
+        for itype in instance_types:
+            on_demand = catalog.instance_type(itype).on_demand_usd_per_hour
+            for z, zone in enumerate(zones):
+                level = 0.28 + 0.06 * _unit(seed, zone, itype, "level")
+                phase = 24 * _unit(seed, zone, itype, "phase")
+                h = first_h - int(3 * _unit(seed, zone, itype, "start"))
+                while h <= end_h:
+                    step = 0.04 * (_unit(seed, zone, itype, "step", h // 36) - 0.5)
+                    sine = 0.03 * math.sin(2 * math.pi * (h + phase) / 24)
+                    noise = 0.01 * (_unit(seed, zone, itype, "noise", h) - 0.5)
+                    share = min(0.40, max(0.25, level + sine + step + noise + 0.002 * z))
+                    t = datetime.fromtimestamp(h * 3600, timezone.utc)
+                    rows.append(Price(region, zone, itype, t, round(on_demand * share, 4)))
+                    h += 1 + int(3 * _unit(seed, zone, itype, "gap", h))
+    return rows
+
+
+def add_dlami(
+    region: str,
+    *,
+    name: str,
+    ssm_name: str | None = None,
+    created: datetime | None = None,
+) -> str:
+    """Register an amazon-owned image called `name`; publish its id at `ssm_name` if given."""
+    backend = ec2_backends[ACCOUNT][region]
+    ami = backend.register_image(name=name, description="Deep Learning AMI (dry-run)")
+    ami.owner_alias = "amazon"
+    ami.architecture = "x86_64"
+    ami.owner_id = "898082745236"
+    if created is not None:
+        ami.creation_date = created
+    if ssm_name:
+        ssm = ssm_backends[ACCOUNT][region]
+        ssm._parameters[ssm_name].append(
+            Parameter(
+                account_id=ACCOUNT,
+                name=ssm_name,
+                value=ami.id,
+                parameter_type="String",
+                description=None,
+                allowed_pattern=None,
+                keyid=None,
+                last_modified_date=datetime.now(timezone.utc),
+                version=1,
+                data_type="aws:ec2:image",
+            )
+        )
+    return ami.id
+
+
+@contextmanager
+def quotas(values: dict[str, float]) -> Iterator[None]:
+    """Service Quotas answers EC2 quota codes with `values` (moto knows only the VPC quotas)."""
+    original = ServiceQuotasBackend.get_service_quota
+
+    def get(self: ServiceQuotasBackend, service_code: str, quota_code: str) -> dict[str, Any]:
+        if service_code == "ec2" and quota_code in values:
+            return {
+                "ServiceCode": "ec2",
+                "QuotaCode": quota_code,
+                "QuotaName": f"quota {quota_code}",
+                "Value": values[quota_code],
+                "Unit": "None",
+                "Adjustable": True,
+                "GlobalQuota": False,
+            }
+        return original(self, service_code, quota_code)
+
+    with mock.patch.object(ServiceQuotasBackend, "get_service_quota", get):
+        yield
+
+
+def interrupt(region: str, instance_id: str) -> None:
+    """End an instance as AWS ends a reclaimed spot instance (moto has no interruption API)."""
+    from moto.ec2.models.instances import StateReason
+
+    inst = ec2_backends[ACCOUNT][region].get_instance(instance_id)
+    inst.terminate()
+    inst.state_reason = StateReason(f"{SPOT_TERMINATION}: Spot instance termination", SPOT_TERMINATION)
+
+
+def rename_instance(region: str, old_id: str, new_id: str) -> None:
+    """Give a moto instance a chosen id, so that a re-registered dry-run instance keeps its old one."""
+    inst = ec2_backends[ACCOUNT][region].get_instance(old_id)
+    inst.id = new_id
+
+
+@contextmanager
+def persistent_bucket(bucket: str, root: Path) -> Iterator[None]:
+    """Write every object put into (or deleted from) `bucket` through to `root/KEY` as well, so that a
+    restarted dry-run can load them back (moto keeps S3 in this process's memory only)."""
+    put, delete = S3Backend.put_object, S3Backend.delete_object
+
+    def put_through(self: S3Backend, bucket_name: str, key_name: str, value: bytes, **kw: Any) -> Any:
+        key = put(self, bucket_name, key_name, value, **kw)
+        path = root / key_name
+        if bucket_name == bucket and path.resolve().is_relative_to(root.resolve()):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".part")
+            tmp.write_bytes(bytes(key.value))
+            tmp.replace(path)
+        return key
+
+    def delete_through(self: S3Backend, bucket_name: str, key_name: str, *a: Any, **kw: Any) -> Any:
+        out = delete(self, bucket_name, key_name, *a, **kw)
+        if bucket_name == bucket:
+            (root / key_name).unlink(missing_ok=True)
+        return out
+
+    with (
+        mock.patch.object(S3Backend, "put_object", put_through),
+        mock.patch.object(S3Backend, "delete_object", delete_through),
+    ):
+        yield
+
+
+def saved_objects(root: Path) -> Iterator[tuple[str, bytes]]:
+    """The (key, bytes) pairs `persistent_bucket` wrote under `root`."""
+    if root.is_dir():
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and not path.name.endswith(".part"):
+                yield path.relative_to(root).as_posix(), path.read_bytes()
