@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -53,6 +54,12 @@ REJECTED_CODES = {
     "InvalidAccessKeyId",
 }
 DENIED_CODES = {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"}
+CONTROLLER_POLICY = "infra/controller-policy.json"
+POLICY_HINT = (
+    f"attach the policy in {CONTROLLER_POLICY} to your IAM user or role "
+    "(`spotrain init --print-policy` prints it, with your bucket filled in)"
+)
+_DENIED_ACTION = re.compile(r"perform:? ([a-z0-9-]+:[A-Za-z0-9*]+)")
 
 _STANDARD = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=60)
 _FAST = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=10, read_timeout=60)
@@ -96,9 +103,16 @@ def error_message(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Message", ""))
 
 
+def denied_action(err: ClientError) -> str:
+    """The IAM action AWS refused ('ec2:RunInstances'), from its message; else the API operation."""
+    found = _DENIED_ACTION.search(error_message(err))
+    return found.group(1) if found else f"the {err.operation_name} operation"
+
+
 @contextmanager
-def aws_errors(action: str) -> Iterator[None]:
-    """Turn credential, permission and connection failures while doing `action` into SpotrainError."""
+def aws_errors(action: str, *, policy_hint: str = POLICY_HINT) -> Iterator[None]:
+    """Turn credential, permission and connection failures while doing `action` into SpotrainError;
+    a missing permission names the IAM action and `policy_hint` says where the policy is."""
     try:
         yield
     except (NoCredentialsError, PartialCredentialsError) as err:
@@ -127,8 +141,9 @@ def aws_errors(action: str) -> Iterator[None]:
             ) from err
         if code in DENIED_CODES:
             raise SpotrainError(
-                f"AWS denied permission to {action} ({code}: {error_message(err)[:300]})",
-                "attach the controller policy from infra/ to your IAM user or role",
+                f"AWS denied permission to {action}: your identity may not call {denied_action(err)} "
+                f"({code}: {error_message(err)[:300]})",
+                policy_hint,
             ) from err
         raise
 
@@ -152,6 +167,7 @@ __all__ = [
     "ClientError",
     "aws_errors",
     "client",
+    "denied_action",
     "error_code",
     "error_message",
     "region_of",
