@@ -52,6 +52,25 @@ def _render_prices(table: PriceTable) -> None:
     Console(width=100).print(out)
 
 
+@cli.command()
+@click.option("--region", default=None, help="AWS region (default: the profile's, else us-east-1).")
+@click.option("--bucket", default=None, help="Checkpoint bucket name (default: spotrain-ACCOUNT-REGION).")
+@click.option("--profile", default=None, help="AWS profile (default: the credential chain).")
+@click.option("--print-policy", is_flag=True, help="Print the controller's IAM policy and exit.")
+def init(region: str | None, bucket: str | None, profile: str | None, print_policy: bool) -> None:
+    """Create or update the checkpoint bucket and the instance role (infra/spotrain.yaml)."""
+    from spotrain import infra
+    from spotrain.cloud.aws import session
+
+    if print_policy:
+        click.echo(infra.print_policy(bucket=bucket), nl=False)
+        return
+    done = infra.init(session(profile=profile), region=region, bucket=bucket)
+    click.echo(f"stack {done.stack_name} in {done.region}: {done.status}")
+    click.echo(f"bucket s3://{done.outputs.bucket}, instance profile {done.outputs.instance_profile_name}")
+    click.echo(f"outputs saved to {done.state_file}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: a SpotrainError becomes a message and exit 2, never a traceback."""
     try:
