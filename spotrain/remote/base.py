@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import shlex
 import threading
 from collections.abc import Callable, Sequence
@@ -124,7 +123,9 @@ class Transport(Protocol):
 
 def state_home() -> Path:
     """The controller's state directory on this machine: $SPOTRAIN_HOME, or ~/.spotrain."""
-    return Path(os.environ.get("SPOTRAIN_HOME") or "~/.spotrain").expanduser()
+    from spotrain.config import load_settings  # pydantic: imported only when a path is needed
+
+    return load_settings().state_dir
 
 
 def qpath(path: str) -> str:

@@ -1,0 +1,408 @@
+"""What a run asks for (`RunSpec`) and where spotrain keeps its state (`Settings`).
+
+A spec is read from a YAML file (`-f run.yaml`), then `SPOTRAIN_<FIELD>` environment variables, then
+command-line flags; the later source wins, field by field (`env` maps are merged key by key). Every bad
+value raises SpotrainError naming the field, the value given and what is allowed, with a hint saying
+where the value came from. No pydantic error escapes this module.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from spotrain import catalog
+from spotrain.errors import SpotrainError
+
+ENV_PREFIX = "SPOTRAIN_"
+CHECKPOINT_BOUNDS_S = (60.0, 1800.0)  # Young's interval is clamped to [1 min, 30 min]
+
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+_SNAPSHOT = re.compile(r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")
+_AMI = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_INTERRUPTION = re.compile(r"^(\d+(?:\.\d+)?)(s|%)$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min)?$")
+
+
+class Settings(BaseModel):
+    """Where this machine keeps spotrain's state, and which AWS profile it uses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state_dir: Path = Field(default=Path("~/.spotrain"), validate_default=True)  # $SPOTRAIN_HOME
+    profile: str | None = None  # $SPOTRAIN_PROFILE; None: boto3's default credential chain
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().absolute()
+
+    def dry_run_dir(self) -> Path:
+        """The dry-run's own state directory, so that it never mixes with real runs."""
+        return self.state_dir / "dry-run"
+
+    def state_dir_for(self, dry_run: bool) -> Path:
+        """The state directory a run uses: the dry-run's own for a dry-run, else `state_dir`."""
+        return self.dry_run_dir() if dry_run else self.state_dir
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (`SPOTRAIN_HOME`, `SPOTRAIN_PROFILE`); non-None overrides win."""
+    values: dict[str, Any] = {}
+    if os.environ.get("SPOTRAIN_HOME"):
+        values["state_dir"] = os.environ["SPOTRAIN_HOME"]
+    if os.environ.get("SPOTRAIN_PROFILE"):
+        values["profile"] = os.environ["SPOTRAIN_PROFILE"]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as e:
+        raise _spec_error(e, {}, "Settings") from None
+
+
+# What each field accepts, in words: the end of every "is not allowed; expected ..." message.
+EXPECTED: dict[str, str] = {
+    "recipe": f"one of {', '.join(catalog.RECIPES)}",
+    "instance": "an instance type in spotrain's catalog, e.g. p3.16xlarge",
+    "nodes": "a whole number of instances, 1 or more",
+    "regions": "AWS region names such as us-east-1, comma-separated",
+    "zones": "availability zones of the chosen regions such as us-east-1a, or none for any",
+    "max_price": "a positive spot price in dollars an hour",
+    "budget": "a positive number of dollars",
+    "max_attempts": "a whole number of attempts, 1 or more",
+    "auto_resume": "true or false",
+    "checkpoint_every": "'auto' or a number of seconds from 60 to 1800 (e.g. 300, 300s or 5m)",
+    "data": "an S3 URI (s3://bucket/prefix) or an EBS snapshot id (snap-0123456789abcdef0)",
+    "bucket": "an S3 bucket name: 3-63 lower-case letters, digits, dots and hyphens",
+    "includes": "paths of files or directories to send to the instance",
+    "env": "a map of environment variable names to values (KEY=VALUE,... from the environment)",
+    "ami": "an AMI id: ami- and 8 or 17 hex digits",
+    "ssh_cidr": "an IP network such as 203.0.113.7/32",
+    "target_acc": "an accuracy above 0 and at most 1, e.g. 0.94",
+    "max_epochs": "a whole number of epochs, 1 or more",
+    "seed": "a whole number, 0 or more",
+    "dry_run": "true or false",
+    "inject_interruptions": "times such as 20s (after training started) or 50% (of the schedule)",
+    "boot_delay_s": "a number of seconds, 0 or more",
+    "state_dir": "a directory path",
+    "profile": "an AWS profile name",
+}
+_LIST_FIELDS = {"regions", "zones", "includes", "inject_interruptions"}
+
+
+def _region(v: str) -> str:
+    if not _REGION.match(v):
+        raise ValueError(EXPECTED["regions"])
+    return v
+
+
+def _interruption(v: str) -> str:
+    m = _INTERRUPTION.match(v.strip())
+    if not m or (m.group(2) == "%" and not 0 < float(m.group(1)) < 100):
+        raise ValueError(EXPECTED["inject_interruptions"] + "; a share must be above 0% and below 100%")
+    return v.strip()
+
+
+Region = Annotated[str, AfterValidator(_region)]
+Interruption = Annotated[str, AfterValidator(_interruption)]
+
+
+class RunSpec(BaseModel):
+    """One run's request. Validated on construction; a stored spec reloads with `RunSpec(**spec)`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    recipe: str  # the trainer's recipe: digits | cifar10 | imagenet
+    instance: str = ""  # EC2 type; empty means the recipe's default
+    nodes: int = Field(1, ge=1)  # instances; each runs one torchrun with every GPU it has
+    regions: list[Region] = Field(["us-east-1"], min_length=1)  # searched in order for the cheapest zone
+    zones: list[str] = []  # empty: any zone of `regions`
+    max_price: float | None = Field(None, gt=0)  # $/h: never pay more than this for the spot price
+    budget: float | None = Field(None, gt=0)  # $: stop when spent + projected would pass it
+    max_attempts: int = Field(10, ge=1)  # instances, interruptions included
+    auto_resume: bool = False  # relaunch after an interruption without asking
+    checkpoint_every: Literal["auto"] | float = "auto"  # seconds; auto = Young's interval
+    data: str | None = None  # s3://bucket/prefix or snap-...
+    bucket: str | None = None  # where checkpoints and logs go; None: the one `spotrain init` made
+    includes: list[Path] = []  # extra files or directories synced to the instance
+    env: dict[str, str] = {}  # set for the trainer; secret-looking values never reach the state DB
+    ami: str | None = None  # overrides the Deep Learning AMI lookup
+    ssh_cidr: str | None = None  # who may SSH in; None: this machine's public /32
+    target_acc: float | None = Field(None, gt=0, le=1)  # None: the recipe's target
+    max_epochs: int | None = Field(None, ge=1)  # None: the recipe's schedule
+    seed: int = Field(0, ge=0)
+    dry_run: bool = False  # run on this machine against cloud/local.py
+    inject_interruptions: list[Interruption] = []  # dry-run only: "20s" or "50%", one per attempt in order
+    boot_delay_s: float = Field(2.0, ge=0)  # dry-run only: simulated boot time
+
+    @model_validator(mode="before")
+    @classmethod
+    def _instance_from_recipe(cls, values: Any) -> Any:
+        if isinstance(values, dict) and not values.get("instance"):
+            r = catalog.RECIPES.get(values.get("recipe"))  # type: ignore[arg-type]
+            if r is not None:
+                values = {**values, "instance": r.instance}
+        return values
+
+    @field_validator(*_LIST_FIELDS, mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return list(v) if isinstance(v, tuple) else v
+
+    @field_validator("recipe")
+    @classmethod
+    def _recipe(cls, v: str) -> str:
+        if v not in catalog.RECIPES:
+            raise ValueError(EXPECTED["recipe"] + _did_you_mean(v, catalog.RECIPES))
+        return v
+
+    @field_validator("instance")
+    @classmethod
+    def _instance(cls, v: str) -> str:
+        if not v:  # only when the recipe is unknown too: that error says it all
+            return v
+        try:
+            return catalog.instance_type(v).name
+        except SpotrainError:
+            raise ValueError(EXPECTED["instance"] + _did_you_mean(v, catalog.INSTANCE_TYPES)) from None
+
+    @field_validator("checkpoint_every", mode="before")
+    @classmethod
+    def _checkpoint_every(cls, v: Any) -> Any:
+        if v == "auto":
+            return v
+        seconds = _seconds(v)
+        lo, hi = CHECKPOINT_BOUNDS_S
+        if seconds is None or not lo <= seconds <= hi:
+            raise ValueError(EXPECTED["checkpoint_every"])
+        return seconds
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v: str | None) -> str | None:
+        if v is None or _SNAPSHOT.match(v):
+            return v
+        if v.startswith("s3://") and _bucket_ok(v[5:].split("/", 1)[0]):
+            return v
+        raise ValueError(EXPECTED["data"])
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str | None) -> str | None:
+        if v is not None and not _bucket_ok(v):
+            raise ValueError(EXPECTED["bucket"])
+        return v
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, v: Any) -> Any:
+        v = _env_map(v)
+        if isinstance(v, list):
+            raise ValueError(EXPECTED["env"])
+        if isinstance(v, dict):  # YAML gives numbers and booleans; the trainer's environment wants text
+            v = {k: str(x).lower() if isinstance(x, bool) else x for k, x in v.items()}
+            v = {k: str(x) if isinstance(x, int | float) else x for k, x in v.items()}
+            if not all(isinstance(k, str) and _ENV_NAME.match(k) for k in v):
+                raise ValueError(EXPECTED["env"])
+        return v
+
+    @field_validator("ami")
+    @classmethod
+    def _ami(cls, v: str | None) -> str | None:
+        if v is not None and not _AMI.match(v):
+            raise ValueError(EXPECTED["ami"])
+        return v
+
+    @field_validator("ssh_cidr")
+    @classmethod
+    def _cidr(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            return str(ipaddress.ip_network(v, strict=True))
+        except ValueError:
+            raise ValueError(EXPECTED["ssh_cidr"] + " (with no host bits set)") from None
+
+    @model_validator(mode="after")
+    def _zones_in_regions(self) -> RunSpec:
+        for z in self.zones:
+            if not any(z.startswith(r) and z[len(r) :][:1].isalpha() for r in self.regions):
+                raise ValueError(
+                    f"zones: {_show(z)} is not allowed; expected a zone of {', '.join(self.regions)}"
+                    f" such as {self.regions[0]}a"
+                )
+        return self
+
+
+def load_spec(file: Path | None, flags: dict[str, Any], env: Mapping[str, str] = os.environ) -> RunSpec:
+    """The run's spec: the YAML `file`, then `SPOTRAIN_<FIELD>` variables in `env`, then `flags`.
+
+    A flag whose value is None (or an empty tuple, what click gives for an unused repeatable option)
+    was not given. Relative `includes` in the file are relative to the file's directory.
+    """
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    layers = [
+        (_read_yaml(file) if file is not None else {}, f"in the file {file}"),
+        (_from_env(env), "in the environment"),
+        ({k: v for k, v in flags.items() if v is not None and v != ()}, "on the command line"),
+    ]
+    for values, where in layers:
+        _check_keys(values, where)
+        for key, value in values.items():
+            if key == "env":
+                value = _env_map(value)
+                if isinstance(merged.get("env"), dict) and isinstance(value, dict):
+                    value = {**merged["env"], **value}
+            merged[key] = value
+            var = f"{ENV_PREFIX}{key.upper()}"
+            sources[key] = f"fix or unset {var}" if where == "in the environment" else f"fix it {where}"
+    try:
+        return RunSpec.model_validate(merged)
+    except ValidationError as e:
+        raise _spec_error(e, sources, "spec") from None
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    try:
+        text = Path(file).read_text()
+    except OSError as e:
+        raise SpotrainError(
+            f"cannot read the spec file {file}: {e.strerror}", "check the path given to -f"
+        ) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise SpotrainError(
+            f"{file} is not valid YAML{where}: {problem}",
+            "a spec is a YAML mapping of field: value, e.g. 'recipe: digits'",
+        ) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise SpotrainError(
+            f"{file} holds a {type(doc).__name__}, not a mapping of field: value",
+            "a spec looks like 'recipe: digits' on one line, 'budget: 20' on the next",
+        )
+    out = {str(k).replace("-", "_"): v for k, v in doc.items()}
+    includes = out.get("includes")
+    if isinstance(includes, str):
+        includes = [p.strip() for p in includes.split(",") if p.strip()]
+    if isinstance(includes, list):
+        out["includes"] = [str(Path(file).parent / p) if isinstance(p, str) else p for p in includes]
+    return out
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """`SPOTRAIN_<FIELD>` for each field of RunSpec; lists comma-separated, `env` as KEY=VALUE,..."""
+    return {
+        name: env[f"{ENV_PREFIX}{name.upper()}"]
+        for name in RunSpec.model_fields
+        if f"{ENV_PREFIX}{name.upper()}" in env
+    }
+
+
+def _check_keys(values: Mapping[str, Any], where: str) -> None:
+    known = list(RunSpec.model_fields)
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            raise SpotrainError(
+                f"unknown key '{key}' {where}" + (f"; did you mean '{close[0]}'?" if close else ""),
+                f"known keys: {', '.join(known)}",
+            )
+
+
+def _spec_error(e: ValidationError, sources: Mapping[str, str], what: str) -> SpotrainError:
+    """One SpotrainError for every problem pydantic found, each naming the field, the value and the rule."""
+    lines, hints = [], []
+    for err in e.errors():
+        loc = [str(p) for p in err["loc"]]
+        field = loc[0] if loc else ""
+        msg = str(err.get("msg", ""))
+        if err["type"] == "missing":
+            lines.append(f"{field}: missing; expected {EXPECTED.get(field, 'a value')}")
+            hints.append(f"give {field} in the YAML file, as {ENV_PREFIX}{field.upper()} or as a flag")
+            continue
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{field}' in the {what}")
+            hints.append(f"known keys: {', '.join(RunSpec.model_fields)}")
+            continue
+        rule = msg.removeprefix("Value error, ") if err["type"] == "value_error" else EXPECTED.get(field, msg)
+        if not field:  # a model-level rule: its message starts with the field's name
+            lines.append(rule)
+            field = rule.split(":", 1)[0]
+            hints.append(sources.get(field, f"fix {field}"))
+            continue
+        lines.append(f"{field}: {_show(err.get('input'))} is not allowed; expected {rule}")
+        hints.append(sources.get(field, f"fix {field}"))
+    if not hints:
+        hints.append("fix the values named above")
+    return SpotrainError("\n".join(dict.fromkeys(lines)), hints[0])
+
+
+def _env_map(v: Any) -> Any:
+    """KEY=VALUE text (comma-separated) or items as a dict; anything else unchanged."""
+    if isinstance(v, str):
+        v = [p for p in v.split(",") if p.strip()]
+    if isinstance(v, list | tuple):
+        if not all(isinstance(p, str) and "=" in p for p in v):
+            return list(v)
+        return dict(p.strip().split("=", 1) for p in v)
+    return v
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value and not any(c.isspace() for c in value) else repr(value)
+    return repr(value) if not isinstance(value, Path) else str(value)
+
+
+def _did_you_mean(word: Any, choices: Any) -> str:
+    close = difflib.get_close_matches(str(word).strip().lower(), list(choices), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def _seconds(v: Any) -> float | None:
+    """A checkpoint interval in seconds from 300, 300.0, '300', '300s' or '5m'; None if unreadable."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    m = _DURATION.match(str(v).strip().lower())
+    if not m:
+        return None
+    return float(m.group(1)) * (60.0 if m.group(2) in ("m", "min") else 1.0)
+
+
+def _bucket_ok(name: str) -> bool:
+    """S3's bucket naming rules (general purpose buckets)."""
+    if not 3 <= len(name) <= 63 or not re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", name):
+        return False
+    if ".." in name or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
+        return False
+    bad_prefix = ("xn--", "sthree-", "amzn-s3-demo-")
+    bad_suffix = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+    return not name.startswith(bad_prefix) and not name.endswith(bad_suffix)
