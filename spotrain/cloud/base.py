@@ -1,0 +1,70 @@
+"""The one interface the orchestrator drives either cloud through: AWS (`cloud/aws/cloud.py`) or the
+dry-run on this machine (`cloud/local.py`). Both run the same `cloud/aws/` code for launching; they
+differ in where the API lives, how an instance is reached and what environment the trainer gets.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from spotrain.cloud import InstanceStatus, SweepResult
+
+if TYPE_CHECKING:
+    import boto3
+
+    from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
+    from spotrain.remote.base import Transport
+
+
+@runtime_checkable
+class Cloud(Protocol):
+    """Where instances come from. Methods return typed records, never print and never exit."""
+
+    name: str  # "aws" or "dry-run"
+
+    def session(self) -> boto3.Session:
+        """A boto3 session for this cloud (the dry-run's points at its moto server)."""
+        ...
+
+    def start_attempt(self, req: AttemptRequest) -> StartedAttempt:
+        """Plan zones from spot prices, pick the image, check quotas and launch with zone failover."""
+        ...
+
+    def wait_running(self, region: str, instance_id: str, deadline_s: float) -> InstanceStatus:
+        """Until the instance runs (or ends, or the deadline passes); then how it is."""
+        ...
+
+    def describe(self, region: str, instance_id: str) -> InstanceStatus:
+        """How the instance is now, and why it ended (EndKind.SPOT_INTERRUPTION after a reclaim)."""
+        ...
+
+    def find_instances(self, run_id: str) -> list[InstanceStatus]:
+        """The run's instances that have not ended, found by their `spotrain:run` tag (reconcile)."""
+        ...
+
+    def terminate(self, region: str, instance_ids: list[str]) -> None: ...
+
+    def sweep(self, run_id: str | None) -> SweepResult:
+        """Remove what the run (every run when None) left: instances, security groups, and for every
+        run, spotrain's key pairs."""
+        ...
+
+    def transport(self, target: StartedAttempt | InstanceStatus, *, ssh: bool = False) -> Transport:
+        """How to run commands on the instance."""
+        ...
+
+    def instance_env(self, instance_id: str) -> dict[str, str]:
+        """Environment the trainer needs on that instance, beyond the instance's own."""
+        ...
+
+    def python(self, instance_id: str) -> str:
+        """The interpreter that runs the trainer there."""
+        ...
+
+    def bucket(self) -> str:
+        """The bucket that holds the run's checkpoints and event logs."""
+        ...
+
+    def close(self) -> None:
+        """Stop whatever this object started (servers, threads); instances live on."""
+        ...

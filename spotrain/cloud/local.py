@@ -1,0 +1,449 @@
+"""The dry-run cloud: the real `cloud/aws/` code against a moto server on 127.0.0.1, with each
+"instance" a directory on this machine, its own fake IMDS, and spot interruptions injected on command.
+
+    cloud = LocalCloud(state_dir)                         # moto seeded: prices, DLAMI, quotas, bucket
+    started = cloud.start_attempt(req)                    # real boto3 calls, zone plan and failover
+    t = cloud.transport(started)                          # LocalTransport(state_dir/instances/ID)
+    cloud.schedule_interruption(id, "50%", events_path)   # or inject_interruption(id) at once
+
+How long the "cloud" lives: moto keeps its state in the memory of the process that started it, so the
+dry-run's cloud lives as long as the controller process. To survive a killed controller, each instance
+is also a JSON file beside its directory (`instances/ID.json`: zone, type, tags, IMDS port, notice,
+state), and the checkpoint bucket is written through to `s3/BUCKET/`. A new LocalCloud on the same
+state directory re-registers every instance not yet ended under its old id (so `find_instances`
+finds it by tag), reopens its IMDS on the same port, reloads the bucket, and takes the moto port it
+had before when it is free, so a trainer that kept running meanwhile reaches both again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.session
+from moto.moto_api._internal.models import moto_api_backend
+from moto.server import ThreadedMotoServer
+
+from spotrain import catalog
+from spotrain.cloud import TAG_OWNER, TAG_RUN, InstanceStatus, SweepResult
+from spotrain.cloud import local_fakes as fakes
+from spotrain.cloud.aws import attempt, client, images, instances, network
+from spotrain.cloud.aws import sweep as aws_sweep
+from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
+from spotrain.cloud.local_imds import EventsProgress, FakeImds, Schedule
+from spotrain.errors import SpotrainError
+from spotrain.remote import LocalTransport, SSHTarget, Transport, connect
+
+REGIONS = {
+    "us-east-1": ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1f"],
+    "us-west-2": ["us-west-2a", "us-west-2b", "us-west-2c"],
+}
+BUCKET = "spotrain-dry-run"
+DUMMY_KEY = "testing"  # moto takes any credentials
+LOOPBACK_CIDR = "127.0.0.1/32"
+POLL_S = 0.1
+
+
+@dataclass
+class InstanceRecord:
+    """What a restarted controller needs to bring a dry-run instance back."""
+
+    instance_id: str
+    region: str
+    zone: str
+    instance_type: str
+    tags: dict[str, str]
+    imds_port: int
+    state: str = "running"  # or "terminated"
+    notice: dict[str, str] | None = None  # the IMDS instance-action once posted
+
+
+class _Live:
+    """A running dry-run instance: its record, IMDS server and the threads that may end it."""
+
+    def __init__(self, record: InstanceRecord, imds: FakeImds) -> None:
+        self.record, self.imds = record, imds
+        self.threads: list[threading.Thread] = []
+
+
+class LocalCloud:
+    """The `Cloud` of `--dry-run`. One per process at a time (moto's backends are process-wide)."""
+
+    name = "dry-run"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        boot_delay_s: float = 2.0,
+        seed: int = 0,
+        notice_grace_s: float = 120.0,
+        imds_poll_s: float = 0.5,
+        sshd: SSHTarget | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.boot_delay_s, self.seed = boot_delay_s, seed
+        self.notice_grace_s, self.imds_poll_s = notice_grace_s, imds_poll_s
+        self.sshd = sshd  # a local sshd that reaches this machine, for transport(ssh=True)
+        self.instances_dir = self.state_dir / "instances"
+        self.instances_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._closing = threading.Event()
+        self._live: dict[str, _Live] = {}
+        self._stack = ExitStack()
+        self._server: ThreadedMotoServer | None = None
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- the moto server and its seed ----------------------------------------------------------
+
+    def _start(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        moto_api_backend.reset()  # a fresh cloud, as a new controller process would get
+        types = sorted(catalog.INSTANCE_TYPES)
+        rows = fakes.seeded_history(regions=REGIONS, instance_types=types, now=_now(), seed=self.seed)
+        self._stack.enter_context(fakes.spot_prices(rows))
+        self._stack.enter_context(fakes.quotas(dict.fromkeys(fakes.SPOT_QUOTA_CODES, 4096.0)))
+        s3_root = self.state_dir / "s3" / BUCKET
+        self._stack.enter_context(fakes.persistent_bucket(BUCKET, s3_root))
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port(), verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        (self.state_dir / "cloud.json").write_text(json.dumps({"moto_port": port}))
+        self._session = _session(self.endpoint, self.state_dir)
+        for region in REGIONS:
+            _seed_images(region)
+        s3 = self._session.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        for key, data in fakes.saved_objects(s3_root):
+            s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+        for path in sorted(self.instances_dir.glob("*.json")):
+            record = InstanceRecord(**json.loads(path.read_text()))
+            if record.state == "running":
+                self._restore(record)
+
+    def _port(self) -> int:
+        """The moto port of the last LocalCloud on this state directory if it is free, else any."""
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            port = int(json.loads((self.state_dir / "cloud.json").read_text())["moto_port"])
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", port))
+            return port
+        return 0
+
+    def _restore(self, record: InstanceRecord) -> None:
+        """Put an instance a killed controller left running back into the fresh moto, same id."""
+        ec2 = client(self._session, "ec2", record.region)
+        image = images.choose_image(self._session, region=record.region, instance_type=record.instance_type)
+        params: dict[str, Any] = {}
+        if TAG_RUN in record.tags:
+            group = network.ensure_security_group(
+                self._session,
+                region=record.region,
+                run_id=record.tags[TAG_RUN],
+                owner=record.tags.get(TAG_OWNER, "dry-run"),
+                ssh_cidr=LOOPBACK_CIDR,
+            )
+            params["SecurityGroupIds"] = [group.group_id]
+        made = ec2.run_instances(
+            ImageId=image.image_id,
+            InstanceType=record.instance_type,
+            MinCount=1,
+            MaxCount=1,
+            Placement={"AvailabilityZone": record.zone},
+            InstanceMarketOptions={"MarketType": "spot"},
+            **params,
+        )["Instances"][0]
+        fakes.rename_instance(record.region, made["InstanceId"], record.instance_id)
+        tag_list = [{"Key": k, "Value": v} for k, v in record.tags.items()]
+        ec2.create_tags(Resources=[record.instance_id], Tags=tag_list)
+        self._attach(record)
+        if record.notice is not None:
+            self._live[record.instance_id].imds.notice = record.notice
+            self._spawn(record.instance_id, self._reclaim_after_notice)
+
+    def _attach(self, record: InstanceRecord) -> _Live:
+        imds = FakeImds(record.instance_id, record.zone, port=record.imds_port)
+        record.imds_port = imds.port
+        live = _Live(record, imds)
+        with self._lock:
+            self._live[record.instance_id] = live
+        self._save(record)
+        return live
+
+    def _save(self, record: InstanceRecord) -> None:
+        path = self.instances_dir / f"{record.instance_id}.json"
+        tmp = path.with_suffix(".json.part")
+        tmp.write_text(json.dumps(asdict(record), indent=1))
+        tmp.replace(path)
+
+    # -- Cloud ---------------------------------------------------------------------------------
+
+    def session(self) -> boto3.Session:
+        return self._session
+
+    def start_attempt(self, req: AttemptRequest) -> StartedAttempt:
+        """The real launch path on moto; this machine's loopback stands in for the caller's address."""
+        if req.ssh_cidr is None:
+            req = replace(req, ssh_cidr=LOOPBACK_CIDR)
+        started = attempt.start_attempt(self._session, req)
+        inst = started.instance
+        status = instances.describe(self._session, region=inst.region, instance_id=inst.instance_id)
+        record = InstanceRecord(inst.instance_id, inst.region, inst.zone, inst.instance_type, status.tags, 0)
+        self.instance_dir(inst.instance_id).mkdir(parents=True, exist_ok=True)
+        self._attach(record)
+        return started
+
+    def wait_running(self, region: str, instance_id: str, deadline_s: float) -> InstanceStatus:
+        """Sleeps the simulated boot (moto says running at once), then how the instance is."""
+        self._closing.wait(min(self.boot_delay_s, max(0.0, deadline_s)))
+        return self.describe(region, instance_id)
+
+    def describe(self, region: str, instance_id: str) -> InstanceStatus:
+        status = instances.describe(self._session, region=region, instance_id=instance_id)
+        if status.state in {"shutting-down", "terminated"}:
+            self._retire(instance_id)  # ended by a call we did not see (the aws sweep, a raw client)
+        return status
+
+    def find_instances(self, run_id: str) -> list[InstanceStatus]:
+        found = []
+        for region in REGIONS:
+            for inst in instances.run_instances_live(client(self._session, "ec2", region), run_id):
+                found.append(self.describe(region, inst["InstanceId"]))
+        return found
+
+    def terminate(self, region: str, instance_ids: list[str]) -> None:
+        instances.terminate(self._session, region=region, instance_ids=instance_ids)
+        for instance_id in instance_ids:
+            self._retire(instance_id)
+
+    def sweep(self, run_id: str | None) -> SweepResult:
+        """What the aws sweep removes (instances, spot requests, volumes, security groups), and for
+        every run (None), spotrain's key pairs too."""
+        leftovers = aws_sweep.find_leftovers(self._session, regions=list(REGIONS), run_id=run_id)
+        result = aws_sweep.sweep(self._session, leftovers, deadline_s=30)
+        for instance_id in result.terminated:
+            self._retire(instance_id)
+        if run_id is None:
+            for region in REGIONS:
+                ec2 = client(self._session, "ec2", region)
+                keys = ec2.describe_key_pairs(Filters=[{"Name": "tag-key", "Values": [TAG_OWNER]}])
+                for key in keys["KeyPairs"]:
+                    ec2.delete_key_pair(KeyName=key["KeyName"])
+                    result.deleted.append(key["KeyName"])
+        return result
+
+    def transport(self, target: StartedAttempt | InstanceStatus, *, ssh: bool = False) -> Transport:
+        """LocalTransport in the instance directory (HOME there, the instance's env); with ssh=True,
+        an SSH session to the given local sshd, its agent state kept inside the instance directory."""
+        instance_id = (
+            target.instance.instance_id if isinstance(target, StartedAttempt) else target.instance_id
+        )
+        home = self.instance_dir(instance_id)
+        if ssh:
+            if self.sshd is None:
+                raise SpotrainError(
+                    "the dry-run has no sshd to reach instances by SSH", "pass sshd=SSHTarget(...)"
+                )
+            target_ssh = replace(self.sshd, instance_id=instance_id)
+            return connect(target_ssh, python=self.python(instance_id), state_dir=f"{home}/.spotrain-remote")
+        local = LocalTransport(home, python=self.python(instance_id), env=self.instance_env(instance_id))
+        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            local.env.pop(name, None)  # the instance has its own credentials (moto's), no profile
+        return local
+
+    def instance_env(self, instance_id: str) -> dict[str, str]:
+        record = self._record(instance_id)
+        return {
+            "SPOTRAIN_IMDS_URL": f"http://127.0.0.1:{record.imds_port}",
+            "SPOTRAIN_IMDS_POLL_S": f"{self.imds_poll_s:g}",
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": DUMMY_KEY,
+            "AWS_SECRET_ACCESS_KEY": DUMMY_KEY,
+            "AWS_DEFAULT_REGION": record.region,
+            "AWS_REGION": record.region,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def python(self, instance_id: str) -> str:
+        return sys.executable
+
+    def workdir(self, instance_id: str) -> str:
+        """Where spotrain keeps the bundle and runs on the instance: an absolute path inside the
+        instance directory, the same over the local transport and over SSH."""
+        return str(self.instance_dir(instance_id) / "spotrain")
+
+    def bucket(self) -> str:
+        return BUCKET
+
+    def close(self) -> None:
+        """Stop the watchers, the IMDS servers and the moto server; undo the patches. The instances'
+        records and processes stay, for the next LocalCloud on this state directory."""
+        self._closing.set()
+        with self._lock:
+            lives = list(self._live.values())
+            self._live.clear()
+        for live in lives:
+            for thread in live.threads:
+                if thread is not threading.current_thread():
+                    thread.join(10)
+            live.imds.close()
+        if self._server is not None:
+            self._server.stop()
+            if self._server._server is not None:
+                self._server._server.server_close()
+            self._server = None
+        self._stack.close()
+
+    def __enter__(self) -> LocalCloud:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the dry-run's own verbs ---------------------------------------------------------------
+
+    def instance_dir(self, instance_id: str) -> Path:
+        return self.instances_dir / instance_id
+
+    def inject_interruption(self, instance_id: str) -> dict[str, str]:
+        """Post the spot notice at the instance's IMDS; when its trainer has exited, or after
+        `notice_grace_s`, the instance ends with Server.SpotInstanceTermination."""
+        with self._lock:
+            live = self._live_of(instance_id)
+            if live.record.notice is not None:
+                return live.record.notice
+            when = datetime.now(timezone.utc) + timedelta(seconds=self.notice_grace_s)
+            live.record.notice = live.imds.post_notice(when)
+            self._save(live.record)
+        self._spawn(instance_id, self._reclaim_after_notice)
+        return live.record.notice
+
+    def schedule_interruption(self, instance_id: str, at: str, events_path: str | Path) -> Schedule:
+        """Inject an interruption when `at` (`20s` after the first step event, or `50%` of the
+        schedule) is reached by the trainer writing `events_path` (relative or `~/`: in the instance)."""
+        schedule = Schedule.parse(at)
+        path = Path(str(events_path).removeprefix("~/"))
+        progress = EventsProgress(path if path.is_absolute() else self.instance_dir(instance_id) / path)
+
+        def watch(live: _Live) -> None:
+            while not self._closing.is_set() and live.record.state == "running":
+                if progress.due(schedule):
+                    self.inject_interruption(instance_id)
+                    return
+                self._closing.wait(POLL_S)
+
+        self._spawn(instance_id, watch)
+        return schedule
+
+    # -- ending instances ----------------------------------------------------------------------
+
+    def _reclaim_after_notice(self, live: _Live) -> None:
+        deadline = time.monotonic() + self.notice_grace_s
+        seen = bool(_trainer_pids(self.instance_dir(live.record.instance_id)))
+        while time.monotonic() < deadline:
+            if self._closing.wait(POLL_S):
+                return
+            running = bool(_trainer_pids(self.instance_dir(live.record.instance_id)))
+            if seen and not running:
+                break
+            seen = seen or running
+        if live.record.state == "running":
+            fakes.interrupt(live.record.region, live.record.instance_id)
+            self._retire(live.record.instance_id)
+
+    def _retire(self, instance_id: str) -> None:
+        """The instance ended: its processes die with it, its IMDS goes, its record says so."""
+        with self._lock:
+            live = self._live.pop(instance_id, None)
+        if live is None:
+            return
+        for pid in _trainer_pids(self.instance_dir(instance_id)):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        live.record.state = "terminated"
+        self._save(live.record)
+        live.imds.close()
+
+    def _spawn(self, instance_id: str, target: Any) -> None:
+        live = self._live_of(instance_id)
+        thread = threading.Thread(target=target, args=(live,), name=f"dry-run-{instance_id}", daemon=True)
+        live.threads.append(thread)
+        thread.start()
+
+    def _live_of(self, instance_id: str) -> _Live:
+        with self._lock:
+            if instance_id not in self._live:
+                raise SpotrainError(f"dry-run instance {instance_id} is not running", "see `spotrain status`")
+            return self._live[instance_id]
+
+    def _record(self, instance_id: str) -> InstanceRecord:
+        with self._lock:
+            if instance_id in self._live:
+                return self._live[instance_id].record
+        path = self.instances_dir / f"{instance_id}.json"
+        if not path.exists():
+            raise SpotrainError(
+                f"no dry-run instance {instance_id} in {self.instances_dir}", "see `spotrain status`"
+            )
+        return InstanceRecord(**json.loads(path.read_text()))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _session(endpoint: str, state_dir: Path) -> boto3.Session:
+    """A boto3 session whose every client goes to `endpoint`, with moto's dummy credentials. The
+    endpoint is set the documented way, a profile's `endpoint_url` in its own config file, so no
+    environment variable of this process changes and the user's ~/.aws is not read."""
+    config = state_dir / "aws-config"
+    config.write_text(f"[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n")
+    core = botocore.session.Session()
+    core.set_config_variable("config_file", str(config))
+    core.set_config_variable("credentials_file", os.devnull)
+    core.set_config_variable("profile", "default")
+    core.set_credentials(DUMMY_KEY, DUMMY_KEY)
+    return boto3.Session(botocore_session=core, region_name="us-east-1")
+
+
+def _seed_images(region: str) -> None:
+    """The newest CUDA 13 and CUDA 12 PyTorch DLAMIs, by SSM parameter, so p3 and newer types boot."""
+    for dlami in (images.CUDA13[0], images.CUDA12[0]):
+        name = (
+            f"Deep Learning OSS Nvidia Driver AMI GPU PyTorch {dlami.torch} (Ubuntu {dlami.ubuntu}) 20250601"
+        )
+        fakes.add_dlami(region, name=name, ssm_name=dlami.ssm_name("x86_64"))
+
+
+def _trainer_pids(home: Path) -> list[int]:
+    """Processes started detached under `home` (remote/run.py's RUN/pid) that have not exited."""
+    pids = []
+    for pid_file in home.rglob("pid"):
+        if (pid_file.parent / "exit_code").exists():
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pid_file.read_text().strip())
+            os.kill(pid, 0)
+            pids.append(pid)
+    return pids

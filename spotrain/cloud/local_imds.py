@@ -1,0 +1,166 @@
+"""A dry-run instance's metadata service, and when to interrupt it.
+
+`FakeImds` is IMDSv2 on 127.0.0.1 for one instance: a token from `PUT /latest/api/token`, then
+`GET /latest/meta-data/spot/instance-action` answers 404 until a notice is posted, as EC2 does in the
+two minutes before it takes a spot instance back. `Schedule` reads `--inject-interruption AT`: `20s`
+(seconds after the attempt's first `step` event) or `50%` (a share of the training schedule, from the
+epoch of `step`/`eval` events over the `start` event's `config.epochs`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from spotrain.errors import SpotrainError
+
+ACTION_PATH = "/latest/meta-data/spot/instance-action"
+
+
+class FakeImds:
+    """IMDSv2 for one dry-run instance, served by a daemon thread on 127.0.0.1."""
+
+    def __init__(self, instance_id: str, zone: str, *, port: int = 0) -> None:
+        self.instance_id, self.zone = instance_id, zone
+        self.notice: dict[str, str] | None = None
+        self._tokens: set[str] = set()
+        self.server = _bind(port, self._handler())
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name=f"imds-{instance_id}", daemon=True
+        )
+        self._thread.start()
+
+    def post_notice(self, when: datetime | None = None) -> dict[str, str]:
+        """From now on, spot/instance-action says the instance is terminated at `when` (default: now)."""
+        when = when or datetime.now(timezone.utc)
+        self.notice = {"action": "terminate", "time": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        return self.notice
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)
+
+    def _answer(self, method: str, path: str, headers: Any) -> tuple[int, bytes]:
+        if method == "PUT":
+            if path != "/latest/api/token" or not headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                return 400, b""
+            token = secrets.token_hex(16)
+            self._tokens.add(token)
+            return 200, token.encode()
+        if headers.get("X-aws-ec2-metadata-token") not in self._tokens:
+            return 401, b""
+        if path == ACTION_PATH and self.notice is not None:
+            return 200, json.dumps(self.notice).encode()
+        meta = {
+            "/latest/meta-data/instance-id": self.instance_id,
+            "/latest/meta-data/placement/availability-zone": self.zone,
+        }
+        return (200, meta[path].encode()) if path in meta else (404, b"Not Found")
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        imds = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_PUT(self) -> None:
+                self._reply(*imds._answer("PUT", self.path, self.headers))
+
+            def do_GET(self) -> None:
+                self._reply(*imds._answer("GET", self.path, self.headers))
+
+            def _reply(self, code: int, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+
+def _bind(port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A server on `port` (to keep an instance's address across a controller restart), else any port."""
+    try:
+        return ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError:
+        if port == 0:
+            raise
+        return ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When to interrupt: `seconds` after training started, or at `share` of the schedule done."""
+
+    text: str
+    seconds: float | None = None
+    share: float | None = None
+
+    @classmethod
+    def parse(cls, at: str) -> Schedule:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|%)\s*", at)
+        value = float(m.group(1)) if m else -1.0
+        if m is None or (m.group(2) == "%" and not 0 < value < 100):
+            raise SpotrainError(
+                f"--inject-interruption '{at}' is neither seconds nor a share of the schedule",
+                "give seconds after training starts, e.g. 20s, or a share between 0% and 100%, e.g. 50%",
+            )
+        if m.group(2) == "s":
+            return cls(at.strip(), seconds=value)
+        return cls(at.strip(), share=value / 100.0)
+
+
+class EventsProgress:
+    """Reads a run's events.jsonl as it grows and says whether a `Schedule` is due."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._offset = 0
+        self._partial = b""
+        self.first_step_t: float | None = None  # the trainer's clock (unix s) at its first step
+        self.epochs: float | None = None
+        self.done_share = 0.0
+
+    def read(self) -> None:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            try:
+                self._see(json.loads(line))
+            except (ValueError, TypeError, AttributeError):
+                continue  # a line that is not an event object is not ours to judge
+
+    def _see(self, event: dict[str, Any]) -> None:
+        kind = event.get("kind")
+        if kind == "start":
+            self.epochs = float((event.get("config") or {}).get("epochs") or 0) or None
+        elif kind == "step" and self.first_step_t is None:
+            self.first_step_t = float(event.get("t") or time.time())
+        if kind in {"step", "eval"} and self.epochs and event.get("epoch") is not None:
+            self.done_share = max(self.done_share, float(event["epoch"]) / self.epochs)
+
+    def due(self, schedule: Schedule, now: float | None = None) -> bool:
+        self.read()
+        if schedule.seconds is not None:
+            t = time.time() if now is None else now
+            return self.first_step_t is not None and t - self.first_step_t >= schedule.seconds
+        return schedule.share is not None and self.done_share >= schedule.share
