@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -69,6 +70,235 @@ def init(region: str | None, bucket: str | None, profile: str | None, print_poli
     click.echo(f"stack {done.stack_name} in {done.region}: {done.status}")
     click.echo(f"bucket s3://{done.outputs.bucket}, instance profile {done.outputs.instance_profile_name}")
     click.echo(f"outputs saved to {done.state_file}")
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def _console():
+    from rich.console import Console
+
+    return Console(width=120)
+
+
+def _print_event(console):
+    from spotrain.render import progress_line
+
+    def show(event: dict) -> None:
+        line = progress_line(event)
+        if line is not None:
+            console.print(line, markup=False, highlight=False)
+
+    return show
+
+
+@cli.command()
+@click.option(
+    "-f", "--file", "spec_file", type=click.Path(path_type=Path), help="Run spec in YAML; flags win."
+)
+@click.option("--recipe", help="digits | cifar10 | imagenet.")
+@click.option("--instance", help="EC2 instance type (default: the recipe's), e.g. p3.16xlarge.")
+@click.option("--region", "regions", multiple=True, help="Allowed region, cheapest zone first (repeatable).")
+@click.option("--zone", "zones", multiple=True, help="Allowed zone (repeatable; default: any).")
+@click.option("--max-price", type=float, help="Never pay more than this spot $/h.")
+@click.option("--budget", type=float, help="Stop when spent + projected $ would pass this.")
+@click.option("--max-attempts", type=int, help="Instances at most, interruptions included (default 10).")
+@click.option("--auto-resume", is_flag=True, default=None, help="Relaunch after each interruption.")
+@click.option("--checkpoint-every", help="Seconds between checkpoints, or auto (Young's interval).")
+@click.option("--data", help="The data set: s3://bucket/prefix or an EBS snapshot snap-...")
+@click.option("--bucket", help="Checkpoint bucket (default: the one `spotrain init` made).")
+@click.option("--target-acc", type=float, help="Stop at this eval accuracy (default: the recipe's).")
+@click.option("--max-epochs", type=int, help="The schedule's length (default: the recipe's).")
+@click.option("--seed", type=int)
+@click.option("--ami", help="Boot this image instead of the Deep Learning AMI spotrain picks.")
+@click.option("--ssh-cidr", help="Who may SSH in (default: this machine's public address /32).")
+@click.option(
+    "--dry-run", is_flag=True, default=None, help="The whole flow on this machine: moto, local instances."
+)
+@click.option(
+    "--inject-interruption", "inject", multiple=True, help="Dry-run: interrupt attempt N at AT (20s or 50%)."
+)
+@click.option("--boot-delay", type=float, help="Dry-run: simulated boot seconds (default 2).")
+@click.option("-y", "--yes", is_flag=True, help="Launch without asking.")
+def launch(spec_file: Path | None, yes: bool, **flags) -> None:
+    """Plan, request a spot instance, train, and watch until the run ends.
+
+    \b
+    Examples:
+      spotrain launch --instance p3.16xlarge --recipe imagenet --data snap-0abc --auto-resume
+      spotrain launch --dry-run --recipe digits --inject-interruption 50% --auto-resume -y
+
+    Ctrl-C leaves the run going on its instance; `spotrain resume RUN` watches it again.
+    """
+    from spotrain import controller
+    from spotrain.config import load_spec
+    from spotrain.render import cost_table, plan_table
+
+    flags = {k: v for k, v in flags.items() if v not in (None, ())}
+    rename = {"inject": "inject_interruptions", "boot_delay": "boot_delay_s"}
+    flags = {rename.get(k, k): list(v) if isinstance(v, tuple) else v for k, v in flags.items()}
+    spec = load_spec(spec_file, flags)
+    console = _console()
+    with controller.open_controller(
+        dry_run=spec.dry_run, boot_delay_s=spec.boot_delay_s, seed=spec.seed
+    ) as ctl:
+        spec, plan = controller.prepare(ctl, spec)
+        console.print(plan_table(spec, plan))
+        if not yes and not click.confirm("launch?", default=True):
+            raise click.exceptions.Abort()
+        run_id = controller.create_run(ctl, spec, plan)
+        console.print(f"run {run_id}")
+        outcome = controller.launch(ctl, run_id, on_event=_print_event(console))
+        console.print(f"run {run_id}: {outcome.state.value} ({outcome.reason})")
+        from spotrain.bill import run_bill
+
+        console.print(cost_table(run_bill(ctl.store, run_id)))
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+def resume(run_id: str) -> None:
+    """Continue a run: after an interruption from its last checkpoint, or watch one still going.
+
+    \b
+    Example:
+      spotrain resume digits-20261129-2145-a1b2
+    """
+    from spotrain import controller
+    from spotrain.bill import run_bill
+    from spotrain.render import cost_table
+
+    console = _console()
+    with controller.controller_for_run(run_id) as ctl:
+        outcome = ctl.orchestrator(_print_event(console)).resume(run_id)
+        console.print(f"run {run_id}: {outcome.state.value} ({outcome.reason})")
+        console.print(cost_table(run_bill(ctl.store, run_id)))
+
+
+@cli.command()
+@click.argument("run_id", metavar="[RUN]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def status(run_id: str | None, as_json: bool) -> None:
+    """Runs, their state, attempts, epoch, best accuracy and $ so far.
+
+    \b
+    Examples:
+      spotrain status
+      spotrain status digits-20261129-2145-a1b2 --json
+    """
+    import json
+
+    from spotrain import controller
+    from spotrain.render import status_rows, status_table
+
+    rows = []
+    for dry_run in (False, True):
+        with controller.open_controller(dry_run=dry_run) as ctl:
+            runs = (
+                [ctl.store.get_run(run_id)]
+                if run_id and _has(ctl, run_id)
+                else []
+                if run_id
+                else ctl.store.list_runs()
+            )
+            rows += status_rows(ctl.store, runs)
+    if run_id and not rows:
+        with controller.controller_for_run(run_id):
+            pass  # raises the unknown-run message
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    else:
+        _console().print(status_table(rows))
+
+
+def _has(ctl, run_id: str) -> bool:
+    return any(r.run_id == run_id for r in ctl.store.list_runs())
+
+
+@cli.command()
+@click.argument("run_id", metavar="[RUN]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def cost(run_id: str | None, as_json: bool) -> None:
+    """Wall-clock, GPU-hours, spot $, EBS $, S3 $, the on-demand equivalent, and time and $ to target.
+
+    \b
+    Examples:
+      spotrain cost                      # the newest run
+      spotrain cost digits-20261129-2145-a1b2 --json
+    """
+    import json
+
+    from spotrain import controller
+    from spotrain.bill import run_bill
+    from spotrain.render import cost_json, cost_table
+
+    if run_id is None:
+        run_id = _newest_run()
+    with controller.controller_for_run(run_id) as ctl:
+        bill = run_bill(ctl.store, run_id)
+    if as_json:
+        click.echo(json.dumps(cost_json(bill), indent=1))
+    else:
+        _console().print(cost_table(bill))
+
+
+def _newest_run() -> str:
+    from spotrain import controller
+
+    newest = []
+    for dry_run in (False, True):
+        with controller.open_controller(dry_run=dry_run) as ctl:
+            newest += ctl.store.list_runs()[:1]
+    if not newest:
+        raise SpotrainError("there is no run yet", "start one with `spotrain launch` (or --dry-run)")
+    return max(newest, key=lambda r: r.created_at).run_id
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--attempt", type=int, help="Which attempt's log (default: the newest).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing as the trainer writes (live attempt only).")
+def logs(run_id: str, attempt: int | None, follow: bool) -> None:
+    """The trainer's log of one attempt (every attempt's log is kept).
+
+    \b
+    Examples:
+      spotrain logs digits-20261129-2145-a1b2
+      spotrain logs digits-20261129-2145-a1b2 --attempt 1
+    """
+    from spotrain import controller
+    from spotrain.controller import attempt_log
+
+    with controller.controller_for_run(run_id) as ctl:
+        for line in attempt_log(ctl, run_id, attempt, follow=follow):
+            click.echo(line)
+
+
+@cli.command()
+@click.argument("run_id", metavar="[RUN]", required=False)
+@click.option("--all", "all_runs", is_flag=True, help="Every run's leftovers.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask.")
+def down(run_id: str | None, all_runs: bool, yes: bool) -> None:
+    """Terminate and delete everything a run owns (instances, security group); the run ends CANCELLED.
+
+    \b
+    Examples:
+      spotrain down digits-20261129-2145-a1b2
+      spotrain down --all -y
+    """
+    from spotrain import controller
+
+    if not run_id and not all_runs:
+        raise SpotrainError("name a RUN, or pass --all", "see `spotrain status` for the runs")
+    what = "every run's instances and security groups" if all_runs else f"everything run {run_id} owns"
+    if not yes and not click.confirm(f"terminate and delete {what}?", default=False):
+        raise click.exceptions.Abort()
+    if all_runs:
+        with controller.open_controller(dry_run=False) as ctl:
+            removed = ctl.cloud.sweep(None)
+        click.echo(f"removed {len(removed.terminated) + len(removed.deleted)} resources")
+        return
+    with controller.controller_for_run(run_id) as ctl:
+        removed = ctl.orchestrator().down(run_id)
+    click.echo(f"run {run_id}: cancelled; removed {', '.join(removed) or 'nothing (already down)'}")
 
 
 def main(argv: list[str] | None = None) -> None:

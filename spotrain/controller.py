@@ -1,0 +1,202 @@
+"""The controller put together: settings, the store, a cloud (AWS, or the dry-run's on this machine) and
+the orchestrator. The CLI calls these functions; they never print and never exit.
+
+The dry-run keeps its own state directory (`STATE/dry-run`), so its runs never mix with real ones;
+commands that name a run look in the real store first, then the dry-run's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spotrain import catalog
+from spotrain.config import RunSpec, Settings, load_settings
+from spotrain.errors import SpotrainError
+from spotrain.orchestrator import OnEvent, Orchestrator, Outcome
+from spotrain.plan import Plan, make_plan
+from spotrain.store import Store
+
+
+@dataclass
+class Controller:
+    settings: Settings
+    dry_run: bool
+    state_dir: Path
+    store: Store
+    boot_delay_s: float = 2.0
+    seed: int = 0
+    _cloud: Any = field(default=None, repr=False)
+
+    @property
+    def cloud(self):
+        """Made on first use: `status` and `cost` need only the store, never AWS or a moto server."""
+        if self._cloud is None:
+            if self.dry_run:
+                from spotrain.cloud.local import LocalCloud
+
+                self._cloud = LocalCloud(self.state_dir, boot_delay_s=self.boot_delay_s, seed=self.seed)
+            else:
+                from spotrain.cloud.aws.cloud import AwsCloud
+
+                self._cloud = AwsCloud(self.state_dir, profile=self.settings.profile)
+        return self._cloud
+
+    def orchestrator(
+        self, on_event: OnEvent | None = None, *, ssh: bool = False, poll_s: float = 0.5
+    ) -> Orchestrator:
+        return Orchestrator(self.store, self.cloud, self.state_dir, on_event=on_event, ssh=ssh, poll_s=poll_s)
+
+    def close(self) -> None:
+        if self._cloud is not None:
+            self._cloud.close()
+        self.store.close()
+
+
+@contextlib.contextmanager
+def open_controller(
+    *, dry_run: bool, boot_delay_s: float = 2.0, seed: int = 0, settings: Settings | None = None
+) -> Iterator[Controller]:
+    settings = settings or load_settings()
+    state_dir = settings.dry_run_dir() if dry_run else settings.state_dir
+    ctl = Controller(settings, dry_run, state_dir, Store.open(state_dir), boot_delay_s, seed)
+    try:
+        yield ctl
+    finally:
+        ctl.close()
+
+
+@contextlib.contextmanager
+def controller_for_run(run_id: str, *, settings: Settings | None = None) -> Iterator[Controller]:
+    """The controller whose store holds `run_id` (real runs first, then the dry-run's)."""
+    settings = settings or load_settings()
+    for dry_run in (False, True):
+        state_dir = settings.dry_run_dir() if dry_run else settings.state_dir
+        if not (state_dir / "state.db").exists():
+            continue
+        with open_controller(dry_run=dry_run, settings=settings) as ctl:
+            if any(r.run_id == run_id for r in ctl.store.list_runs()):
+                run = ctl.store.get_run(run_id)
+                ctl.boot_delay_s = run.spec.get("boot_delay_s", 2.0)
+                ctl.seed = run.spec.get("seed", 0)
+                yield ctl
+                return
+    with open_controller(dry_run=False, settings=settings) as ctl:
+        ctl.store.get_run(run_id)  # raises: names the run and lists the known ones
+        yield ctl
+
+
+# ---------------------------------------------------------------------------------------------- launch
+def resolve(spec: RunSpec) -> RunSpec:
+    """The spec with its defaults filled in from the recipe (the instance type)."""
+    if spec.instance:
+        return spec
+    return spec.model_copy(update={"instance": catalog.recipe(spec.recipe).instance})
+
+
+def past_figures(store: Store, recipe: str, instance: str) -> dict[str, float | int | None]:
+    """What earlier runs of this recipe on this type measured: throughput, checkpoint cost, interruptions."""
+    rates, blocked, interruptions, hours = [], [], 0, 0.0
+    for run in store.list_runs():
+        if run.spec.get("instance") != instance:
+            continue
+        for a in store.attempts(run.run_id):
+            hours += ((a.ended_at or time.time()) - (a.started_at or a.requested_at)) / 3600.0
+            interruptions += a.end_reason == "spot-interruption"
+        if run.spec.get("recipe") == recipe:
+            rates += [
+                e.data["img_per_s"]
+                for e in store.events(run.run_id, kinds=["step"])
+                if e.data.get("img_per_s")
+            ]
+        blocked += [
+            e.data["blocked_s"]
+            for e in store.events(run.run_id, kinds=["checkpoint"])
+            if "blocked_s" in e.data
+        ]
+    return {
+        "images_per_s": statistics.median(rates) if rates else None,
+        "checkpoint_cost_s": statistics.median(blocked) if blocked else None,
+        "interruptions": interruptions,
+        "instance_hours": hours,
+    }
+
+
+def prepare(ctl: Controller, spec: RunSpec) -> tuple[RunSpec, Plan]:
+    """The resolved spec and the plan to show before launching (reads prices and the image)."""
+    spec = resolve(spec)
+    if spec.inject_interruptions and not ctl.dry_run:
+        raise SpotrainError("--inject-interruption works only with --dry-run", "add --dry-run, or drop it")
+    past = past_figures(ctl.store, spec.recipe, spec.instance)
+    plan = make_plan(
+        ctl.cloud.session(),
+        spec,
+        measured_images_per_s=past["images_per_s"],
+        measured_cost_s=past["checkpoint_cost_s"],
+        interruptions=past["interruptions"],
+        instance_hours=past["instance_hours"],
+    )
+    return spec, plan
+
+
+def create_run(ctl: Controller, spec: RunSpec, plan: Plan) -> str:
+    """Record the run (state REQUESTING) with its plan's checkpoint interval; returns its id."""
+    run_id = ctl.store.new_run_id(spec.recipe)
+    record = {**spec.model_dump(mode="json"), "checkpoint_seconds": round(plan.checkpoint.seconds, 1)}
+    ctl.store.create_run(run_id, record, spec.dry_run)
+    return run_id
+
+
+def launch(ctl: Controller, run_id: str, *, on_event: OnEvent | None = None, ssh: bool = False) -> Outcome:
+    return ctl.orchestrator(on_event, ssh=ssh).drive(run_id)
+
+
+def attempt_log(
+    ctl: Controller, run_id: str, attempt: int | None = None, *, follow: bool = False
+) -> Iterator[str]:
+    """The lines of an attempt's train.log: kept in the state directory once the attempt ended, read
+    from the instance while it lives (and followed with `follow`)."""
+    from spotrain.orchestrator import RUNS, log_path
+    from spotrain.remote import follow as follow_file
+    from spotrain.remote import process_status
+
+    attempts = ctl.store.attempts(run_id)
+    if not attempts:
+        raise SpotrainError(
+            f"run {run_id} has no attempt yet, so no log",
+            f"wait for its instance to start: `spotrain status {run_id}`",
+        )
+    numbers = [a.number for a in attempts]
+    number = attempt or numbers[-1]
+    if number not in numbers:
+        raise SpotrainError(
+            f"run {run_id} has no attempt {number}; it has {', '.join(map(str, numbers))}",
+            "pass one of those to --attempt",
+        )
+    record = attempts[numbers.index(number)]
+    kept = log_path(ctl.state_dir, run_id, number)
+    if record.ended_at is not None or not follow and kept.exists():
+        if not kept.exists():
+            raise SpotrainError(
+                f"the log of attempt {number} of {run_id} was not kept (its instance is gone)",
+                "the trainer's events are still in `spotrain status` and the run's S3 prefix",
+            )
+        yield from kept.read_text(encoding="utf-8").splitlines()
+        return
+    status = ctl.cloud.describe(record.region, record.instance_id)
+    transport = ctl.cloud.transport(status)
+    run_dir = f"{RUNS}/{run_id}"
+    try:
+
+        def done() -> bool:
+            return not follow or not process_status(transport, run_dir).running
+
+        for line in follow_file(transport, f"{run_dir}/train.log", stop=done):
+            yield line.text
+    finally:
+        transport.close()

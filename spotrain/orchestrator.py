@@ -1,0 +1,441 @@
+"""The run's state machine: REQUESTING -> PROVISIONING -> TRAINING -> (INTERRUPTED -> REQUESTING ...) ->
+SUCCEEDED | FAILED | CANCELLED.
+
+Each state has one step function; `drive` runs them until the run ends or waits for the user. Every
+step is idempotent: the controller can be killed at any line and started again (`spotrain resume`),
+and the step it was in runs again, after reconciling with what the cloud says (instances found by
+their `spotrain:run` tag): a live instance is adopted, never a second one started. Every transition is
+written to the store (with its event) before the action it announces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spotrain import catalog
+from spotrain.cloud import EndKind
+from spotrain.cloud.aws.attempt import AttemptRequest
+from spotrain.cloud.aws.instances import LaunchSpec
+from spotrain.errors import SpotrainError
+from spotrain.remote import (
+    RemoteError,
+    follow,
+    follow_events,
+    process_status,
+    read_tail,
+    start_detached,
+    stop,
+    sync,
+)
+from spotrain.store import TERMINAL, RunState, Store
+
+TRAINER_DIR = Path(__file__).resolve().parent.parent / "trainer"
+BUNDLE = "~/spotrain/bundle"  # synced: the trainer package; owned by sync, which deletes strays
+RUNS = "~/spotrain/runs"  # outside the bundle, so a sync never touches a run's files
+EXIT_DONE, EXIT_INTERRUPTED = 0, 75
+OnEvent = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    state: RunState
+    reason: str
+
+
+class Orchestrator:
+    """Drives runs against one cloud (AWS or the dry-run's), recording everything in the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        cloud,
+        state_dir: Path,
+        *,
+        on_event: OnEvent | None = None,
+        ssh: bool = False,
+        poll_s: float = 0.5,
+    ) -> None:
+        self.store, self.cloud, self.state_dir = store, cloud, Path(state_dir)
+        self.on_event = on_event or (lambda event: None)
+        self.ssh, self.poll_s = ssh, poll_s
+
+    # ------------------------------------------------------------------------------ public verbs
+    def drive(self, run_id: str) -> Outcome:
+        """Run the state machine until the run ends, or is interrupted without --auto-resume."""
+        with run_lock(self.state_dir, run_id):
+            while True:
+                run = self.store.get_run(run_id)
+                if run.state in TERMINAL:
+                    return Outcome(run_id, run.state, run.end_reason)
+                if run.state == RunState.INTERRUPTED and not self._may_resume(run, automatic=True):
+                    return Outcome(run_id, run.state, "interrupted: `spotrain resume` continues it")
+                STEPS[run.state](self, run)
+
+    def resume(self, run_id: str) -> Outcome:
+        run = self.store.get_run(run_id)
+        if run.state in TERMINAL:
+            raise SpotrainError(
+                f"run {run_id} has already ended ({run.state.value}: {run.end_reason})",
+                "start a new run with `spotrain launch`",
+            )
+        if run.state == RunState.INTERRUPTED:
+            self._may_resume(run, automatic=False)  # raises when attempts or budget are spent
+            self._transition(run_id, RunState.REQUESTING, "resumed by the user")
+        return self.drive(run_id)
+
+    def down(self, run_id: str) -> list[str]:
+        """Terminate and remove everything the run owns; the run ends CANCELLED (if it had not ended)."""
+        run = self.store.get_run(run_id)
+        if run.state not in TERMINAL:
+            self._transition(run_id, RunState.CANCELLED, "spotrain down")
+        live = self.store.live_attempt(run_id)
+        if live is not None:
+            self.store.update_attempt(run_id, live.number, ended_at=time.time(), end_reason="user")
+            self._record_prices(live.region, live.instance_type, live.zone, live.requested_at, time.time())
+        result = self.cloud.sweep(run_id)
+        return [*result.terminated, *result.deleted]
+
+    # ------------------------------------------------------------------------------ the steps
+    def _request(self, run) -> None:
+        """REQUESTING: adopt a live instance of the run, or launch one (cheapest zone, the zone that
+        just interrupted us last)."""
+        if self._adopt(run):
+            return
+        spec, attempts = run.spec, self.store.attempts(run.run_id)
+        itype = catalog.instance_type(spec["instance"])
+        demote = [a.zone for a in attempts if a.end_reason == EndKind.SPOT_INTERRUPTION.value][-1:]
+        number = len(attempts) + 1
+        launch = LaunchSpec(
+            run_id=run.run_id,
+            attempt_id=f"{run.run_id}-{number}",
+            owner=self._owner(),
+            instance_type=itype.name,
+            root_gb=catalog.recipe(spec["recipe"]).root_volume_gb,
+            data_snapshot_id=spec.get("data") if str(spec.get("data") or "").startswith("snap-") else None,
+            max_price=spec.get("max_price"),
+        )
+        self._event(run.run_id, "launch", attempt=number, instance_type=itype.name, demoted=demote)
+        started = self.cloud.start_attempt(
+            AttemptRequest(
+                spec=launch,
+                regions=spec["regions"],
+                state_dir=self.state_dir,
+                ssh_cidr=spec.get("ssh_cidr"),
+                ami=spec.get("ami"),
+                demote_zones=demote,
+            )
+        )
+        inst = started.instance
+        self.store.add_attempt(
+            run.run_id,
+            instance_id=inst.instance_id,
+            region=inst.region,
+            zone=inst.zone,
+            instance_type=inst.instance_type,
+            spot_usd_per_hour=inst.spot_usd_per_hour,
+            requested_at=time.time(),
+        )
+        self._transition(
+            run.run_id,
+            RunState.PROVISIONING,
+            f"{inst.instance_id} in {inst.zone} at ${inst.spot_usd_per_hour or 0:.3f}/h; "
+            f"image {started.image.image_id}: {started.image.reason}",
+        )
+
+    def _provision(self, run) -> None:
+        """PROVISIONING: wait for the instance, sync the bundle, start the trainer detached."""
+        attempt = self.store.live_attempt(run.run_id)
+        if attempt is None:
+            return self._transition(run.run_id, RunState.REQUESTING, "no live attempt to provision")
+        status = self.cloud.wait_running(attempt.region, attempt.instance_id, deadline_s=900)
+        if status.end != EndKind.RUNNING:
+            return self._ended(
+                run, attempt, status.end, f"the instance ended while booting: {status.reason_code}"
+            )
+        if attempt.started_at is None:
+            self.store.update_attempt(run.run_id, attempt.number, started_at=time.time())
+        transport = self.cloud.transport(status, ssh=self.ssh)
+        run_dir = f"{RUNS}/{run.run_id}"
+        try:
+            if process_status(transport, run_dir).state != "running":  # an adopted instance may be training
+                result = sync(transport, [(TRAINER_DIR, "trainer")], BUNDLE)
+                self._event(
+                    run.run_id,
+                    "sync",
+                    attempt=attempt.number,
+                    files=result.files_sent,
+                    bytes=result.bytes_sent,
+                    seconds=round(result.seconds, 3),
+                )
+                start_detached(
+                    transport,
+                    self._trainer_argv(run, attempt),
+                    run_dir=run_dir,
+                    cwd=BUNDLE,
+                    env={**self.cloud.instance_env(attempt.instance_id), **run.spec.get("env", {})},
+                )
+                self._inject(run, attempt, run_dir)
+        except RemoteError as err:
+            return self._lost_contact(run, attempt, err)
+        finally:
+            transport.close()
+        self._transition(run.run_id, RunState.TRAINING, f"trainer started on {attempt.instance_id}")
+
+    def _train(self, run) -> None:
+        """TRAINING: follow the trainer's events into the store until it exits; then decide."""
+        attempt = self.store.live_attempt(run.run_id)
+        if attempt is None:
+            return self._transition(run.run_id, RunState.REQUESTING, "no live attempt")
+        status = self.cloud.describe(attempt.region, attempt.instance_id)
+        if status.end != EndKind.RUNNING:
+            return self._ended(run, attempt, status.end, status.reason_code)
+        transport = self.cloud.transport(status, ssh=self.ssh)
+        run_dir = f"{RUNS}/{run.run_id}"
+        try:
+            self._follow(run, attempt, transport, run_dir)
+            proc = process_status(transport, run_dir)
+            self._keep_log(run, attempt, transport, run_dir)
+            if proc.exit_code not in (EXIT_DONE, EXIT_INTERRUPTED):
+                tail = "\n".join(read_tail(transport, f"{run_dir}/train.log", 15))
+        except RemoteError as err:
+            return self._lost_contact(run, attempt, err)
+        finally:
+            transport.close()
+        if proc.exit_code == EXIT_DONE:
+            self._finish_attempt(run, attempt, "finished", proc.exit_code)
+            return self._transition(run.run_id, RunState.SUCCEEDED, "the trainer finished")
+        if proc.exit_code == EXIT_INTERRUPTED:
+            return self._ended(
+                run,
+                attempt,
+                EndKind.SPOT_INTERRUPTION,
+                "the trainer saved and stopped for a notice",
+                exit_code=proc.exit_code,
+            )
+        self._finish_attempt(run, attempt, "error", proc.exit_code)
+        self._transition(run.run_id, RunState.FAILED, f"the trainer exited {proc.exit_code}:\n{tail}")
+
+    def _requeue(self, run) -> None:
+        """INTERRUPTED with --auto-resume: back to REQUESTING (drive checked attempts and budget)."""
+        self._transition(run.run_id, RunState.REQUESTING, "automatic resume after an interruption")
+
+    # ------------------------------------------------------------------------------ helpers
+    def _follow(self, run, attempt, transport, run_dir: str) -> None:
+        def finished() -> bool:
+            if self._over_budget(run):
+                stop(transport, run_dir, grace_s=60)
+            return not process_status(transport, run_dir).running
+
+        for event in follow_events(transport, f"{run_dir}/events.jsonl", poll_s=self.poll_s, stop=finished):
+            if event.kind == "malformed":
+                continue
+            self.store.add_trainer_events(run.run_id, attempt.number, [event.data])
+            self._note_progress(run, attempt, event.data)
+            self.on_event({"run": run.run_id, "attempt": attempt.number, "source": "trainer", **event.data})
+
+    def _note_progress(self, run, attempt, event: dict[str, Any]) -> None:
+        kind = event.get("kind")
+        if kind == "start":
+            self.store.update_attempt(run.run_id, attempt.number, resumed_from_step=event.get("step", 0))
+        elif kind == "step":
+            fields = {"last_step": event["step"]}
+            if attempt.training_started_at is None:
+                fields["training_started_at"] = event["t"]
+                attempt = attempt.__class__(**{**attempt.__dict__, "training_started_at": event["t"]})
+            self.store.update_attempt(run.run_id, attempt.number, **fields)
+
+    def _inject(self, run, attempt, run_dir: str) -> None:
+        """Dry-run: --inject-interruption AT, one per attempt in order, posted at that instance's IMDS."""
+        ats = run.spec.get("inject_interruptions") or []
+        if self.cloud.name == "dry-run" and attempt.number <= len(ats):
+            self.cloud.schedule_interruption(
+                attempt.instance_id, ats[attempt.number - 1], f"{run_dir}/events.jsonl"
+            )
+            self._event(run.run_id, "inject", attempt=attempt.number, at=ats[attempt.number - 1])
+
+    def _keep_log(self, run, attempt, transport, run_dir: str) -> None:
+        """Every attempt's train.log is kept in the state directory: the instance will not be."""
+        path = log_path(self.state_dir, run.run_id, attempt.number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [line.text for line in follow(transport, f"{run_dir}/train.log", stop=lambda: True)]
+        path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+
+    def _adopt(self, run) -> bool:
+        """Reconcile with the cloud: a live instance tagged with the run is adopted (extras terminated)."""
+        live = [s for s in self.cloud.find_instances(run.run_id) if s.end == EndKind.RUNNING]
+        if not live:
+            return False
+        keep, extra = live[0], live[1:]
+        if extra:
+            self.cloud.terminate(keep.region, [s.instance_id for s in extra])
+        known = self.store.live_attempt(run.run_id)
+        if known is None or known.instance_id != keep.instance_id:
+            if known is not None:
+                self.store.update_attempt(run.run_id, known.number, ended_at=time.time(), end_reason="lost")
+            self.store.add_attempt(
+                run.run_id,
+                instance_id=keep.instance_id,
+                region=keep.region,
+                zone=keep.zone,
+                instance_type=keep.instance_type,
+                spot_usd_per_hour=None,
+                requested_at=(keep.launch_time.timestamp() if keep.launch_time else time.time()),
+            )
+        self._transition(run.run_id, RunState.PROVISIONING, f"adopted live instance {keep.instance_id}")
+        return True
+
+    def _ended(self, run, attempt, end: EndKind, why: str, exit_code: int | None = None) -> None:
+        """The attempt's instance is gone or going: record it; interrupted runs may be resumed."""
+        reason = end.value if end != EndKind.RUNNING else "error"
+        self._finish_attempt(run, attempt, reason, exit_code)
+        if end in (EndKind.SPOT_INTERRUPTION, EndKind.RUNNING):
+            return self._transition(run.run_id, RunState.INTERRUPTED, why)
+        self._transition(run.run_id, RunState.FAILED, f"instance {attempt.instance_id} ended: {why}")
+
+    def _finish_attempt(self, run, attempt, reason: str, exit_code: int | None) -> None:
+        now = time.time()
+        self.store.update_attempt(
+            run.run_id, attempt.number, ended_at=now, end_reason=reason, exit_code=exit_code
+        )
+        with contextlib.suppress(SpotrainError):
+            self.cloud.terminate(attempt.region, [attempt.instance_id])
+        self._record_prices(attempt.region, attempt.instance_type, attempt.zone, attempt.requested_at, now)
+
+    def _lost_contact(self, run, attempt, err: RemoteError) -> None:
+        status = self.cloud.describe(attempt.region, attempt.instance_id)
+        if status.end != EndKind.RUNNING:
+            return self._ended(
+                run, attempt, status.end, f"lost contact ({err.message}); {status.reason_code}"
+            )
+        self._event(
+            run.run_id, "warning", attempt=attempt.number, message=f"lost contact: {err.message}; retrying"
+        )
+        time.sleep(self.poll_s)
+
+    def _record_prices(self, region: str, instance_type: str, zone: str, start: float, end: float) -> None:
+        """Keep the spot prices in force during an attempt, so its cost never needs "now"'s price."""
+        from datetime import datetime, timezone
+
+        from spotrain.cloud.aws import prices
+
+        with contextlib.suppress(SpotrainError):
+            samples = prices.history(
+                self.cloud.session(),
+                region=region,
+                instance_type=instance_type,
+                start=datetime.fromtimestamp(start - 3600, timezone.utc),
+                end=datetime.fromtimestamp(end, timezone.utc),
+                zones=[zone],
+            )
+            self.store.add_price_samples(region, samples)
+
+    def _may_resume(self, run, *, automatic: bool) -> bool:
+        spec, attempts = run.spec, self.store.attempts(run.run_id)
+        why = None
+        if len(attempts) >= spec.get("max_attempts", 10):
+            why = f"{len(attempts)} attempts made, --max-attempts is {spec.get('max_attempts', 10)}"
+        elif self._over_budget(run):
+            why = f"the budget of ${spec['budget']:.2f} would be passed"
+        if why is not None:
+            self._transition(run.run_id, RunState.FAILED, f"not resumed: {why}")
+            if not automatic:
+                raise SpotrainError(f"run {run.run_id} cannot resume: {why}", "raise the limit in a new run")
+            return True  # drive() sees FAILED and returns
+        return not automatic or bool(spec.get("auto_resume"))
+
+    def _over_budget(self, run) -> bool:
+        budget = run.spec.get("budget")
+        if not budget:
+            return False
+        from spotrain.bill import spent_and_projected
+
+        spent, projected = spent_and_projected(self.store, run.run_id)
+        return spent + projected > budget
+
+    def _trainer_argv(self, run, attempt) -> list[str]:
+        spec, itype = run.spec, catalog.instance_type(run.spec["instance"])
+        python = self.cloud.python(attempt.instance_id)
+        bucket = self.cloud.bucket()
+        args = [
+            "-m",
+            "trainer.train",
+            "--recipe",
+            spec["recipe"],
+            "--run-dir",
+            f"{RUNS}/{run.run_id}",
+            "--resume",
+            "auto",
+            "--mirror",
+            f"s3://{bucket}/runs/{run.run_id}",
+            "--seed",
+            str(spec.get("seed", 0)),
+            "--checkpoint-every",
+            str(spec.get("checkpoint_seconds") or 600),
+        ]
+        for flag, key in (("--target-acc", "target_acc"), ("--max-epochs", "max_epochs")):
+            if spec.get(key) is not None:
+                args += [flag, str(spec[key])]
+        if spec.get("data"):
+            args += ["--data", "/opt/spotrain/data"]
+        gpus = itype.gpus if self.cloud.name == "aws" else 1
+        if gpus > 1:  # trainer.launch is torchrun that passes the workers' exit code (75) through
+            return [python, "-m", "trainer.launch", "--standalone", f"--nproc_per_node={gpus}", *args]
+        return [python, *args]
+
+    def _transition(self, run_id: str, state: RunState, reason: str) -> None:
+        self.store.set_state(run_id, state, reason=reason)
+        self.on_event(
+            {
+                "run": run_id,
+                "source": "controller",
+                "kind": "state",
+                "to": state.value,
+                "reason": reason,
+                "t": time.time(),
+            }
+        )
+
+    def _event(self, run_id: str, kind: str, **data: Any) -> None:
+        self.store.add_event(run_id, kind, data, attempt=data.get("attempt"))
+        self.on_event({"run": run_id, "source": "controller", "kind": kind, "t": time.time(), **data})
+
+    def _owner(self) -> str:
+        return os.environ.get("USER") or "spotrain"
+
+
+STEPS: dict[RunState, Callable[[Orchestrator, Any], None]] = {
+    RunState.REQUESTING: Orchestrator._request,
+    RunState.PROVISIONING: Orchestrator._provision,
+    RunState.TRAINING: Orchestrator._train,
+    RunState.INTERRUPTED: Orchestrator._requeue,
+}
+
+
+def log_path(state_dir: Path, run_id: str, attempt: int) -> Path:
+    return Path(state_dir) / "logs" / run_id / f"attempt-{attempt}.log"
+
+
+@contextlib.contextmanager
+def run_lock(state_dir: Path, run_id: str) -> Iterator[None]:
+    """One controller per run: an exclusive lock file in the state directory, released on exit (or death)."""
+    locks = Path(state_dir) / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{run_id}.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise SpotrainError(
+                f"run {run_id} is already driven by another controller ({f.read().strip()})",
+                f"watch it with `spotrain logs {run_id} -f`, or stop that process first",
+            ) from None
+        f.seek(0), f.truncate(), f.write(f"pid {os.getpid()}"), f.flush()
+        yield

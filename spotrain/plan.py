@@ -1,0 +1,142 @@
+"""The plan a launch shows before it spends anything: where, on what image, at what price, for how long
+and how much, and how often to checkpoint.
+
+Pure where it can be: `young_interval` and `estimate` are functions of numbers; `make_plan` reads
+prices and the image from the cloud and past throughput and interruptions from the store.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from spotrain import catalog
+from spotrain.cloud import ImageChoice, ZoneQuote
+from spotrain.cloud.aws import images, prices
+
+MIN_INTERVAL_S, MAX_INTERVAL_S = 60.0, 1800.0
+# Before any interruption of ours was seen for a type: the Spot Instance Advisor's worst bucket (>20% a
+# month) read as a mean time between interruptions of about two hours, so the interval errs short.
+DEFAULT_MTBI_S = 2 * 3600.0
+DEFAULT_CHECKPOINT_COST_S = 5.0  # before the trainer measured one: a synchronous save of ResNet-50
+
+
+@dataclass(frozen=True)
+class CheckpointPlan:
+    seconds: float  # the interval handed to the trainer (--checkpoint-every)
+    checkpoint_cost_s: float  # seconds the loop is blocked per checkpoint (measured, or the default)
+    mtbi_s: float  # mean time between interruptions (observed for this type, or the default)
+    basis: str  # one sentence: where the two inputs came from
+
+
+def young_interval(checkpoint_cost_s: float, mtbi_s: float) -> float:
+    """Young's (1974) optimal checkpoint interval, sqrt(2 C M), bounded to [1 min, 30 min]."""
+    raw = math.sqrt(2.0 * max(checkpoint_cost_s, 0.0) * max(mtbi_s, 0.0))
+    return min(max(raw, MIN_INTERVAL_S), MAX_INTERVAL_S)
+
+
+def checkpoint_plan(
+    *, measured_cost_s: float | None, interruptions: int, instance_hours: float
+) -> CheckpointPlan:
+    """The interval from what past attempts of this instance type measured, else conservative defaults."""
+    cost = measured_cost_s if measured_cost_s is not None else DEFAULT_CHECKPOINT_COST_S
+    if interruptions > 0:
+        mtbi, seen = (
+            instance_hours * 3600.0 / interruptions,
+            f"{interruptions} interruptions in {instance_hours:.1f} h",
+        )
+    else:
+        mtbi, seen = DEFAULT_MTBI_S, "no interruption seen yet, assumed one every 2 h"
+    measured = f"checkpoint cost {cost:.2f} s " + (
+        "(measured)" if measured_cost_s is not None else "(default)"
+    )
+    return CheckpointPlan(young_interval(cost, mtbi), cost, mtbi, f"{measured}; {seen}")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    hours: float  # wall-clock for the whole schedule
+    spot_usd: float  # at the spot price now
+    on_demand_usd: float
+    images_per_s: float
+    basis: str  # "measured in N past runs" or "assumed X% of peak"
+
+
+def estimate(
+    recipe: catalog.RecipeDefaults,
+    itype: catalog.InstanceType,
+    *,
+    spot_usd_per_hour: float,
+    nodes: int = 1,
+    measured_images_per_s: float | None = None,
+) -> Estimate:
+    """Expected hours and dollars for the recipe's schedule: FLOPs over the GPUs' peak at an assumed
+    utilisation, unless past runs of this recipe on this type measured the throughput."""
+    work = recipe.samples_per_epoch * recipe.epochs
+    if measured_images_per_s:
+        rate, basis = (
+            measured_images_per_s * nodes,
+            "throughput measured in past runs of this recipe and type",
+        )
+    else:
+        rate = itype.peak_tflops * 1e12 * nodes * recipe.utilisation / recipe.train_flops_per_sample
+        basis = f"assumed {recipe.utilisation:.0%} of the GPUs' peak {itype.peak_tflops:g} TFLOPS"
+    hours = work / rate / 3600.0
+    return Estimate(
+        hours=hours,
+        spot_usd=hours * spot_usd_per_hour * nodes,
+        on_demand_usd=hours * itype.on_demand_usd_per_hour * nodes,
+        images_per_s=rate,
+        basis=basis,
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    instance_type: str
+    region: str
+    image: ImageChoice
+    zones: list[ZoneQuote]  # cheapest first; the launch tries them in this order
+    estimate: Estimate
+    checkpoint: CheckpointPlan
+
+    @property
+    def zone(self) -> ZoneQuote:
+        return self.zones[0]
+
+
+def make_plan(
+    sess,
+    spec,
+    *,
+    measured_images_per_s: float | None,
+    measured_cost_s: float | None,
+    interruptions: int,
+    instance_hours: float,
+    now: datetime | None = None,
+) -> Plan:
+    """Prices and image from the cloud (real boto3 calls), figures from the caller's store."""
+    itype = catalog.instance_type(spec.instance)
+    region = spec.regions[0]
+    table = prices.quote(
+        instance_type=itype.name, region=region, sess=sess, now=now or datetime.now(timezone.utc)
+    )
+    zones = [z for z in table.zones if not spec.zones or z.zone in spec.zones] or table.zones
+    image = images.choose_image(sess, region=region, instance_type=itype.name, override=spec.ami)
+    est = estimate(
+        catalog.recipe(spec.recipe),
+        itype,
+        spot_usd_per_hour=zones[0].usd_per_hour,
+        nodes=spec.nodes,
+        measured_images_per_s=measured_images_per_s,
+    )
+    if spec.checkpoint_every == "auto":
+        ckpt = checkpoint_plan(
+            measured_cost_s=measured_cost_s, interruptions=interruptions, instance_hours=instance_hours
+        )
+    else:
+        ckpt = CheckpointPlan(
+            float(spec.checkpoint_every), measured_cost_s or 0.0, 0.0, "given with --checkpoint-every"
+        )
+    return Plan(itype.name, region, image, zones, est, ckpt)

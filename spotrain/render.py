@@ -1,0 +1,208 @@
+"""How the CLI shows things: rich tables and one-line progress, and the --json shapes for scripts.
+
+Functions here take records and return rich renderables or plain dicts; only cli.py prints them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.table import Table
+
+from spotrain.bill import Bill
+from spotrain.plan import Plan
+
+
+def _hours(seconds: float) -> str:
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def plan_table(spec, plan: Plan) -> Table:
+    z, est, ck = plan.zone, plan.estimate, plan.checkpoint
+    t = Table(
+        title=f"plan: {spec.recipe} on {plan.instance_type}" + (" (dry-run)" if spec.dry_run else ""),
+        show_header=False,
+        title_justify="left",
+    )
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row(
+        "instance", f"{plan.instance_type} in {z.zone} (cheapest of {len(plan.zones)} zones in {plan.region})"
+    )
+    t.add_row("image", f"{plan.image.image_id}: {plan.image.reason}")
+    t.add_row(
+        "spot price",
+        f"${z.usd_per_hour:.3f}/h now (24 h: ${z.low_24h:.3f} .. ${z.high_24h:.3f}), "
+        f"{z.discount:.0%} under on-demand ${z.on_demand_usd_per_hour:.2f}/h",
+    )
+    t.add_row(
+        "expected",
+        f"{est.hours:.2f} h: ${est.spot_usd:.2f} at spot, ${est.on_demand_usd:.2f} on demand ({est.basis})",
+    )
+    t.add_row("checkpoints", f"every {ck.seconds:.0f} s ({ck.basis})")
+    if spec.budget:
+        t.add_row("budget", f"${spec.budget:.2f}, at most {spec.max_attempts} attempts")
+    return t
+
+
+def progress_line(event: dict[str, Any]) -> str | None:
+    """One line for the launch's live view; None for events not worth a line (most steps)."""
+    kind, src = event.get("kind"), event.get("source")
+    if src == "controller":
+        if kind == "state":
+            return f"[{event['run']}] {event['to'].upper()}: {event['reason']}"
+        if kind in ("launch", "sync", "inject", "warning"):
+            extra = {k: v for k, v in event.items() if k not in ("run", "source", "kind", "t")}
+            return f"[{event['run']}] {kind}: " + ", ".join(f"{k} {v}" for k, v in extra.items())
+        return None
+    a = event.get("attempt")
+    if kind == "eval":
+        top5 = f", top5 {event['top5']:.4f}" if "top5" in event else ""
+        return f"  attempt {a} | eval epoch {event['epoch']:.2f}: top1 {event['top1']:.4f}{top5}"
+    if kind == "checkpoint" and event.get("where") == "s3":
+        return f"  attempt {a} | checkpoint step {event['step']} in S3 ({event['bytes'] / 1e6:.2f} MB)"
+    if kind == "interruption":
+        return f"  attempt {a} | interruption ({event['source']}, notice for {event['notice_time']}): saved at step {event['step']}"
+    if kind == "start":
+        how = f"resumed from step {event['step']}" if event.get("resumed_from") else "fresh start"
+        return f"  attempt {a} | trainer started on {event.get('device')} x{event.get('world_size')}: {how}"
+    if kind in ("done", "error"):
+        return f"  attempt {a} | {kind}: " + (event.get("reason") or event.get("message", ""))
+    return None
+
+
+def cost_table(bill: Bill) -> Table:
+    c = bill.cost
+    t = Table(title=f"cost of {bill.run_id}", title_justify="left")
+    for name in ("attempt", "zone", "instance", "billed", "end", "spot $", "EBS $", "on-demand $"):
+        t.add_column(name, justify="left" if name in ("attempt", "zone", "instance", "end") else "right")
+    for a, ac in zip(bill.attempts, c.attempts, strict=True):
+        t.add_row(
+            str(a.number),
+            a.zone,
+            a.instance_type,
+            _hours(ac.billed_s),
+            a.end_reason or "running",
+            f"{ac.spot_usd:.4f}",
+            f"{ac.ebs_usd:.4f}",
+            f"{ac.on_demand_usd:.4f}",
+        )
+    t.add_section()
+    t.add_row(
+        "total",
+        "",
+        f"{c.gpu_hours:.3f} GPU-h",
+        _hours(bill.wall_s) + " wall",
+        "",
+        f"{c.spot_usd:.4f}",
+        f"{c.ebs_usd:.4f}",
+        f"{c.on_demand_usd:.4f}",
+    )
+    t.caption = (
+        f"S3 ${c.s3_usd:.4f}; total ${c.total_usd:.4f} vs ${c.on_demand_usd:.4f} on demand: "
+        f"saved ${c.savings_usd:.4f} ({c.savings_fraction:.0%})"
+    )
+    if c.to_target is not None:
+        t.caption += (
+            f"\nto {bill.target_metric} {bill.target}: {_hours(c.to_target.seconds)} and "
+            f"${c.to_target.usd:.4f} (first eval at {c.to_target.value:.4f})"
+        )
+    elif bill.target is not None:
+        t.caption += f"\ntarget {bill.target_metric} {bill.target} not reached"
+    t.caption_justify = "left"
+    return t
+
+
+def cost_json(bill: Bill) -> dict[str, Any]:
+    c = bill.cost
+    return {
+        "run": bill.run_id,
+        "wall_s": round(bill.wall_s, 3),
+        "gpu_hours": round(c.gpu_hours, 6),
+        "spot_usd": round(c.spot_usd, 6),
+        "ebs_usd": round(c.ebs_usd, 6),
+        "s3_usd": round(c.s3_usd, 6),
+        "total_usd": round(c.total_usd, 6),
+        "on_demand_usd": round(c.on_demand_usd, 6),
+        "savings_usd": round(c.savings_usd, 6),
+        "savings_fraction": round(c.savings_fraction, 6),
+        "target": bill.target,
+        "target_metric": bill.target_metric,
+        "to_target": None
+        if c.to_target is None
+        else {
+            "seconds": round(c.to_target.seconds, 3),
+            "usd": round(c.to_target.usd, 6),
+            "value": c.to_target.value,
+        },
+        "attempts": [
+            {
+                "number": a.number,
+                "instance_id": a.instance_id,
+                "zone": a.zone,
+                "instance_type": a.instance_type,
+                "billed_s": ac.billed_s,
+                "end_reason": a.end_reason,
+                "spot_usd": round(ac.spot_usd, 6),
+                "ebs_usd": round(ac.ebs_usd, 6),
+                "on_demand_usd": round(ac.on_demand_usd, 6),
+                "resumed_from_step": a.resumed_from_step,
+                "last_step": a.last_step,
+            }
+            for a, ac in zip(bill.attempts, c.attempts, strict=True)
+        ],
+    }
+
+
+def status_rows(store, runs) -> list[dict[str, Any]]:
+    """One dict a run: what `spotrain status` shows, and its --json."""
+    from spotrain.bill import run_bill
+
+    rows = []
+    for run in runs:
+        attempts = store.attempts(run.run_id)
+        evals = store.events(run.run_id, kinds=["eval"])
+        steps = store.events(run.run_id, kinds=["step"])
+        try:
+            spent = run_bill(store, run.run_id).cost.total_usd
+        except Exception:  # noqa: BLE001 - a run with no price yet shows no $ rather than failing status
+            spent = None
+        rows.append(
+            {
+                "run": run.run_id,
+                "state": run.state.value,
+                "recipe": run.spec.get("recipe"),
+                "instance": run.spec.get("instance"),
+                "attempts": len(attempts),
+                "epoch": steps[-1].data.get("epoch") if steps else None,
+                "best_top1": max((e.data.get("top1", 0) for e in evals), default=None),
+                "usd": None if spent is None else round(spent, 4),
+                "dry_run": run.dry_run,
+                "age_s": round(time.time() - run.created_at, 1),
+                "reason": run.end_reason,
+            }
+        )
+    return rows
+
+
+def status_table(rows: list[dict[str, Any]]) -> Table:
+    t = Table(title="runs", title_justify="left")
+    for name in ("run", "state", "recipe", "instance", "attempts", "epoch", "best top1", "$ so far"):
+        t.add_column(
+            name, justify="right" if name in ("attempts", "epoch", "best top1", "$ so far") else "left"
+        )
+    for r in rows:
+        t.add_row(
+            r["run"] + (" (dry-run)" if r["dry_run"] else ""),
+            r["state"],
+            r["recipe"] or "",
+            r["instance"] or "",
+            str(r["attempts"]),
+            "" if r["epoch"] is None else f"{r['epoch']:.2f}",
+            "" if r["best_top1"] is None else f"{r['best_top1']:.4f}",
+            "" if r["usd"] is None else f"{r['usd']:.4f}",
+        )
+    return t
