@@ -156,7 +156,7 @@ class RunSpec(BaseModel):
     @classmethod
     def _instance_from_recipe(cls, values: Any) -> Any:
         if isinstance(values, dict) and not values.get("instance"):
-            r = catalog.RECIPES.get(values.get("recipe"))  # type: ignore[arg-type]
+            r = catalog.RECIPES.get(str(values.get("recipe")))
             if r is not None:
                 values = {**values, "instance": r.instance}
         return values

@@ -73,7 +73,6 @@ MIGRATIONS: list[list[str]] = [
 
 def connect(state_dir: Path, path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     """A connection to `path` in WAL mode, creating the directory (0700) and the file (0600) if needed."""
-    hint = f"make it writable (chmod u+rwx {state_dir}) or set SPOTRAIN_HOME to a writable directory"
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
@@ -81,11 +80,18 @@ def connect(state_dir: Path, path: Path, busy_timeout_s: float) -> sqlite3.Conne
     except FileExistsError:
         pass
     except OSError as e:
+        blocker = next((p for p in (state_dir, *state_dir.parents) if p.exists()), state_dir)
         raise SpotrainError(
-            f"cannot write spotrain's state directory {state_dir}: {e.strerror}", hint
+            f"cannot create spotrain's state in {state_dir}: {e.strerror} ({e.filename})",
+            f"make {blocker} writable (chmod u+rwx {blocker}) or set SPOTRAIN_HOME to a writable directory",
         ) from None
-    if not os.access(state_dir, os.W_OK) or not os.access(path, os.R_OK | os.W_OK):
-        raise SpotrainError(f"spotrain's state directory {state_dir} is read-only", hint)
+    for p in (state_dir, path):
+        if not os.access(p, os.R_OK | os.W_OK):
+            raise SpotrainError(
+                f"spotrain's state {'directory' if p == state_dir else 'database'} {p} is read-only",
+                f"make it writable (chmod u+rw{'x' if p == state_dir else ''} {p}) "
+                "or set SPOTRAIN_HOME to a writable directory",
+            )
     conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     try:
