@@ -78,6 +78,23 @@ def load_outputs(region: str) -> InfraOutputs | None:
     return InfraOutputs(**{k: data[k] for k in InfraOutputs.__dataclass_fields__})
 
 
+def outputs(sess: boto3.Session, *, region: str, stack_name: str = "spotrain") -> InfraOutputs:
+    """The stack's outputs for the controller: from the state file, else read back from the stack
+    (init ran on another machine) and stored; neither raises SpotrainError saying to run init."""
+    found = load_outputs(region)
+    if found is not None:
+        return found
+    with aws_errors("read spotrain's stack outputs"):
+        stack = _describe(client(sess, "cloudformation", region), stack_name)
+    if stack is None or stack.get("StackStatus") not in DONE:
+        raise SpotrainError(
+            f"spotrain is not set up in {region}: no bucket or instance role there yet",
+            f"run `spotrain init --region {region}` once (as an administrator)",
+        )
+    _save(region, stack_name, _outputs(stack))
+    return _outputs(stack)
+
+
 def check_bucket_name(name: str) -> str:
     """S3's naming rules, checked before any call; the message says which rule `name` breaks."""
     why = ""
