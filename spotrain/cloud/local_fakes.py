@@ -111,11 +111,11 @@ def seeded_history(
     days: float = 7.0,
     seed: int = 0,
 ) -> list[Price]:
-    """A realistic spot price history: each zone changes price every 1 to 3 hours, following a daily
+    """A realistic spot price history: each zone changes price about every other hour, following a daily
     sine (peak in the zone's afternoon) plus level steps that last a day or two, between about 25%
     and 40% of the on-demand price. Zones differ in level and phase, so the cheapest zone changes
-    within a day. Times sit on a fixed grid of the epoch, so a restarted process with the same seed
-    serves the same past."""
+    within a day. Whether and how a price changes in an hour is a function of the seed and that hour
+    alone, so a restarted process with the same seed serves the same past."""
     rows: list[Price] = []
     end_h = math.floor(now.timestamp() / 3600)
     first_h = end_h - math.ceil(days * 24)
@@ -125,15 +125,15 @@ def seeded_history(
             for z, zone in enumerate(zones):
                 level = 0.28 + 0.06 * _unit(seed, zone, itype, "level")
                 phase = 24 * _unit(seed, zone, itype, "phase")
-                h = first_h - int(3 * _unit(seed, zone, itype, "start"))
-                while h <= end_h:
+                for h in range(first_h - 6, end_h + 1):
+                    if h % 6 and _unit(seed, zone, itype, "change", h) > 0.5:
+                        continue  # no change this hour (at least one every 6 hours)
                     step = 0.04 * (_unit(seed, zone, itype, "step", h // 36) - 0.5)
                     sine = 0.03 * math.sin(2 * math.pi * (h + phase) / 24)
                     noise = 0.01 * (_unit(seed, zone, itype, "noise", h) - 0.5)
                     share = min(0.40, max(0.25, level + sine + step + noise + 0.002 * z))
                     t = datetime.fromtimestamp(h * 3600, timezone.utc)
                     rows.append(Price(region, zone, itype, t, round(on_demand * share, 4)))
-                    h += 1 + int(3 * _unit(seed, zone, itype, "gap", h))
     return rows
 
 

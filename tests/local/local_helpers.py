@@ -1,0 +1,65 @@
+"""Helpers for the dry-run cloud's tests: launch an attempt, run the real trainer on an instance."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
+from spotrain.cloud.aws.instances import LaunchSpec
+from spotrain.cloud.local import LocalCloud
+from spotrain.remote import DetachedProcess, start_detached
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def launch(
+    cloud: LocalCloud,
+    run_id: str = "run1",
+    attempt: str = "a1",
+    *,
+    instance_type: str = "p3.16xlarge",
+    regions: Sequence[str] = ("us-east-1",),
+    demote: Sequence[str] = (),
+) -> StartedAttempt:
+    spec = LaunchSpec(
+        run_id=run_id, attempt_id=attempt, owner="tester", instance_type=instance_type, root_gb=120
+    )
+    req = AttemptRequest(spec=spec, regions=regions, state_dir=cloud.state_dir, demote_zones=demote)
+    return cloud.start_attempt(req)
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def start_trainer(cloud: LocalCloud, started: StartedAttempt, *args: str) -> tuple[DetachedProcess, Path]:
+    """The real trainer on the instance, detached, as the orchestrator starts it; the repo is its bundle."""
+    instance_id = started.instance.instance_id
+    transport = cloud.transport(started)
+    run_dir = f"{cloud.workdir(instance_id)}/runs/run1"
+    argv = [cloud.python(instance_id), "-m", "trainer.train", "--recipe", "digits", "--run-dir", run_dir]
+    argv += ["--batch-size", "8", "--log-every", "5", *args]
+    env = {**cloud.instance_env(instance_id), "OMP_NUM_THREADS": "1"}
+    proc = start_detached(transport, argv, run_dir=run_dir, cwd=str(REPO), env=env)
+    return proc, Path(run_dir)
+
+
+def exit_code(run_dir: Path) -> int | None:
+    path = run_dir / "exit_code"
+    return int(path.read_text()) if path.exists() else None
