@@ -234,10 +234,14 @@ class Orchestrator:
                 stop(transport, run_dir, grace_s=60)
             return not process_status(transport, run_dir).running
 
-        for event in follow_events(transport, f"{run_dir}/events.jsonl", poll_s=self.poll_s, stop=finished):
+        path, offset = (
+            f"{run_dir}/events.jsonl",
+            attempt.events_offset,
+        )  # a restarted controller goes on from there
+        for event in follow_events(transport, path, offset=offset, poll_s=self.poll_s, stop=finished):
             if event.kind == "malformed":
                 continue
-            self.store.add_trainer_events(run.run_id, attempt.number, [event.data])
+            self.store.add_trainer_events(run.run_id, attempt.number, [event.data], offset=event.end)
             self._note_progress(run, attempt, event.data)
             self.on_event({"run": run.run_id, "attempt": attempt.number, "source": "trainer", **event.data})
 
