@@ -21,7 +21,7 @@ from spotrain.errors import SpotrainError
 
 from .policy_check import REPO, load_template
 
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::S3::BucketPolicy:UserWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
 
 R = "us-east-1"
 DLAMI = "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.9 (Ubuntu 24.04) 20260101"
