@@ -38,12 +38,12 @@ from moto.moto_api._internal.models import moto_api_backend
 from moto.server import ThreadedMotoServer
 
 from spotrain import catalog
-from spotrain.cloud import TAG_OWNER, TAG_RUN, InstanceStatus, SweepResult
+from spotrain.cloud import TAG_OWNER, InstanceStatus, SweepResult
 from spotrain.cloud import local_fakes as fakes
-from spotrain.cloud.aws import attempt, client, images, instances, network
+from spotrain.cloud.aws import attempt, client, instances
 from spotrain.cloud.aws import sweep as aws_sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
-from spotrain.cloud.local_imds import EventsProgress, FakeImds, Schedule
+from spotrain.cloud.local_imds import EventsProgress, FakeImds, Schedule, trainer_pids
 from spotrain.errors import SpotrainError
 from spotrain.remote import LocalTransport, SSHTarget, Transport, connect
 
@@ -53,7 +53,6 @@ REGIONS = {
 }
 BUCKET = "spotrain-dry-run"
 DUMMY_KEY = "testing"  # moto takes any credentials
-LOOPBACK_CIDR = "127.0.0.1/32"
 POLL_S = 0.1
 
 
@@ -129,7 +128,7 @@ class LocalCloud:
         (self.state_dir / "cloud.json").write_text(json.dumps({"moto_port": port}))
         self._session = _session(self.endpoint, self.state_dir)
         for region in REGIONS:
-            _seed_images(region)
+            fakes.seed_dlamis(region)
         s3 = self._session.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
         for key, data in fakes.saved_objects(s3_root):
@@ -151,30 +150,14 @@ class LocalCloud:
 
     def _restore(self, record: InstanceRecord) -> None:
         """Put an instance a killed controller left running back into the fresh moto, same id."""
-        ec2 = client(self._session, "ec2", record.region)
-        image = images.choose_image(self._session, region=record.region, instance_type=record.instance_type)
-        params: dict[str, Any] = {}
-        if TAG_RUN in record.tags:
-            group = network.ensure_security_group(
-                self._session,
-                region=record.region,
-                run_id=record.tags[TAG_RUN],
-                owner=record.tags.get(TAG_OWNER, "dry-run"),
-                ssh_cidr=LOOPBACK_CIDR,
-            )
-            params["SecurityGroupIds"] = [group.group_id]
-        made = ec2.run_instances(
-            ImageId=image.image_id,
-            InstanceType=record.instance_type,
-            MinCount=1,
-            MaxCount=1,
-            Placement={"AvailabilityZone": record.zone},
-            InstanceMarketOptions={"MarketType": "spot"},
-            **params,
-        )["Instances"][0]
-        fakes.rename_instance(record.region, made["InstanceId"], record.instance_id)
-        tag_list = [{"Key": k, "Value": v} for k, v in record.tags.items()]
-        ec2.create_tags(Resources=[record.instance_id], Tags=tag_list)
+        fakes.restore_instance(
+            self._session,
+            instance_id=record.instance_id,
+            region=record.region,
+            zone=record.zone,
+            instance_type=record.instance_type,
+            tags=record.tags,
+        )
         self._attach(record)
         if record.notice is not None:
             self._live[record.instance_id].imds.notice = record.notice
@@ -203,7 +186,7 @@ class LocalCloud:
     def start_attempt(self, req: AttemptRequest) -> StartedAttempt:
         """The real launch path on moto; this machine's loopback stands in for the caller's address."""
         if req.ssh_cidr is None:
-            req = replace(req, ssh_cidr=LOOPBACK_CIDR)
+            req = replace(req, ssh_cidr=fakes.LOOPBACK_CIDR)
         started = attempt.start_attempt(self._session, req)
         inst = started.instance
         status = instances.describe(self._session, region=inst.region, instance_id=inst.instance_id)
@@ -360,11 +343,11 @@ class LocalCloud:
 
     def _reclaim_after_notice(self, live: _Live) -> None:
         deadline = time.monotonic() + self.notice_grace_s
-        seen = bool(_trainer_pids(self.instance_dir(live.record.instance_id)))
+        seen = bool(trainer_pids(self.instance_dir(live.record.instance_id)))
         while time.monotonic() < deadline:
             if self._closing.wait(POLL_S):
                 return
-            running = bool(_trainer_pids(self.instance_dir(live.record.instance_id)))
+            running = bool(trainer_pids(self.instance_dir(live.record.instance_id)))
             if seen and not running:
                 break
             seen = seen or running
@@ -378,7 +361,7 @@ class LocalCloud:
             live = self._live.pop(instance_id, None)
         if live is None:
             return
-        for pid in _trainer_pids(self.instance_dir(instance_id)):
+        for pid in trainer_pids(self.instance_dir(instance_id)):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
         live.record.state = "terminated"
@@ -425,25 +408,3 @@ def _session(endpoint: str, state_dir: Path) -> boto3.Session:
     core.set_config_variable("profile", "default")
     core.set_credentials(DUMMY_KEY, DUMMY_KEY)
     return boto3.Session(botocore_session=core, region_name="us-east-1")
-
-
-def _seed_images(region: str) -> None:
-    """The newest CUDA 13 and CUDA 12 PyTorch DLAMIs, by SSM parameter, so p3 and newer types boot."""
-    for dlami in (images.CUDA13[0], images.CUDA12[0]):
-        name = (
-            f"Deep Learning OSS Nvidia Driver AMI GPU PyTorch {dlami.torch} (Ubuntu {dlami.ubuntu}) 20250601"
-        )
-        fakes.add_dlami(region, name=name, ssm_name=dlami.ssm_name("x86_64"))
-
-
-def _trainer_pids(home: Path) -> list[int]:
-    """Processes started detached under `home` (remote/run.py's RUN/pid) that have not exited."""
-    pids = []
-    for pid_file in home.rglob("pid"):
-        if (pid_file.parent / "exit_code").exists():
-            continue
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(pid_file.read_text().strip())
-            os.kill(pid, 0)
-            pids.append(pid)
-    return pids

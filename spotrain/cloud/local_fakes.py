@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import boto3
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
@@ -27,10 +28,13 @@ from moto.servicequotas.models import ServiceQuotasBackend
 from moto.ssm.models import Parameter, ssm_backends
 
 from spotrain import catalog
+from spotrain.cloud import TAG_OWNER, TAG_RUN
+from spotrain.cloud.aws import client, images, network
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 SPOT_QUOTA_CODES = ("L-7212CCBC", "L-3819A6DF")  # All P / All G and VT Spot Instance Requests
 SPOT_TERMINATION = "Server.SpotInstanceTermination"
+LOOPBACK_CIDR = "127.0.0.1/32"  # the dry-run's "caller address" for security groups
 
 
 @dataclass(frozen=True)
@@ -243,3 +247,43 @@ def saved_objects(root: Path) -> Iterator[tuple[str, bytes]]:
         for path in sorted(root.rglob("*")):
             if path.is_file() and not path.name.endswith(".part"):
                 yield path.relative_to(root).as_posix(), path.read_bytes()
+
+
+def seed_dlamis(region: str) -> None:
+    """The newest CUDA 13 and CUDA 12 PyTorch DLAMIs, by SSM parameter, so p3 and newer types boot."""
+    for dlami in (images.CUDA13[0], images.CUDA12[0]):
+        name = (
+            f"Deep Learning OSS Nvidia Driver AMI GPU PyTorch {dlami.torch} (Ubuntu {dlami.ubuntu}) 20250601"
+        )
+        add_dlami(region, name=name, ssm_name=dlami.ssm_name("x86_64"))
+
+
+def restore_instance(
+    sess: boto3.Session, *, instance_id: str, region: str, zone: str, instance_type: str, tags: dict[str, str]
+) -> None:
+    """Register a running spot instance under a chosen id (one a killed dry-run controller left), in
+    its zone, with its tags and, when it belongs to a run, that run's security group."""
+    ec2 = client(sess, "ec2", region)
+    image = images.choose_image(sess, region=region, instance_type=instance_type)
+    params: dict[str, Any] = {}
+    if TAG_RUN in tags:
+        group = network.ensure_security_group(
+            sess,
+            region=region,
+            run_id=tags[TAG_RUN],
+            owner=tags.get(TAG_OWNER, "dry-run"),
+            ssh_cidr=LOOPBACK_CIDR,
+        )
+        params["SecurityGroupIds"] = [group.group_id]
+    made = ec2.run_instances(
+        ImageId=image.image_id,
+        InstanceType=instance_type,
+        MinCount=1,
+        MaxCount=1,
+        Placement={"AvailabilityZone": zone},
+        InstanceMarketOptions={"MarketType": "spot"},
+        **params,
+    )["Instances"][0]
+    rename_instance(region, made["InstanceId"], instance_id)
+    tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
+    ec2.create_tags(Resources=[instance_id], Tags=tag_list)

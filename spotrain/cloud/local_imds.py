@@ -9,7 +9,9 @@ epoch of `step`/`eval` events over the `start` event's `config.epochs`).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import secrets
 import threading
@@ -164,3 +166,16 @@ class EventsProgress:
             t = time.time() if now is None else now
             return self.first_step_t is not None and t - self.first_step_t >= schedule.seconds
         return schedule.share is not None and self.done_share >= schedule.share
+
+
+def trainer_pids(home: Path) -> list[int]:
+    """Processes started detached under `home` (remote/run.py's RUN/pid) that have not exited."""
+    pids = []
+    for pid_file in home.rglob("pid"):
+        if (pid_file.parent / "exit_code").exists():
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pid_file.read_text().strip())
+            os.kill(pid, 0)
+            pids.append(pid)
+    return pids
