@@ -57,6 +57,11 @@ class Cloud(Protocol):
         """Environment the trainer needs on that instance, beyond the instance's own."""
         ...
 
+    def workdir(self, instance_id: str) -> str:
+        """Where spotrain keeps the bundle and the runs on the instance, valid over every transport
+        (the dry-run's is inside the instance directory, so a local sshd does not share one HOME)."""
+        ...
+
     def python(self, instance_id: str) -> str:
         """The interpreter that runs the trainer there."""
         ...

@@ -87,3 +87,11 @@ def test_bad_schedule_and_unknown_instance(cloud: LocalCloud) -> None:
         cloud.schedule_interruption(started.instance.instance_id, "half", "events.jsonl")
     with pytest.raises(SpotrainError, match="not running"):
         cloud.inject_interruption("i-0000000000000000")
+
+
+def test_both_clouds_implement_the_interface(cloud: LocalCloud) -> None:
+    from spotrain.cloud.aws.cloud import AwsCloud
+    from spotrain.cloud.base import Cloud
+
+    assert isinstance(cloud, Cloud)
+    assert isinstance(AwsCloud(regions=["us-east-1"], bucket="b"), Cloud)

@@ -1,0 +1,86 @@
+"""`Cloud` on real AWS: each verb delegates to the cloud/aws/ function that does it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+
+from spotrain.cloud import InstanceStatus, SweepResult
+from spotrain.cloud.aws import attempt, client, instances, session, sweep
+from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
+from spotrain.errors import SpotrainError
+from spotrain.remote import SSHTarget, Transport, connect
+
+DLAMI_PYTHON = "/opt/pytorch/bin/python"  # the PyTorch Deep Learning AMI's environment
+SSH_USER = "ubuntu"
+
+
+class AwsCloud:
+    """Spot instances in `regions` (the first is the home region), with `bucket` for checkpoints."""
+
+    name = "aws"
+
+    def __init__(
+        self, *, regions: list[str], bucket: str, profile: str | None = None, key_file: Path | None = None
+    ) -> None:
+        self.regions, self._bucket, self.key_file = list(regions), bucket, key_file
+        self._session = session(profile=profile, region=self.regions[0] if self.regions else None)
+
+    def session(self) -> boto3.Session:
+        return self._session
+
+    def start_attempt(self, req: AttemptRequest) -> StartedAttempt:
+        started = attempt.start_attempt(self._session, req)
+        if started.key.private_key_path:
+            self.key_file = Path(started.key.private_key_path)
+        return started
+
+    def wait_running(self, region: str, instance_id: str, deadline_s: float) -> InstanceStatus:
+        return instances.wait(self._session, region=region, instance_id=instance_id, deadline_s=deadline_s)
+
+    def describe(self, region: str, instance_id: str) -> InstanceStatus:
+        return instances.describe(self._session, region=region, instance_id=instance_id)
+
+    def find_instances(self, run_id: str) -> list[InstanceStatus]:
+        return [
+            self.describe(region, inst["InstanceId"])
+            for region in self.regions
+            for inst in instances.run_instances_live(client(self._session, "ec2", region), run_id)
+        ]
+
+    def terminate(self, region: str, instance_ids: list[str]) -> None:
+        instances.terminate(self._session, region=region, instance_ids=instance_ids)
+
+    def sweep(self, run_id: str | None) -> SweepResult:
+        """Instances, spot requests, volumes and security groups; key pairs stay (shared by runs)."""
+        leftovers = sweep.find_leftovers(self._session, regions=self.regions, run_id=run_id)
+        return sweep.sweep(self._session, leftovers)
+
+    def transport(self, target: StartedAttempt | InstanceStatus, *, ssh: bool = True) -> Transport:
+        """SSH to the instance's public address as `ubuntu`, with the key pair's private key."""
+        if isinstance(target, StartedAttempt):
+            target = self.describe(target.instance.region, target.instance.instance_id)
+        if not target.public_ip or self.key_file is None:
+            raise SpotrainError(
+                f"cannot reach {target.instance_id}: "
+                + ("it has no public address" if not target.public_ip else "no private key known"),
+                "check that it runs in a subnet with public addresses, and the key in the state directory",
+            )
+        ssh_target = SSHTarget(target.public_ip, SSH_USER, self.key_file, target.instance_id)
+        return connect(ssh_target, python=self.python(target.instance_id))
+
+    def instance_env(self, instance_id: str) -> dict[str, str]:
+        return {}  # the real IMDS, the instance role's credentials, the region from IMDS
+
+    def workdir(self, instance_id: str) -> str:
+        return "~/spotrain"
+
+    def python(self, instance_id: str) -> str:
+        return DLAMI_PYTHON
+
+    def bucket(self) -> str:
+        return self._bucket
+
+    def close(self) -> None:
+        """Nothing to stop: boto3 clients close with the process."""
