@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_DIR ?= runs/demo-digits
 
-.PHONY: install test demo bench lint format clean
+.PHONY: install test demo train-digits bench lint format clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,14 +22,20 @@ install: $(STAMP)
 test: install
 	$(BIN)/python -m pytest
 
-# Until the dry-run exists: train the digits recipe here, from scratch, and print the result.
+# The whole flow on this machine, no AWS account: a dry-run launch of the digits recipe, one spot
+# interruption injected at half the schedule, an automatic resume on a new instance, then the cost.
 demo: install
+	$(BIN)/spotrain launch --dry-run --recipe digits --inject-interruption 50% --auto-resume -y
+	$(BIN)/spotrain cost
+
+# The trainer alone, here, from scratch (no controller).
+train-digits: install
 	rm -rf $(DEMO_DIR)
 	$(BIN)/python -m trainer.train --recipe digits --run-dir $(DEMO_DIR) --seed 0
-	@echo "run directory: $(DEMO_DIR) (events.jsonl, train.log, status.json, ckpt/)"
 
 bench: install
 	$(BIN)/python bench/trainer_overhead.py
+	$(BIN)/python bench/sync_vs_rsync.py
 	$(BIN)/python bench/gpu.py
 
 lint: install

@@ -120,7 +120,7 @@ RECIPES: dict[str, RecipeDefaults] = {
         # ResNet-9 (DAWNBench): about 0.41 GFLOPs forward at 32 px.
         RecipeDefaults("cifar10", "g5.xlarge", 150, "top1", 0.94, 3 * 0.41e9, 50_000, 24, 0.15),
         # The small CNN on 8x8 digits: about 1.3 MFLOPs forward; it runs anywhere, the dry-run on a CPU.
-        RecipeDefaults("digits", "g4dn.xlarge", 120, "top1", 0.98, 3 * 1.3e6, 1_437, 15, 0.001),
+        RecipeDefaults("digits", "g4dn.xlarge", 120, "top1", 0.98, 3 * 1.3e6, 1_437, 5, 0.001),
     ]
 }
 

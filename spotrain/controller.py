@@ -161,7 +161,7 @@ def attempt_log(
 ) -> Iterator[str]:
     """The lines of an attempt's train.log: kept in the state directory once the attempt ended, read
     from the instance while it lives (and followed with `follow`)."""
-    from spotrain.orchestrator import RUNS, log_path
+    from spotrain.orchestrator import log_path, run_paths
     from spotrain.remote import follow as follow_file
     from spotrain.remote import process_status
 
@@ -190,7 +190,7 @@ def attempt_log(
         return
     status = ctl.cloud.describe(record.region, record.instance_id)
     transport = ctl.cloud.transport(status)
-    run_dir = f"{RUNS}/{run_id}"
+    run_dir, _ = run_paths(ctl.cloud.workdir(record.instance_id), run_id)
     try:
 
         def done() -> bool:

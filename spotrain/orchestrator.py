@@ -37,8 +37,9 @@ from spotrain.remote import (
 from spotrain.store import TERMINAL, RunState, Store
 
 TRAINER_DIR = Path(__file__).resolve().parent.parent / "trainer"
-BUNDLE = "~/spotrain/bundle"  # synced: the trainer package; owned by sync, which deletes strays
-RUNS = "~/spotrain/runs"  # outside the bundle, so a sync never touches a run's files
+# Under the cloud's workdir on the instance (~/spotrain on AWS): the bundle is owned by sync, which
+# deletes strays there, so run directories live beside it, never inside.
+BUNDLE, RUNS = "bundle", "runs"
 EXIT_DONE, EXIT_INTERRUPTED = 0, 75
 OnEvent = Callable[[dict[str, Any]], None]
 
@@ -163,10 +164,10 @@ class Orchestrator:
         if attempt.started_at is None:
             self.store.update_attempt(run.run_id, attempt.number, started_at=time.time())
         transport = self.cloud.transport(status, ssh=self.ssh)
-        run_dir = f"{RUNS}/{run.run_id}"
+        run_dir, bundle = self._paths(attempt, run.run_id)
         try:
             if process_status(transport, run_dir).state != "running":  # an adopted instance may be training
-                result = sync(transport, [(TRAINER_DIR, "trainer")], BUNDLE)
+                result = sync(transport, [(TRAINER_DIR, "trainer")], bundle)
                 self._event(
                     run.run_id,
                     "sync",
@@ -177,9 +178,9 @@ class Orchestrator:
                 )
                 start_detached(
                     transport,
-                    self._trainer_argv(run, attempt),
+                    self._trainer_argv(run, attempt, run_dir),
                     run_dir=run_dir,
-                    cwd=BUNDLE,
+                    cwd=bundle,
                     env={**self.cloud.instance_env(attempt.instance_id), **run.spec.get("env", {})},
                 )
                 self._inject(run, attempt, run_dir)
@@ -198,7 +199,7 @@ class Orchestrator:
         if status.end != EndKind.RUNNING:
             return self._ended(run, attempt, status.end, status.reason_code)
         transport = self.cloud.transport(status, ssh=self.ssh)
-        run_dir = f"{RUNS}/{run.run_id}"
+        run_dir, _ = self._paths(attempt, run.run_id)
         try:
             self._follow(run, attempt, transport, run_dir)
             proc = process_status(transport, run_dir)
@@ -364,7 +365,11 @@ class Orchestrator:
         spent, projected = spent_and_projected(self.store, run.run_id)
         return spent + projected > budget
 
-    def _trainer_argv(self, run, attempt) -> list[str]:
+    def _paths(self, attempt, run_id: str) -> tuple[str, str]:
+        """(run directory, bundle directory) on the attempt's instance."""
+        return run_paths(self.cloud.workdir(attempt.instance_id), run_id)
+
+    def _trainer_argv(self, run, attempt, run_dir: str) -> list[str]:
         spec, itype = run.spec, catalog.instance_type(run.spec["instance"])
         python = self.cloud.python(attempt.instance_id)
         bucket = self.cloud.bucket()
@@ -374,7 +379,7 @@ class Orchestrator:
             "--recipe",
             spec["recipe"],
             "--run-dir",
-            f"{RUNS}/{run.run_id}",
+            run_dir,
             "--resume",
             "auto",
             "--mirror",
@@ -421,6 +426,11 @@ STEPS: dict[RunState, Callable[[Orchestrator, Any], None]] = {
     RunState.TRAINING: Orchestrator._train,
     RunState.INTERRUPTED: Orchestrator._requeue,
 }
+
+
+def run_paths(workdir: str, run_id: str) -> tuple[str, str]:
+    root = workdir.rstrip("/")
+    return f"{root}/{RUNS}/{run_id}", f"{root}/{BUNDLE}"
 
 
 def log_path(state_dir: Path, run_id: str, attempt: int) -> Path:

@@ -54,6 +54,9 @@ REGIONS = {
 BUCKET = "spotrain-dry-run"
 DUMMY_KEY = "testing"  # moto takes any credentials
 POLL_S = 0.1
+# A dry-run trains digits at ~200 steps/s: the schedule watcher and the trainer's IMDS poll must react
+# within a few steps, or a `50%` notice lands after the target was reached (both are cheap local reads).
+SCHEDULE_POLL_S = 0.005
 
 
 @dataclass
@@ -90,7 +93,7 @@ class LocalCloud:
         boot_delay_s: float = 2.0,
         seed: int = 0,
         notice_grace_s: float = 120.0,
-        imds_poll_s: float = 0.5,
+        imds_poll_s: float = 0.01,
         sshd: SSHTarget | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
@@ -334,7 +337,7 @@ class LocalCloud:
                 if progress.due(schedule):
                     self.inject_interruption(instance_id)
                     return
-                self._closing.wait(POLL_S)
+                self._closing.wait(SCHEDULE_POLL_S)
 
         self._spawn(instance_id, watch)
         return schedule
