@@ -70,6 +70,11 @@ class Cloud(Protocol):
         """The bucket that holds the run's checkpoints and event logs."""
         ...
 
+    def instance_profile(self) -> str | None:
+        """The instance profile the instances run as (the infra stack's output), or None when there
+        is none (`spotrain init` never ran): the instances then get no AWS credentials of their own."""
+        ...
+
     def close(self) -> None:
         """Stop whatever this object started (servers, threads); instances live on."""
         ...

@@ -282,6 +282,9 @@ class LocalCloud:
     def bucket(self) -> str:
         return BUCKET
 
+    def instance_profile(self) -> str | None:
+        return None
+
     def close(self) -> None:
         """Stop the watchers, the IMDS servers and the moto server; undo the patches. The instances'
         records and processes stay, for the next LocalCloud on this state directory."""

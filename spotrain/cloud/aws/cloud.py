@@ -6,6 +6,7 @@ from pathlib import Path
 
 import boto3
 
+from spotrain import infra
 from spotrain.cloud import InstanceStatus, SweepResult
 from spotrain.cloud.aws import attempt, client, instances, session, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
@@ -81,6 +82,11 @@ class AwsCloud:
 
     def bucket(self) -> str:
         return self._bucket
+
+    def instance_profile(self) -> str | None:
+        """The profile `spotrain init` stored for the home region; None before it ran there."""
+        found = infra.load_outputs(self.regions[0]) if self.regions else None
+        return found.instance_profile_arn if found else None
 
     def close(self) -> None:
         """Nothing to stop: boto3 clients close with the process."""
