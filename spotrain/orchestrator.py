@@ -122,6 +122,7 @@ class Orchestrator:
             root_gb=catalog.recipe(spec["recipe"]).root_volume_gb,
             data_snapshot_id=spec.get("data") if str(spec.get("data") or "").startswith("snap-") else None,
             max_price=spec.get("max_price"),
+            instance_profile=self.cloud.instance_profile(),
         )
         self._event(run.run_id, "launch", attempt=number, instance_type=itype.name, demoted=demote)
         started = self.cloud.start_attempt(
