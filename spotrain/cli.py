@@ -131,6 +131,7 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
     from spotrain import controller
     from spotrain.config import load_spec
     from spotrain.render import cost_table, plan_table
+    from spotrain.store import TERMINAL
 
     flags = {k: v for k, v in flags.items() if v not in (None, ())}
     rename = {"inject": "inject_interruptions", "boot_delay": "boot_delay_s"}
@@ -151,6 +152,71 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
         from spotrain.bill import run_bill
 
         console.print(cost_table(run_bill(ctl.store, run_id)))
+        if outcome.state in TERMINAL:
+            _print_report(console, ctl, run_id)
+
+
+def _print_report(console, ctl, run_id: str) -> None:
+    """The run's report into STATE/reports/RUN; a missing matplotlib is a message, the run is done."""
+    from spotrain.report import build_report
+
+    try:
+        done = build_report(ctl.store, run_id, ctl.state_dir / "reports" / run_id)
+    except SpotrainError as err:
+        console.print(f"report not written: {err}", markup=False, highlight=False, soft_wrap=True)
+        return
+    console.print(f"report: {done.html}", markup=False, highlight=False, soft_wrap=True)
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--out", type=click.Path(path_type=Path), help="Directory for it (default: STATE/reports/RUN).")
+@click.option("--open", "open_it", is_flag=True, help="Open the HTML page in a browser.")
+def report(run_id: str, out: Path | None, open_it: bool) -> None:
+    """One HTML page and its PNGs: accuracy against hours and $, schedule, attempts, prices, summary.
+
+    \b
+    Examples:
+      spotrain report digits-20261129-2145-a1b2
+      spotrain report digits-20261129-2145-a1b2 --out /tmp/report --open
+    """
+    from spotrain import controller
+    from spotrain.report import build_report
+
+    with controller.controller_for_run(run_id) as ctl:
+        done = build_report(ctl.store, run_id, out or ctl.state_dir / "reports" / run_id)
+    for what in done.missing:
+        click.echo(f"missing: {what}", err=True)
+    click.echo(f"report: {done.html}")
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(done.html.resolve().as_uri())
+
+
+@cli.command()
+@click.argument("run_ids", metavar="RUN...", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def compare(run_ids: tuple[str, ...], as_json: bool) -> None:
+    """The report's summary of several runs side by side (time and $ to target, savings, lost work).
+
+    \b
+    Example:
+      spotrain compare digits-20261129-2145-a1b2 digits-20261129-2210-c3d4
+    """
+    import json
+
+    from spotrain import controller
+    from spotrain.report import compare_table, run_summary
+
+    summaries = []
+    for run_id in run_ids:
+        with controller.controller_for_run(run_id) as ctl:
+            summaries.append(run_summary(ctl.store, run_id))
+    if as_json:
+        click.echo(json.dumps(summaries, indent=1))
+    else:
+        _console().print(compare_table(summaries))
 
 
 @cli.command()
