@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -125,6 +126,7 @@ class Orchestrator:
             instance_profile=self.cloud.instance_profile(),
         )
         self._event(run.run_id, "launch", attempt=number, instance_type=itype.name, demoted=demote)
+        crash_point("requesting")
         started = self.cloud.start_attempt(
             AttemptRequest(
                 spec=launch,
@@ -135,6 +137,7 @@ class Orchestrator:
                 demote_zones=demote,
             )
         )
+        crash_point("launched")  # an instance exists that the store does not know yet
         inst = started.instance
         self.store.add_attempt(
             run.run_id,
@@ -155,6 +158,7 @@ class Orchestrator:
     def _provision(self, run) -> None:
         """PROVISIONING: wait for the instance, sync the bundle, start the trainer detached."""
         attempt = self.store.live_attempt(run.run_id)
+        crash_point("provisioning")
         if attempt is None:
             return self._transition(run.run_id, RunState.REQUESTING, "no live attempt to provision")
         status = self.cloud.wait_running(attempt.region, attempt.instance_id, deadline_s=900)
@@ -177,6 +181,7 @@ class Orchestrator:
                     bytes=result.bytes_sent,
                     seconds=round(result.seconds, 3),
                 )
+                crash_point("syncing")
                 start_detached(
                     transport,
                     self._trainer_argv(run, attempt, run_dir),
@@ -245,6 +250,7 @@ class Orchestrator:
                 continue
             self.store.add_trainer_events(run.run_id, attempt.number, [event.data], offset=event.end)
             self._note_progress(run, attempt, event.data)
+            crash_point("training")
             self.on_event({"run": run.run_id, "attempt": attempt.number, "source": "trainer", **event.data})
 
     def _note_progress(self, run, attempt, event: dict[str, Any]) -> None:
@@ -303,7 +309,8 @@ class Orchestrator:
         reason = end.value if end != EndKind.RUNNING else "error"
         self._finish_attempt(run, attempt, reason, exit_code)
         if end in (EndKind.SPOT_INTERRUPTION, EndKind.RUNNING):
-            return self._transition(run.run_id, RunState.INTERRUPTED, why)
+            self._transition(run.run_id, RunState.INTERRUPTED, why)
+            return crash_point("interrupted")
         self._transition(run.run_id, RunState.FAILED, f"instance {attempt.instance_id} ended: {why}")
 
     def _finish_attempt(self, run, attempt, reason: str, exit_code: int | None) -> None:
@@ -427,6 +434,13 @@ STEPS: dict[RunState, Callable[[Orchestrator, Any], None]] = {
     RunState.TRAINING: Orchestrator._train,
     RunState.INTERRUPTED: Orchestrator._requeue,
 }
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the kill-and-resume tests: with SPOTRAIN_CRASH_AT=name the controller dies
+    here exactly as under SIGKILL (no cleanup, no finally), so each state's restart path is proven."""
+    if os.environ.get("SPOTRAIN_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_paths(workdir: str, run_id: str) -> tuple[str, str]:
