@@ -77,21 +77,26 @@ def run_bill(store, run_id: str, *, now: float | None = None) -> Bill:
     )
 
 
-def spent_and_projected(store, run_id: str) -> tuple[float, float]:
+def spent_and_projected(store, run_id: str, *, next_attempt: bool = False) -> tuple[float, float]:
     """$ spent so far, and $ more the schedule needs at the current attempt's rate (0 when unknown):
-    remaining share of the schedule x the training hours the done share took x the price now."""
+    remaining share of the schedule x the training hours the done share took x the price now.
+    With `next_attempt` (deciding whether to launch another instance), the projection is at least that
+    instance's billed minimum (60 s) at the last attempt's price: a new instance never costs less."""
     bill = run_bill(store, run_id)
     spent = bill.cost.total_usd
+    if not bill.attempts:
+        return spent, 0.0
+    rate = bill.cost.attempts[-1].spot_usd / max(bill.cost.attempts[-1].billed_s, 1) * 3600.0
+    floor = cost.MIN_BILLED_S / 3600.0 * rate if next_attempt else 0.0
     steps = [e for e in store.events(run_id, kinds=["step"]) if "epoch" in e.data]
     starts = store.events(run_id, kinds=["start"])
-    if not steps or not starts or not bill.attempts:
-        return spent, 0.0
+    if not steps or not starts:
+        return spent, floor
     epochs = starts[-1].data.get("config", {}).get("epochs") or 0
     done = steps[-1].data["epoch"] / epochs if epochs else 0.0
     if not 0.0 < done < 1.0:
-        return spent, 0.0
+        return spent, floor
     trained_s = sum(
         (a.ended_at or time.time()) - a.training_started_at for a in bill.attempts if a.training_started_at
     )
-    rate = bill.cost.attempts[-1].spot_usd / max(bill.cost.attempts[-1].billed_s, 1) * 3600.0
-    return spent, trained_s * (1.0 - done) / done / 3600.0 * rate
+    return spent, max(trained_s * (1.0 - done) / done / 3600.0 * rate, floor)
