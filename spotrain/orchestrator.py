@@ -365,13 +365,35 @@ class Orchestrator:
         return not automatic or bool(spec.get("auto_resume"))
 
     def _over_budget(self, run) -> bool:
+        """Spent + projected $ past --budget. Decided once: the first time, a `budget` event records the
+        numbers (for the messages), and from then on the run stays over budget. While an attempt lives
+        this waits for its first step, since only a training trainer turns SIGTERM into a checkpoint;
+        between attempts, another attempt's billed minimum counts as projected."""
         budget = run.spec.get("budget")
         if not budget:
             return False
+        if self.store.events(run.run_id, kinds=["budget"]):
+            return True
+        live = self.store.live_attempt(run.run_id)
+        if live is not None and live.training_started_at is None:
+            return False
         from spotrain.bill import spent_and_projected
 
-        spent, projected = spent_and_projected(self.store, run.run_id)
-        return spent + projected > budget
+        spent, projected = spent_and_projected(self.store, run.run_id, next_attempt=live is None)
+        if spent + projected <= budget:
+            return False
+        what = f"stopping attempt {live.number} at a checkpoint" if live else "launching no other instance"
+        self._event(
+            run.run_id,
+            "budget",
+            attempt=live.number if live else None,
+            budget=budget,
+            spent=round(spent, 6),
+            projected=round(projected, 6),
+            message=f"spent ${spent:.4f} + projected ${projected:.4f} would pass the budget of "
+            f"${budget:.4f}: {what}",
+        )
+        return True
 
     def _paths(self, attempt, run_id: str) -> tuple[str, str]:
         """(run directory, bundle directory) on the attempt's instance."""
