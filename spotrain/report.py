@@ -118,7 +118,8 @@ def lost_work(d: RunData) -> tuple[int, int]:
     """(steps redone, interruptions): for each interrupted attempt followed by another, the steps it had
     done by the notice (its last step event or the interruption's step) less the step the next resumed at."""
     lost = interruptions = 0
-    for a, nxt in zip(d.attempts, [*d.attempts[1:], None], strict=True):
+    for i, a in enumerate(d.attempts):
+        nxt = d.attempts[i + 1] if i + 1 < len(d.attempts) else None
         notices = [e for e in d.events["interruption"] if e.attempt == a.number]
         if not notices and a.end_reason != "spot-interruption":
             continue
