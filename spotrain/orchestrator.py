@@ -351,16 +351,31 @@ class Orchestrator:
             self.store.add_price_samples(region, samples)
 
     def _may_resume(self, run, *, automatic: bool) -> bool:
+        """Whether an interrupted run goes on. Past --budget (stopped mid-attempt, or another attempt
+        would pass it) or --max-attempts it ends FAILED with a reason naming the limit and the numbers;
+        its instances are already terminated (the attempt ended). `spotrain resume` raises that reason."""
         spec, attempts = run.spec, self.store.attempts(run.run_id)
+        limit = spec.get("max_attempts", 10)
+        stopped = bool(self.store.events(run.run_id, kinds=["budget"]))  # by the budget, mid-attempt
         why = None
-        if len(attempts) >= spec.get("max_attempts", 10):
-            why = f"{len(attempts)} attempts made, --max-attempts is {spec.get('max_attempts', 10)}"
-        elif self._over_budget(run):
-            why = f"the budget of ${spec['budget']:.2f} would be passed"
+        if stopped or len(attempts) < limit and self._over_budget(run):
+            event = self.store.events(run.run_id, kinds=["budget"])[-1]
+            why = f"--budget: {event.data['message']}"
+            if stopped and attempts and event.attempt == attempts[-1].number:
+                self.store.update_attempt(run.run_id, attempts[-1].number, end_reason="budget")
+                why += f"; its instance {attempts[-1].instance_id} is terminated"
+        elif len(attempts) >= limit:
+            why = (
+                f"--max-attempts: {len(attempts)} attempt{'s' * (len(attempts) != 1)} made of at most "
+                f"{limit}; instance {attempts[-1].instance_id} is terminated"
+            )
         if why is not None:
             self._transition(run.run_id, RunState.FAILED, f"not resumed: {why}")
             if not automatic:
-                raise SpotrainError(f"run {run.run_id} cannot resume: {why}", "raise the limit in a new run")
+                raise SpotrainError(
+                    f"run {run.run_id} cannot resume: {why}",
+                    "start a new run with a higher limit: `spotrain launch --budget ... --max-attempts ...`",
+                )
             return True  # drive() sees FAILED and returns
         return not automatic or bool(spec.get("auto_resume"))
 
