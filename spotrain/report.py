@@ -228,7 +228,7 @@ def build_report(store: Store, run_id: str, out_dir: Path, *, now: float | None 
     tmp = html.with_suffix(".html.tmp")
     tmp.write_text(report_html.page(d, summary, rows, pngs), encoding="utf-8")
     tmp.replace(html)
-    missing = [f"{section}: {what}" for section, whats in d.missing.items() for what in whats]
+    missing = [f"{section}: {what}" for section in FIGURES for what in d.missing.get(section, [])]
     return ReportResult(run_id, html, pngs, missing, summary)
 
 

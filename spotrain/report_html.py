@@ -24,7 +24,7 @@ _CAPTIONS = {
     "interruption notices; dotted: the target; star: the first eval that reached it.",
     "schedule": "Training loss (top), learning rate and momentum (bottom) against step, one colour per "
     "attempt; a thick line where an attempt resumes from a checkpoint, dotted where a notice stopped one.",
-    "attempts": "One bar per instance: requested (faint), booting, training; its end reason and spot + EBS "
+    "attempts": "One bar per instance: requested (faint), booting and sync, trainer running (from its `start` event); its end reason and spot + EBS "
     "dollars at the right.",
     "prices": "The spot price in force in each zone the run used, from the stored price history; thick "
     "where an attempt was billed; dashed: the on-demand price.",
