@@ -227,6 +227,15 @@ class Orchestrator:
                 "the trainer saved and stopped for a notice",
                 exit_code=proc.exit_code,
             )
+        status = self.cloud.describe(attempt.region, attempt.instance_id)
+        if status.end != EndKind.RUNNING:  # the instance was taken (no notice honoured): it took the trainer
+            return self._ended(
+                run,
+                attempt,
+                status.end,
+                f"the instance ended ({status.reason_code})",
+                exit_code=proc.exit_code,
+            )
         self._finish_attempt(run, attempt, "error", proc.exit_code)
         self._transition(run.run_id, RunState.FAILED, f"the trainer exited {proc.exit_code}:\n{tail}")
 
@@ -241,28 +250,28 @@ class Orchestrator:
                 stop(transport, run_dir, grace_s=60)
             return not process_status(transport, run_dir).running
 
-        path, offset = (
-            f"{run_dir}/events.jsonl",
-            attempt.events_offset,
-        )  # a restarted controller goes on from there
+        path, offset = f"{run_dir}/events.jsonl", attempt.events_offset  # a restarted controller goes on
         for event in follow_events(transport, path, offset=offset, poll_s=self.poll_s, stop=finished):
             if event.kind == "malformed":
                 continue
             self.store.add_trainer_events(run.run_id, attempt.number, [event.data], offset=event.end)
-            self._note_progress(run, attempt, event.data)
+            attempt = self._note_progress(run, attempt, event.data)
             crash_point("training")
             self.on_event({"run": run.run_id, "attempt": attempt.number, "source": "trainer", **event.data})
 
-    def _note_progress(self, run, attempt, event: dict[str, Any]) -> None:
+    def _note_progress(self, run, attempt, event: dict[str, Any]):
+        """The attempt's resume point, first training step and last step; returns the updated record."""
         kind = event.get("kind")
         if kind == "start":
-            self.store.update_attempt(run.run_id, attempt.number, resumed_from_step=event.get("step", 0))
-        elif kind == "step":
+            return self.store.update_attempt(
+                run.run_id, attempt.number, resumed_from_step=event.get("step", 0)
+            )
+        if kind == "step":
             fields = {"last_step": event["step"]}
             if attempt.training_started_at is None:
                 fields["training_started_at"] = event["t"]
-                attempt = attempt.__class__(**{**attempt.__dict__, "training_started_at": event["t"]})
-            self.store.update_attempt(run.run_id, attempt.number, **fields)
+            return self.store.update_attempt(run.run_id, attempt.number, **fields)
+        return attempt
 
     def _inject(self, run, attempt, run_dir: str) -> None:
         """Dry-run: --inject-interruption AT, one per attempt in order, posted at that instance's IMDS."""
