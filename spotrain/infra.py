@@ -63,25 +63,28 @@ class InitResult:
         return self.status != "up to date"
 
 
-def state_file(region: str) -> Path:
-    """Where `init` keeps a region's outputs: $SPOTRAIN_HOME (default ~/.spotrain)/infra-REGION.json."""
-    home = Path(os.environ.get("SPOTRAIN_HOME") or "~/.spotrain").expanduser()
+def state_file(region: str, home: Path | None = None) -> Path:
+    """Where `init` keeps a region's outputs: HOME/infra-REGION.json, HOME by default $SPOTRAIN_HOME
+    (else ~/.spotrain); the dry-run passes its own directory, so its stack never shadows a real one."""
+    home = home or Path(os.environ.get("SPOTRAIN_HOME") or "~/.spotrain").expanduser()
     return home / f"infra-{region}.json"
 
 
-def load_outputs(region: str) -> InfraOutputs | None:
+def load_outputs(region: str, home: Path | None = None) -> InfraOutputs | None:
     """The outputs `spotrain init` stored for `region`, or None before it ran there."""
-    path = state_file(region)
+    path = state_file(region, home)
     if not path.is_file():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
     return InfraOutputs(**{k: data[k] for k in InfraOutputs.__dataclass_fields__})
 
 
-def outputs(sess: boto3.Session, *, region: str, stack_name: str = "spotrain") -> InfraOutputs:
+def outputs(
+    sess: boto3.Session, *, region: str, stack_name: str = "spotrain", home: Path | None = None
+) -> InfraOutputs:
     """The stack's outputs for the controller: from the state file, else read back from the stack
     (init ran on another machine) and stored; neither raises SpotrainError saying to run init."""
-    found = load_outputs(region)
+    found = load_outputs(region, home)
     if found is not None:
         return found
     with aws_errors("read spotrain's stack outputs"):
@@ -91,7 +94,7 @@ def outputs(sess: boto3.Session, *, region: str, stack_name: str = "spotrain") -
             f"spotrain is not set up in {region}: no bucket or instance role there yet",
             f"run `spotrain init --region {region}` once (as an administrator)",
         )
-    _save(region, stack_name, _outputs(stack))
+    _save(region, stack_name, _outputs(stack), home)
     return _outputs(stack)
 
 
@@ -219,8 +222,8 @@ def _outputs(stack: dict[str, Any]) -> InfraOutputs:
     )
 
 
-def _save(region: str, stack_name: str, outputs: InfraOutputs) -> Path:
-    path = state_file(region)
+def _save(region: str, stack_name: str, outputs: InfraOutputs, home: Path | None) -> Path:
+    path = state_file(region, home)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"region": region, "stack_name": stack_name, **asdict(outputs)}, indent=2) + "\n"
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
@@ -265,14 +268,22 @@ def _settle(cfn: Any, stack_name: str, stack: dict[str, Any] | None) -> dict[str
 
 
 def init(
-    sess: boto3.Session, *, region: str, bucket: str | None = None, stack_name: str = "spotrain"
+    sess: boto3.Session,
+    *,
+    region: str | None,
+    bucket: str | None = None,
+    stack_name: str = "spotrain",
+    home: Path | None = None,
 ) -> InitResult:
-    """Create or update spotrain's stack in `region` and store its outputs; a rerun changes nothing."""
+    """Create or update spotrain's stack in `region` and store its outputs (in `home`, default
+    $SPOTRAIN_HOME); a rerun changes nothing."""
     with aws_errors("set up spotrain's bucket and instance role", policy_hint=INIT_HINT):
-        return _init(sess, region_of(sess, region), bucket, stack_name)
+        return _init(sess, region_of(sess, region), bucket, stack_name, home)
 
 
-def _init(sess: boto3.Session, region: str, bucket: str | None, stack_name: str) -> InitResult:
+def _init(
+    sess: boto3.Session, region: str, bucket: str | None, stack_name: str, home: Path | None
+) -> InitResult:
     if bucket is not None:
         check_bucket_name(bucket)
     _check_region(sess, region)
@@ -284,9 +295,8 @@ def _init(sess: boto3.Session, region: str, bucket: str | None, stack_name: str)
     body = template_body()
     digest = hashlib.sha256(body.encode()).hexdigest()
     if stack is not None and current == bucket and _digest(stack) == digest:
-        return InitResult(
-            region, stack_name, "up to date", _outputs(stack), _save(region, stack_name, _outputs(stack))
-        )
+        outputs = _outputs(stack)
+        return InitResult(region, stack_name, "up to date", outputs, _save(region, stack_name, outputs, home))
     if bucket != current:
         _check_bucket_free(client(sess, "s3", region), bucket)
     args = {
@@ -315,7 +325,7 @@ def _init(sess: boto3.Session, region: str, bucket: str | None, stack_name: str)
         )
     assert stack is not None
     outputs = _outputs(stack)
-    return InitResult(region, stack_name, status, outputs, _save(region, stack_name, outputs))
+    return InitResult(region, stack_name, status, outputs, _save(region, stack_name, outputs, home))
 
 
 def _default_bucket(sess: boto3.Session, region: str) -> str:

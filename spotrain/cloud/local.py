@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import botocore.session
 from moto.moto_api._internal.models import moto_api_backend
 from moto.server import ThreadedMotoServer
 
@@ -51,8 +50,9 @@ REGIONS = {
     "us-east-1": ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1f"],
     "us-west-2": ["us-west-2a", "us-west-2b", "us-west-2c"],
 }
-BUCKET = "spotrain-dry-run"
-DUMMY_KEY = "testing"  # moto takes any credentials
+BUCKET = "spotrain-dry-run"  # the bucket name the dry-run deploys infra/spotrain.yaml with
+HOME_REGION = "us-east-1"  # where its stack (bucket, instance role and profile) lives
+DUMMY_KEY = fakes.DUMMY_KEY
 POLL_S = 0.1
 # A dry-run trains digits at ~200 steps/s: the schedule watcher and the trainer's IMDS poll must react
 # within a few steps, or a `50%` notice lands after the target was reached (both are cheap local reads).
@@ -129,13 +129,15 @@ class LocalCloud:
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         (self.state_dir / "cloud.json").write_text(json.dumps({"moto_port": port}))
-        self._session = _session(self.endpoint, self.state_dir)
+        self._session = fakes.endpoint_session(self.endpoint, self.state_dir / "aws-config")
         for region in REGIONS:
             fakes.seed_dlamis(region)
-        s3 = self._session.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)
+        # What `spotrain init` does once per account: the stack from infra/, its outputs kept in this
+        # state directory (never the real one). The bucket and the instance profile come from them.
+        self.stack = fakes.deploy_stack(self._session, region=HOME_REGION, bucket=BUCKET, home=self.state_dir)
+        s3 = self._session.client("s3", region_name=HOME_REGION)
         for key, data in fakes.saved_objects(s3_root):
-            s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+            s3.put_object(Bucket=self.stack.bucket, Key=key, Body=data)
         for path in sorted(self.instances_dir.glob("*.json")):
             record = InstanceRecord(**json.loads(path.read_text()))
             if record.state == "running":
@@ -280,10 +282,12 @@ class LocalCloud:
         return str(self.instance_dir(instance_id) / "spotrain")
 
     def bucket(self) -> str:
-        return BUCKET
+        """The stack's checkpoint bucket (infra/spotrain.yaml deployed on moto at start)."""
+        return self.stack.bucket
 
     def instance_profile(self) -> str | None:
-        return None
+        """The stack's instance profile: each dry-run instance is launched with it, as on AWS."""
+        return self.stack.instance_profile_arn
 
     def close(self) -> None:
         """Stop the watchers, the IMDS servers and the moto server; undo the patches. The instances'
@@ -400,17 +404,3 @@ class LocalCloud:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _session(endpoint: str, state_dir: Path) -> boto3.Session:
-    """A boto3 session whose every client goes to `endpoint`, with moto's dummy credentials. The
-    endpoint is set the documented way, a profile's `endpoint_url` in its own config file, so no
-    environment variable of this process changes and the user's ~/.aws is not read."""
-    config = state_dir / "aws-config"
-    config.write_text(f"[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n")
-    core = botocore.session.Session()
-    core.set_config_variable("config_file", str(config))
-    core.set_config_variable("credentials_file", os.devnull)
-    core.set_config_variable("profile", "default")
-    core.set_credentials(DUMMY_KEY, DUMMY_KEY)
-    return boto3.Session(botocore_session=core, region_name="us-east-1")

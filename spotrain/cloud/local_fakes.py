@@ -8,7 +8,10 @@ are process-wide: one dry-run cloud per process at a time.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import os
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +22,7 @@ from typing import Any
 from unittest import mock
 
 import boto3
+import botocore.session
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
@@ -27,7 +31,7 @@ from moto.s3.models import S3Backend
 from moto.servicequotas.models import ServiceQuotasBackend
 from moto.ssm.models import Parameter, ssm_backends
 
-from spotrain import catalog
+from spotrain import catalog, infra
 from spotrain.cloud import TAG_OWNER, TAG_RUN
 from spotrain.cloud.aws import client, images, network
 
@@ -35,6 +39,7 @@ ACCOUNT = DEFAULT_ACCOUNT_ID
 SPOT_QUOTA_CODES = ("L-7212CCBC", "L-3819A6DF")  # All P / All G and VT Spot Instance Requests
 SPOT_TERMINATION = "Server.SpotInstanceTermination"
 LOOPBACK_CIDR = "127.0.0.1/32"  # the dry-run's "caller address" for security groups
+DUMMY_KEY = "testing"  # moto takes any credentials
 
 
 @dataclass(frozen=True)
@@ -287,3 +292,31 @@ def restore_instance(
     rename_instance(region, made["InstanceId"], instance_id)
     tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
     ec2.create_tags(Resources=[instance_id], Tags=tag_list)
+
+
+def endpoint_session(endpoint: str, config: Path) -> boto3.Session:
+    """A boto3 session whose every client goes to `endpoint`, with moto's dummy credentials. The
+    endpoint is set the documented way, a profile's `endpoint_url` in its own config file (`config`,
+    written here), so no environment variable of this process changes and ~/.aws is not read."""
+    config.write_text(f"[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n")
+    core = botocore.session.Session()
+    core.set_config_variable("config_file", str(config))
+    core.set_config_variable("credentials_file", os.devnull)
+    core.set_config_variable("profile", "default")
+    core.set_credentials(DUMMY_KEY, DUMMY_KEY)
+    return boto3.Session(botocore_session=core, region_name="us-east-1")
+
+
+def deploy_stack(sess: boto3.Session, *, region: str, bucket: str, home: Path) -> infra.InfraOutputs:
+    """`spotrain init` on moto: infra/spotrain.yaml deployed through CloudFormation, its outputs kept
+    in `home`. moto deploys all of it but the TLS-only bucket policy, and says so twice (a warning and
+    a log line): not news for a dry-run user, so both are silenced here."""
+    log = logging.getLogger("moto")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Tried to parse AWS::S3::BucketPolicy")
+            return infra.init(sess, region=region, bucket=bucket, home=home).outputs
+    finally:
+        log.setLevel(level)
