@@ -57,9 +57,14 @@ def run_bill(store, run_id: str, *, now: float | None = None) -> Bill:
                 f"{run_id}-{a.number}", a.instance_type, a.zone, start, max(end, start), ebs_gb=root_gb
             )
         )
-        samples += store.price_samples(
+        found = store.price_samples(
             region=a.region, instance_type=a.instance_type, zones=[a.zone], start=start, end=end
         )
+        if not any(p.t <= start for p in found) and a.spot_usd_per_hour:
+            # A live attempt's history is stored when it ends; until then the price quoted when it was
+            # requested is the one in force at its start (never "now"'s price for a past second).
+            found.insert(0, cost.PriceSample(a.zone, a.instance_type, a.requested_at, a.spot_usd_per_hour))
+        samples += found
     target, metric = _target(run.spec)
     evals = [
         cost.EvalPoint(e.t, e.data[metric]) for e in store.events(run_id, kinds=["eval"]) if metric in e.data
