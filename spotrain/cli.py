@@ -362,9 +362,19 @@ def down(run_id: str | None, all_runs: bool, yes: bool) -> None:
             removed = ctl.cloud.sweep(None)
         click.echo(f"removed {len(removed.terminated) + len(removed.deleted)} resources")
         return
+    from spotrain.store import RunState
+
     with controller.controller_for_run(run_id) as ctl:
+        before = ctl.store.get_run(run_id)
         removed = ctl.orchestrator().down(run_id)
-    click.echo(f"run {run_id}: cancelled; removed {', '.join(removed) or 'nothing (already down)'}")
+        after = ctl.store.get_run(run_id)
+    if before.state == RunState.CANCELLED and not removed:  # a finished run's cleanup is not an error
+        raise SpotrainError(
+            f"run {run_id} is already down: it was cancelled ({after.end_reason}) and nothing of it is "
+            "left in the cloud",
+            f"see what it did with `spotrain status {run_id}` and `spotrain cost {run_id}`",
+        )
+    click.echo(f"run {run_id}: {after.state.value}; removed {', '.join(removed) or 'nothing'}")
 
 
 def main(argv: list[str] | None = None) -> None:
