@@ -15,7 +15,19 @@ from spotrain.errors import SpotrainError
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="spotrain")
 def cli() -> None:
-    """Train neural nets on AWS spot instances for a fraction of the on-demand price."""
+    """Train neural nets on AWS spot instances for a fraction of the on-demand price.
+
+    A run survives its spot instances being taken away: it resumes from its last checkpoint on a new
+    one, and `spotrain cost` says what it took in hours and dollars. `spotrain COMMAND --help` says more.
+
+    \b
+    Examples:
+      spotrain launch --dry-run --recipe digits --inject-interruption 50% --auto-resume -y   # no AWS
+      spotrain init                                                   # once per account and region
+      spotrain launch --instance p3.16xlarge --recipe imagenet --data snap-0abc --auto-resume
+      spotrain status
+      spotrain cost
+    """
 
 
 @cli.command()
@@ -23,7 +35,13 @@ def cli() -> None:
 @click.option("--region", default=None, help="AWS region (default: the profile's, else us-east-1).")
 @click.option("--profile", default=None, help="AWS profile (default: the credential chain).")
 def prices(instance_type: str, region: str | None, profile: str | None) -> None:
-    """Spot price per zone now, its discount against on-demand, and its range over 24 h."""
+    """Spot price per zone now, its discount against on-demand, and its range over 24 h.
+
+    \b
+    Examples:
+      spotrain prices --instance p3.16xlarge
+      spotrain prices --instance g5.xlarge --region eu-west-1 --profile work
+    """
     from spotrain.cloud.aws.prices import quote
 
     table = quote(instance_type=instance_type, region=region, profile=profile)
@@ -59,7 +77,16 @@ def _render_prices(table: PriceTable) -> None:
 @click.option("--profile", default=None, help="AWS profile (default: the credential chain).")
 @click.option("--print-policy", is_flag=True, help="Print the controller's IAM policy and exit.")
 def init(region: str | None, bucket: str | None, profile: str | None, print_policy: bool) -> None:
-    """Create or update the checkpoint bucket and the instance role (infra/spotrain.yaml)."""
+    """Create or update the checkpoint bucket and the instance role (infra/spotrain.yaml).
+
+    Run it once per account and region before the first real launch; running it again updates the
+    stack, or says it is up to date.
+
+    \b
+    Examples:
+      spotrain init --region us-east-1
+      spotrain init --print-policy > controller-policy.json   # the IAM policy spotrain itself needs
+    """
     from spotrain import infra
     from spotrain.cloud.aws import session
 
