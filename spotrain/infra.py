@@ -79,23 +79,33 @@ def load_outputs(region: str, home: Path | None = None) -> InfraOutputs | None:
     return InfraOutputs(**{k: data[k] for k in InfraOutputs.__dataclass_fields__})
 
 
-def outputs(
+def find_outputs(
     sess: boto3.Session, *, region: str, stack_name: str = "spotrain", home: Path | None = None
-) -> InfraOutputs:
+) -> InfraOutputs | None:
     """The stack's outputs for the controller: from the state file, else read back from the stack
-    (init ran on another machine) and stored; neither raises SpotrainError saying to run init."""
+    (init ran on another machine) and stored; None when spotrain's stack is not in `region`."""
     found = load_outputs(region, home)
     if found is not None:
         return found
     with aws_errors("read spotrain's stack outputs"):
         stack = _describe(client(sess, "cloudformation", region), stack_name)
     if stack is None or stack.get("StackStatus") not in DONE:
+        return None
+    _save(region, stack_name, _outputs(stack), home)
+    return _outputs(stack)
+
+
+def outputs(
+    sess: boto3.Session, *, region: str, stack_name: str = "spotrain", home: Path | None = None
+) -> InfraOutputs:
+    """As `find_outputs`, but no stack raises SpotrainError saying to run init."""
+    found = find_outputs(sess, region=region, stack_name=stack_name, home=home)
+    if found is None:
         raise SpotrainError(
             f"spotrain is not set up in {region}: no bucket or instance role there yet",
             f"run `spotrain init --region {region}` once (as an administrator)",
         )
-    _save(region, stack_name, _outputs(stack), home)
-    return _outputs(stack)
+    return found
 
 
 def check_bucket_name(name: str) -> str:

@@ -27,6 +27,7 @@ class AwsCloud:
     ) -> None:
         self.regions, self._bucket, self.key_file = list(regions), bucket, key_file
         self._session = session(profile=profile, region=self.regions[0] if self.regions else None)
+        self._profile: str | None = None
 
     def session(self) -> boto3.Session:
         return self._session
@@ -84,9 +85,12 @@ class AwsCloud:
         return self._bucket
 
     def instance_profile(self) -> str | None:
-        """The profile `spotrain init` stored for the home region; None before it ran there."""
-        found = infra.load_outputs(self.regions[0]) if self.regions else None
-        return found.instance_profile_arn if found else None
+        """The profile of spotrain's stack in the home region: the one `spotrain init` stored, else read
+        back from the stack (init ran on another machine); None when init never ran there."""
+        if self._profile is None and self.regions:
+            found = infra.find_outputs(self._session, region=self.regions[0])
+            self._profile = found.instance_profile_arn if found else None
+        return self._profile
 
     def close(self) -> None:
         """Nothing to stop: boto3 clients close with the process."""
