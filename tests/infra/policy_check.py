@@ -1,7 +1,7 @@
 """Record every boto3 call the controller and the trainer make, and check each against infra/'s policies.
 
-    with record_operations() as rec:
-        ...any flow, in this process, on moto...
+    with record_operations() as rec:     # botocore event hooks on every client made meanwhile
+        ...any flow, in this process, on moto (mock_aws or the dry-run's server)...
     check_policies(rec)          # raises AssertionError listing each denied call; returns a report
 
 Who made a call is decided when its client is created: a client built from code under spotrain/ is
@@ -15,7 +15,6 @@ The evaluator knows Allow/Deny, Action/Resource wildcards and the condition oper
 from __future__ import annotations
 
 import functools
-import json
 import re
 import sys
 import threading
@@ -26,16 +25,14 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import botocore.client
 import botocore.session
-import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-CONTROLLER_POLICY = REPO / "infra" / "controller-policy.json"
-TEMPLATE = REPO / "infra" / "spotrain.yaml"
+from .policies import REPO, controller_policy, instance_role_policy, load_template  # noqa: F401
+
 ACCOUNT = "123456789012"  # moto's default account
 VENV = REPO / ".venv"
 OWNERS = {REPO / "spotrain": "controller", REPO / "trainer": "trainer"}
+FAKES = REPO / "spotrain" / "cloud" / "local_fakes.py"
 FREE = {"sts:GetCallerIdentity"}  # AWS asks no permission for these
 S3_ACTIONS = {
     "ListObjectsV2": "ListBucket",
@@ -72,6 +69,7 @@ class Request:
 class Recorder:
     calls: list[Call] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    active: bool = True
 
     def of(self, owner: str) -> list[Call]:
         return [c for c in self.calls if c.owner == owner]
@@ -81,17 +79,24 @@ class Recorder:
 
 
 def _owner_of_caller() -> str | None:
-    """The owner of the innermost repository frame that is creating a client; the dry-run's own fakes
-    (spotrain/cloud/local*.py) and the tests' code own nothing."""
+    """The owner of the innermost repository frame that is creating a client. The dry-run's own fakes
+    own nothing: a client made directly in spotrain/cloud/local*.py (its seeding), or made anywhere
+    while spotrain/cloud/local_fakes.py is on the stack (the infra deploy as an administrator, the
+    re-registration of a restarted dry-run's instances). The tests' own clients own nothing either."""
     frame = sys._getframe(2)  # skip this function and `creating`
+    owner: str | None = None
+    innermost = True
     while frame is not None:
         path = Path(frame.f_code.co_filename)
-        if path.is_relative_to(REPO) and not path.is_relative_to(VENV):
+        if path == FAKES:
+            return None
+        if innermost and path.is_relative_to(REPO) and not path.is_relative_to(VENV):
+            innermost = False
             if path.parent == REPO / "spotrain" / "cloud" and path.name.startswith("local"):
                 return None
-            return next((o for root, o in OWNERS.items() if path.is_relative_to(root)), None)
+            owner = next((o for root, o in OWNERS.items() if path.is_relative_to(root)), None)
         frame = frame.f_back
-    return None
+    return owner
 
 
 def _resource_ids(params: dict[str, Any]) -> list[str]:
@@ -109,38 +114,37 @@ def _moto_tags(region: str, ids: list[str]) -> dict[str, dict[str, str]]:
 
 @contextmanager
 def record_operations() -> Iterator[Recorder]:
-    """Record, in this process, every API call made on a client created by spotrain/ or trainer/."""
+    """Record, in this process, every API call made on a client created by spotrain/ or trainer/
+    while this is active: each such client gets a hook on botocore's `before-parameter-build` event,
+    which every operation emits (paginators, waiters and s3transfer's threads included)."""
     rec = Recorder()
     create_client = botocore.session.Session.create_client
-    make_api_call = botocore.client.BaseClient._make_api_call
+
+    def hook(owner: str, region: str, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if not rec.active:
+            return  # a client made while recording, still used after it
+        service = model.service_model.signing_name
+        ids = _resource_ids(params)
+        tags = _moto_tags(region, ids) if service == "ec2" and ids else {}
+        call = Call(owner, service, model.name, region, dict(params), tags)
+        with rec.lock:
+            rec.calls.append(call)
 
     @functools.wraps(create_client)
     def creating(self: Any, *args: Any, **kwargs: Any) -> Any:
         made = create_client(self, *args, **kwargs)
-        made._policy_owner = _owner_of_caller()
+        owner = _owner_of_caller()
+        if owner:
+            made.meta.events.register(
+                "before-parameter-build", functools.partial(hook, owner, made.meta.region_name)
+            )
         return made
 
-    def calling(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-        owner = getattr(self, "_policy_owner", None)
-        if owner:
-            region = self.meta.region_name
-            tags = (
-                _moto_tags(region, _resource_ids(api_params))
-                if self.meta.service_model.signing_name == "ec2"
-                else {}
-            )
-            call = Call(
-                owner, self.meta.service_model.signing_name, operation_name, region, dict(api_params), tags
-            )
-            with rec.lock:
-                rec.calls.append(call)
-        return make_api_call(self, operation_name, api_params)
-
-    with (
-        mock.patch.object(botocore.session.Session, "create_client", creating),
-        mock.patch.object(botocore.client.BaseClient, "_make_api_call", calling),
-    ):
-        yield rec
+    try:
+        with mock.patch.object(botocore.session.Session, "create_client", creating):
+            yield rec
+    finally:
+        rec.active = False
 
 
 # -- calls to IAM requests ---------------------------------------------------------------------
@@ -342,59 +346,6 @@ def allowed(policy: dict[str, Any], req: Request) -> bool:
     if any(s["Effect"] == "Deny" and _applies(s, req) for s in statements):
         return False
     return any(s["Effect"] == "Allow" and _applies(s, req) for s in statements)
-
-
-# -- the policies -----------------------------------------------------------------------------
-
-
-class _CfnLoader(yaml.SafeLoader):
-    pass
-
-
-def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    name = "Fn::GetAtt" if suffix == "GetAtt" else "Ref" if suffix == "Ref" else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _tag)
-
-
-def load_template() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506 (safe loader)
-
-
-def _resolve(node: Any, values: dict[str, str]) -> Any:
-    if isinstance(node, list):
-        return [_resolve(n, values) for n in node]
-    if not isinstance(node, dict):
-        return node
-    if set(node) == {"Ref"}:
-        return values[node["Ref"]]
-    if set(node) == {"Fn::GetAtt"}:
-        return values[".".join(node["Fn::GetAtt"])]
-    if set(node) == {"Fn::Sub"}:
-        return re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], node["Fn::Sub"])
-    return {k: _resolve(v, values) for k, v in node.items()}
-
-
-def instance_role_policy(bucket: str) -> dict[str, Any]:
-    """The instance role's S3 policy from infra/spotrain.yaml, with the bucket filled in."""
-    role = load_template()["Resources"]["InstanceRole"]["Properties"]
-    values = {"BucketName": bucket, "Bucket": bucket, "Bucket.Arn": f"arn:aws:s3:::{bucket}"}
-    (policy,) = role["Policies"]
-    return _resolve(policy["PolicyDocument"], values)
-
-
-def controller_policy() -> dict[str, Any]:
-    return json.loads(CONTROLLER_POLICY.read_text(encoding="utf-8"))
 
 
 # -- the check --------------------------------------------------------------------------------
