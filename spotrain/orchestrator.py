@@ -366,20 +366,20 @@ class Orchestrator:
         spec, attempts = run.spec, self.store.attempts(run.run_id)
         limit = spec.get("max_attempts", 10)
         stopped = bool(self.store.events(run.run_id, kinds=["budget"]))  # by the budget, mid-attempt
-        why = None
+        why, verb = None, "not resumed"
         if stopped or len(attempts) < limit and self._over_budget(run):
             event = self.store.events(run.run_id, kinds=["budget"])[-1]
             why = f"--budget: {event.data['message']}"
             if stopped and attempts and event.attempt == attempts[-1].number:
                 self.store.update_attempt(run.run_id, attempts[-1].number, end_reason="budget")
-                why += f"; its instance {attempts[-1].instance_id} is terminated"
+                why, verb = f"{why}; its instance {attempts[-1].instance_id} is terminated", "stopped"
         elif len(attempts) >= limit:
             why = (
                 f"--max-attempts: {len(attempts)} attempt{'s' * (len(attempts) != 1)} made of at most "
                 f"{limit}; instance {attempts[-1].instance_id} is terminated"
             )
         if why is not None:
-            self._transition(run.run_id, RunState.FAILED, f"not resumed: {why}")
+            self._transition(run.run_id, RunState.FAILED, f"{verb}: {why}")
             if not automatic:
                 raise SpotrainError(
                     f"run {run.run_id} cannot resume: {why}",
