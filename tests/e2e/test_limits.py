@@ -84,7 +84,7 @@ def test_budget_stops_training_terminates_and_says_so(tmp_path: Path) -> None:
         (attempt,) = store.attempts(row["run"])
         (event,) = store.events(row["run"], kinds=["budget"])
         done = store.events(row["run"], kinds=["done"])
-    assert run.end_reason.startswith("not resumed: --budget: spent $")
+    assert run.end_reason.startswith("stopped: --budget: spent $")
     assert f"{attempt.instance_id} is terminated" in run.end_reason
     assert event.data["spent"] + event.data["projected"] > 0.001 and event.attempt == 1
     assert attempt.end_reason == "budget" and attempt.exit_code == 75 and not done
