@@ -154,6 +154,7 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
       spotrain launch --dry-run --recipe digits --inject-interruption 50% --auto-resume -y
 
     Ctrl-C leaves the run going on its instance; `spotrain resume RUN` watches it again.
+    Exit status: 0 the run succeeded, 75 interrupted (resume it), 1 failed or cancelled, 2 bad input.
     """
     from spotrain import controller
     from spotrain.config import load_spec
@@ -181,6 +182,17 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
         console.print(cost_table(run_bill(ctl.store, run_id)))
         if outcome.state in TERMINAL:
             _print_report(console, ctl, run_id)
+    _exit_for(outcome)
+
+
+def _exit_for(outcome) -> None:
+    """0 succeeded; 75 interrupted and waiting for `spotrain resume`; 1 failed or cancelled."""
+    from spotrain.store import RunState
+
+    if outcome.state == RunState.INTERRUPTED:
+        sys.exit(75)
+    if outcome.state != RunState.SUCCEEDED:
+        sys.exit(1)
 
 
 def _print_report(console, ctl, run_id: str) -> None:
@@ -264,6 +276,7 @@ def resume(run_id: str) -> None:
         outcome = ctl.orchestrator(_print_event(console)).resume(run_id)
         console.print(f"run {run_id}: {outcome.state.value} ({outcome.reason})")
         console.print(cost_table(run_bill(ctl.store, run_id)))
+    _exit_for(outcome)
 
 
 @cli.command()

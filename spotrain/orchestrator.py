@@ -77,8 +77,12 @@ class Orchestrator:
                 run = self.store.get_run(run_id)
                 if run.state in TERMINAL:
                     return Outcome(run_id, run.state, run.end_reason)
-                if run.state == RunState.INTERRUPTED and not self._may_resume(run, automatic=True):
-                    return Outcome(run_id, run.state, "interrupted: `spotrain resume` continues it")
+                if run.state == RunState.INTERRUPTED:
+                    if not self._may_resume(run, automatic=True):
+                        return Outcome(run_id, run.state, "interrupted: `spotrain resume` continues it")
+                    run = self.store.get_run(run_id)  # a limit (attempts, budget) may have ended it
+                    if run.state in TERMINAL:
+                        continue
                 STEPS[run.state](self, run)
 
     def resume(self, run_id: str) -> Outcome:

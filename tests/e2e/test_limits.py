@@ -49,7 +49,7 @@ def test_max_attempts_one_ends_failed_after_the_interruption(tmp_path: Path) -> 
     out = spotrain(
         *DIGITS, "--inject-interruption", "40%", "--auto-resume", "--max-attempts", "1", home=tmp_path
     )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]  # the run failed
     row = only_run(tmp_path)
     assert row["state"] == "failed" and row["attempts"] == 1
     assert "FAILED: not resumed: --max-attempts: 1 attempt made of at most 1" in out.stdout
@@ -62,7 +62,7 @@ def test_max_attempts_one_ends_failed_after_the_interruption(tmp_path: Path) -> 
 
 def test_without_auto_resume_the_limit_ends_the_run_and_resume_says_why(tmp_path: Path) -> None:
     out = spotrain(*DIGITS, "--inject-interruption", "40%", "--max-attempts", "1", home=tmp_path)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]  # the run failed
     row = only_run(tmp_path)
     assert row["state"] == "failed" and row["attempts"] == 1
     refused = spotrain("resume", row["run"], home=tmp_path)
@@ -75,7 +75,7 @@ def test_without_auto_resume_the_limit_ends_the_run_and_resume_says_why(tmp_path
 def test_budget_stops_training_terminates_and_says_so(tmp_path: Path) -> None:
     """$0.001 is less than the first attempt's billed minute (~$0.003): stopped at its first steps."""
     out = spotrain(*DIGITS, "--budget", "0.001", home=tmp_path)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]  # the run failed
     row = only_run(tmp_path)
     assert row["state"] == "failed" and row["attempts"] == 1
     assert "BUDGET: spent $" in out.stdout and "would pass the budget of $0.0010" in out.stdout
@@ -97,7 +97,7 @@ def test_budget_refuses_another_attempt_that_would_pass_it(tmp_path: Path) -> No
     out = spotrain(
         *DIGITS, "--budget", budget, "--inject-interruption", "40%", "--auto-resume", home=tmp_path
     )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]  # the run failed
     row = only_run(tmp_path)
     assert row["state"] == "failed" and row["attempts"] == 1
     assert "launching no other instance" in out.stdout
