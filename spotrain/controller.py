@@ -161,7 +161,7 @@ def attempt_log(
 ) -> Iterator[str]:
     """The lines of an attempt's train.log: kept in the state directory once the attempt ended, read
     from the instance while it lives (and followed with `follow`)."""
-    from spotrain.orchestrator import log_path, run_paths
+    from spotrain.layout import log_path, run_paths
     from spotrain.remote import follow as follow_file
     from spotrain.remote import process_status
 

@@ -11,11 +11,9 @@ written to the store (with its event) before the action it announces.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from spotrain.cloud import EndKind
 from spotrain.cloud.aws.attempt import AttemptRequest
 from spotrain.cloud.aws.instances import LaunchSpec
 from spotrain.errors import SpotrainError
+from spotrain.layout import TRAINER_DIR, crash_point, log_path, run_lock, run_paths, trainer_argv
 from spotrain.remote import (
     RemoteError,
     follow,
@@ -37,10 +36,6 @@ from spotrain.remote import (
 )
 from spotrain.store import TERMINAL, RunState, Store
 
-TRAINER_DIR = Path(__file__).resolve().parent.parent / "trainer"
-# Under the cloud's workdir on the instance (~/spotrain on AWS): the bundle is owned by sync, which
-# deletes strays there, so run directories live beside it, never inside.
-BUNDLE, RUNS = "bundle", "runs"
 EXIT_DONE, EXIT_INTERRUPTED = 0, 75
 OnEvent = Callable[[dict[str, Any]], None]
 
@@ -428,34 +423,15 @@ class Orchestrator:
         return run_paths(self.cloud.workdir(attempt.instance_id), run_id)
 
     def _trainer_argv(self, run, attempt, run_dir: str) -> list[str]:
-        spec, itype = run.spec, catalog.instance_type(run.spec["instance"])
-        python = self.cloud.python(attempt.instance_id)
-        bucket = self.cloud.bucket()
-        args = [
-            "-m",
-            "trainer.train",
-            "--recipe",
-            spec["recipe"],
-            "--run-dir",
-            run_dir,
-            "--resume",
-            "auto",
-            "--mirror",
-            f"s3://{bucket}/runs/{run.run_id}",
-            "--seed",
-            str(spec.get("seed", 0)),
-            "--checkpoint-every",
-            str(spec.get("checkpoint_seconds") or 600),
-        ]
-        for flag, key in (("--target-acc", "target_acc"), ("--max-epochs", "max_epochs")):
-            if spec.get(key) is not None:
-                args += [flag, str(spec[key])]
-        if spec.get("data"):
-            args += ["--data", "/opt/spotrain/data"]
-        gpus = itype.gpus if self.cloud.name == "aws" else 1
-        if gpus > 1:  # trainer.launch is torchrun that passes the workers' exit code (75) through
-            return [python, "-m", "trainer.launch", "--standalone", f"--nproc_per_node={gpus}", *args]
-        return [python, *args]
+        gpus = catalog.instance_type(run.spec["instance"]).gpus if self.cloud.name == "aws" else 1
+        return trainer_argv(
+            run.spec,
+            run_id=run.run_id,
+            run_dir=run_dir,
+            bucket=self.cloud.bucket(),
+            python=self.cloud.python(attempt.instance_id),
+            gpus=gpus,
+        )
 
     def _transition(self, run_id: str, state: RunState, reason: str) -> None:
         self.store.set_state(run_id, state, reason=reason)
@@ -484,37 +460,3 @@ STEPS: dict[RunState, Callable[[Orchestrator, Any], None]] = {
     RunState.TRAINING: Orchestrator._train,
     RunState.INTERRUPTED: Orchestrator._requeue,
 }
-
-
-def crash_point(name: str) -> None:
-    """Fault injection for the kill-and-resume tests: with SPOTRAIN_CRASH_AT=name the controller dies
-    here exactly as under SIGKILL (no cleanup, no finally), so each state's restart path is proven."""
-    if os.environ.get("SPOTRAIN_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def run_paths(workdir: str, run_id: str) -> tuple[str, str]:
-    root = workdir.rstrip("/")
-    return f"{root}/{RUNS}/{run_id}", f"{root}/{BUNDLE}"
-
-
-def log_path(state_dir: Path, run_id: str, attempt: int) -> Path:
-    return Path(state_dir) / "logs" / run_id / f"attempt-{attempt}.log"
-
-
-@contextlib.contextmanager
-def run_lock(state_dir: Path, run_id: str) -> Iterator[None]:
-    """One controller per run: an exclusive lock file in the state directory, released on exit (or death)."""
-    locks = Path(state_dir) / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{run_id}.lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            raise SpotrainError(
-                f"run {run_id} is already driven by another controller ({f.read().strip()})",
-                f"watch it with `spotrain logs {run_id} -f`, or stop that process first",
-            ) from None
-        f.seek(0), f.truncate(), f.write(f"pid {os.getpid()}"), f.flush()
-        yield

@@ -1,0 +1,84 @@
+"""Where a run's things live and how its trainer is started: paths on the instance (the cloud's workdir
+holds `bundle/`, owned by sync, and `runs/RUN/` beside it, never inside), files in the state
+directory (each attempt's log, the per-run lock), the trainer's command line, and the crash points the
+kill-and-resume tests use."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from spotrain.errors import SpotrainError
+
+TRAINER_DIR = Path(__file__).resolve().parent.parent / "trainer"
+BUNDLE, RUNS = "bundle", "runs"
+DATA_DIR = "/opt/spotrain/data"  # where infra/bootstrap.sh puts the data set on the instance
+
+
+def trainer_argv(
+    spec: dict[str, Any], *, run_id: str, run_dir: str, bucket: str, python: str, gpus: int
+) -> list[str]:
+    """The trainer's command line (DESIGN.md's contract): always --resume auto, mirrored to the run's prefix."""
+    args = [
+        "-m",
+        "trainer.train",
+        "--recipe",
+        spec["recipe"],
+        "--run-dir",
+        run_dir,
+        "--resume",
+        "auto",
+        "--mirror",
+        f"s3://{bucket}/runs/{run_id}",
+        "--seed",
+        str(spec.get("seed", 0)),
+        "--checkpoint-every",
+        str(spec.get("checkpoint_seconds") or 600),
+    ]
+    for flag, key in (("--target-acc", "target_acc"), ("--max-epochs", "max_epochs")):
+        if spec.get(key) is not None:
+            args += [flag, str(spec[key])]
+    if spec.get("data"):
+        args += ["--data", DATA_DIR]
+    if gpus > 1:  # trainer.launch is torchrun that passes the workers' exit code (75) through
+        return [python, "-m", "trainer.launch", "--standalone", f"--nproc_per_node={gpus}", *args]
+    return [python, *args]
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the kill-and-resume tests: with SPOTRAIN_CRASH_AT=name the controller dies
+    here exactly as under SIGKILL (no cleanup, no finally), so each state's restart path is proven."""
+    if os.environ.get("SPOTRAIN_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_paths(workdir: str, run_id: str) -> tuple[str, str]:
+    root = workdir.rstrip("/")
+    return f"{root}/{RUNS}/{run_id}", f"{root}/{BUNDLE}"
+
+
+def log_path(state_dir: Path, run_id: str, attempt: int) -> Path:
+    return Path(state_dir) / "logs" / run_id / f"attempt-{attempt}.log"
+
+
+@contextlib.contextmanager
+def run_lock(state_dir: Path, run_id: str) -> Iterator[None]:
+    """One controller per run: an exclusive lock file in the state directory, released on exit (or death)."""
+    locks = Path(state_dir) / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{run_id}.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise SpotrainError(
+                f"run {run_id} is already driven by another controller ({f.read().strip()})",
+                f"watch it with `spotrain logs {run_id} -f`, or stop that process first",
+            ) from None
+        f.seek(0), f.truncate(), f.write(f"pid {os.getpid()}"), f.flush()
+        yield
