@@ -96,7 +96,7 @@ class Orchestrator:
         """Terminate and remove everything the run owns; the run ends CANCELLED (if it had not ended)."""
         run = self.store.get_run(run_id)
         if run.state not in TERMINAL:
-            self._transition(run_id, RunState.CANCELLED, "spotrain down")
+            self._transition(run_id, RunState.CANCELLED, "spotrain down", clean_up=False)
         live = self.store.live_attempt(run_id)
         if live is not None:
             self.store.update_attempt(run_id, live.number, ended_at=time.time(), end_reason="user")
@@ -433,7 +433,7 @@ class Orchestrator:
             gpus=gpus,
         )
 
-    def _transition(self, run_id: str, state: RunState, reason: str) -> None:
+    def _transition(self, run_id: str, state: RunState, reason: str, *, clean_up: bool = True) -> None:
         self.store.set_state(run_id, state, reason=reason)
         self.on_event(
             {
@@ -444,6 +444,25 @@ class Orchestrator:
                 "reason": reason,
                 "t": time.time(),
             }
+        )
+        if state in TERMINAL and clean_up:
+            self._clean_up(run_id)
+
+    def _clean_up(self, run_id: str) -> None:
+        """An ended run leaves nothing behind: its instances (already terminated) and security group go.
+        A failure here is recorded, not raised: `spotrain down RUN` tries again."""
+        try:
+            result = self.cloud.sweep(run_id)
+        except SpotrainError as err:
+            return self._event(
+                run_id, "warning", message=f"clean-up failed: {err.message}; run `spotrain down`"
+            )
+        self._event(
+            run_id,
+            "cleanup",
+            terminated=result.terminated,
+            deleted=result.deleted,
+            failed=[f"{f.zone}: {f.message}" for f in result.failed],
         )
 
     def _event(self, run_id: str, kind: str, **data: Any) -> None:

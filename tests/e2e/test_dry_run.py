@@ -64,6 +64,8 @@ def test_demo_is_interrupted_resumed_in_another_zone_and_reaches_the_target(demo
         assert second["resumed_from_step"] == interruption.data["step"] > 0
         best = max(e.data["top1"] for e in store.events(run_id, kinds=["eval"]))
         assert best >= 0.98
+        (cleanup,) = store.events(run_id, kinds=["cleanup"])  # the finished run left no security group
+        assert [d for d in cleanup.data["deleted"] if d.startswith("sg-")] and not cleanup.data["failed"]
         # The bill equals what cost.py computes from the stored attempts and price samples.
         attempts, samples = [], []
         for a in store.attempts(run_id):
