@@ -1,5 +1,5 @@
-"""The dry-run end to end (launch, interruption, resume, `down`), in this process, under botocore's event hooks: the stack from infra/ is
-deployed on the dry-run's moto and its outputs are used (the bucket the trainer mirrors to, the
+"""The dry-run end to end (launch, interruption, resume, `down`), in this process, under botocore's
+event hooks: the stack from infra/ is deployed on the dry-run's moto and its outputs are used (the bucket the trainer mirrors to, the
 instance profile every launch passes); every boto3 call the controller makes is allowed by
 infra/controller-policy.json, and every action that policy grants is used by this flow or by the flows
 of test_policy.py, or justified in infra/controller-policy.md.
