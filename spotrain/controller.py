@@ -31,6 +31,8 @@ class Controller:
     store: Store
     boot_delay_s: float = 2.0
     seed: int = 0
+    regions: list[str] = field(default_factory=lambda: ["us-east-1"])  # the run's (AWS only)
+    bucket: str | None = None  # the run's --bucket (AWS only; None: the one `spotrain init` made)
     _cloud: Any = field(default=None, repr=False)
 
     @property
@@ -44,7 +46,9 @@ class Controller:
             else:
                 from spotrain.cloud.aws.cloud import AwsCloud
 
-                self._cloud = AwsCloud(self.state_dir, profile=self.settings.profile)
+                self._cloud = AwsCloud(
+                    regions=self.regions, bucket=self.bucket, profile=self.settings.profile
+                )
         return self._cloud
 
     def orchestrator(
@@ -84,6 +88,7 @@ def controller_for_run(run_id: str, *, settings: Settings | None = None) -> Iter
                 run = ctl.store.get_run(run_id)
                 ctl.boot_delay_s = run.spec.get("boot_delay_s", 2.0)
                 ctl.seed = run.spec.get("seed", 0)
+                ctl.regions, ctl.bucket = run.spec.get("regions") or ["us-east-1"], run.spec.get("bucket")
                 yield ctl
                 return
     with open_controller(dry_run=False, settings=settings) as ctl:
@@ -130,6 +135,8 @@ def past_figures(store: Store, recipe: str, instance: str) -> dict[str, float | 
 def prepare(ctl: Controller, spec: RunSpec) -> tuple[RunSpec, Plan]:
     """The resolved spec and the plan to show before launching (reads prices and the image)."""
     spec = resolve(spec)
+    if ctl._cloud is None:  # the cloud is made for this spec's regions and bucket
+        ctl.regions, ctl.bucket = list(spec.regions), spec.bucket
     if spec.inject_interruptions and not ctl.dry_run:
         raise SpotrainError("--inject-interruption works only with --dry-run", "add --dry-run, or drop it")
     past = past_figures(ctl.store, spec.recipe, spec.instance)

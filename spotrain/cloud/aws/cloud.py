@@ -23,7 +23,12 @@ class AwsCloud:
     name = "aws"
 
     def __init__(
-        self, *, regions: list[str], bucket: str, profile: str | None = None, key_file: Path | None = None
+        self,
+        *,
+        regions: list[str],
+        bucket: str | None = None,
+        profile: str | None = None,
+        key_file: Path | None = None,
     ) -> None:
         self.regions, self._bucket, self.key_file = list(regions), bucket, key_file
         self._session = session(profile=profile, region=self.regions[0] if self.regions else None)
@@ -82,6 +87,17 @@ class AwsCloud:
         return DLAMI_PYTHON
 
     def bucket(self) -> str:
+        """--bucket, else the bucket of spotrain's stack in the home region (`spotrain init`)."""
+        if self._bucket is None:
+            found = infra.find_outputs(self._session, region=self.regions[0]) if self.regions else None
+            if found is None:
+                raise SpotrainError(
+                    f"no checkpoint bucket for region {self.regions[0] if self.regions else '?'}: "
+                    "spotrain's stack is not there and no --bucket was given",
+                    f"run `spotrain init --region {self.regions[0] if self.regions else 'REGION'}` once, "
+                    "or pass --bucket NAME",
+                )
+            self._bucket = found.bucket
         return self._bucket
 
     def instance_profile(self) -> str | None:
