@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, help="steps between step events (recipe's default)")
     p.add_argument("--keep", type=int, default=3, help="checkpoints kept, locally and in S3")
     p.add_argument("--workers", type=int, help="data loader processes per GPU (recipe's default)")
+    p.add_argument("--eval-every", type=int, default=1, help="epochs between evals; 0: only at the end")
     return p.parse_args(argv)
 
 
@@ -73,6 +74,8 @@ def check_args(args: argparse.Namespace, recipe: Recipe) -> None:
             raise TrainerError(
                 f"--{name.replace('_', '-')} {value} must be at least 1", "give a positive whole number"
             )
+    if args.eval_every < 0:
+        raise TrainerError(f"--eval-every {args.eval_every} must be 0 or more", "give epochs, e.g. 1")
     if not args.checkpoint_every > 0:
         raise TrainerError(
             f"--checkpoint-every {args.checkpoint_every} must be positive", "give seconds, e.g. 600"
@@ -304,7 +307,8 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
                 size=phase.size,
                 batch_size=global_batch,
             )
-        if epoch_done or stop_reason:
+        every, last = args.eval_every, progress.epoch + 1 >= epochs
+        if stop_reason or epoch_done and (last or every and (progress.epoch + 1) % every == 0):
             metrics = evaluate(model, data.val, ddp, recipe, phase.size, autocast, workers, args.seed)
             value = metrics.get(recipe.target_metric, metrics["top1"])
             progress.best = max(progress.best, value)

@@ -107,3 +107,14 @@ def test_stdout_sent_to_train_log_is_not_doubled(trainer, tmp_path) -> None:
     assert code == 0
     lines = (run / "train.log").read_text().splitlines()
     assert sum("done (max_steps)" in line for line in lines) == 1
+
+
+def test_eval_every_zero_evaluates_only_at_the_end(trainer, tmp_path) -> None:
+    run = tmp_path / "run"
+    out = trainer.run("--recipe", "digits", "--run-dir", str(run), "--max-epochs", "3", "--eval-every", "0")
+    assert out.returncode == 0, out.stderr
+    events = read_events(run)
+    assert [e["epoch"] for e in events if e["kind"] == "eval"] == [3]
+    assert len([e for e in events if e["kind"] == "epoch"]) == 3
+    bad = trainer.run("--recipe", "digits", "--run-dir", str(tmp_path / "r2"), "--eval-every", "-1")
+    assert bad.returncode == 2 and "--eval-every -1" in bad.stderr
