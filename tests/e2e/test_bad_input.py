@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -15,22 +14,19 @@ import pytest
 
 from spotrain.store import RunState, Store
 
-REPO = Path(__file__).resolve().parents[2]
+from . import cli
+
 SPEC = {"recipe": "digits", "instance": "g4dn.xlarge", "regions": ["us-east-1"], "dry_run": True}
 
 
 def spotrain(*args: str, home: Path, as_nobody: bool = False) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "OMP_NUM_THREADS": "1",
-        "SPOTRAIN_HOME": str(home),
-    }
-    cmd = [sys.executable, "-m", "spotrain.cli", *args]
-    if as_nobody and os.geteuid() == 0:  # root writes anywhere: drop to nobody to meet the permissions
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    # root writes anywhere: drop to nobody to meet the permissions
+    prefix = (
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        if as_nobody and os.geteuid() == 0
+        else []
+    )
+    return cli.spotrain(*args, home=home, env={"PYTHONDONTWRITEBYTECODE": "1"}, prefix=prefix, timeout=120)
 
 
 def refused(out: subprocess.CompletedProcess, *phrases: str) -> None:

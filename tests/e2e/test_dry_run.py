@@ -4,9 +4,6 @@ on a new instance in another zone from the mirrored checkpoint, to the target; t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,38 +11,14 @@ import pytest
 from spotrain import cost
 from spotrain.store import Store
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def spotrain(*args: str, home: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "SPOTRAIN_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "spotrain.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from .cli import DEMO, spotrain
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> tuple[str, dict, Path]:
     """One demo launch shared by this module's tests: (stdout, cost --json, SPOTRAIN_HOME)."""
     home = tmp_path_factory.mktemp("home")
-    out = spotrain(
-        "launch",
-        "--dry-run",
-        "--recipe",
-        "digits",
-        "--inject-interruption",
-        "50%",
-        "--auto-resume",
-        "-y",
-        "--boot-delay",
-        "0.5",
-        home=home,
-    )
+    out = spotrain(*DEMO, home=home)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     report = spotrain("cost", "--json", home=home)
     assert report.returncode == 0, report.stderr

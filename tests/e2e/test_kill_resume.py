@@ -4,9 +4,7 @@ at no moment does the run have two live instances."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -14,25 +12,13 @@ import pytest
 
 from spotrain.store import Store
 
-REPO = Path(__file__).resolve().parents[2]
+from . import cli
+
 POINTS = ["requesting", "launched", "provisioning", "syncing", "training", "interrupted"]
 
 
-def spotrain(
-    *args: str, home: Path, crash_at: str | None = None, timeout: float = 240
-) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "SPOTRAIN_HOME": str(home)}
-    env.pop("SPOTRAIN_CRASH_AT", None)
-    if crash_at:
-        env["SPOTRAIN_CRASH_AT"] = crash_at
-    return subprocess.run(
-        [sys.executable, "-m", "spotrain.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def spotrain(*args: str, home: Path, crash_at: str | None = None) -> subprocess.CompletedProcess:
+    return cli.spotrain(*args, home=home, env={"SPOTRAIN_CRASH_AT": crash_at} if crash_at else None)
 
 
 def live_instances(home: Path, run_id: str) -> list[str]:

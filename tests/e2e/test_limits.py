@@ -4,28 +4,14 @@ says which limit and why, and leaves no instance of the run behind."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from spotrain.cloud.local_imds import trainer_pids
 from spotrain.store import Store
 
-REPO = Path(__file__).resolve().parents[2]
+from .cli import spotrain
+
 DIGITS = ("launch", "--dry-run", "--recipe", "digits", "-y", "--boot-delay", "0.5")
-
-
-def spotrain(*args: str, home: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "SPOTRAIN_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "spotrain.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def only_run(home: Path) -> dict:

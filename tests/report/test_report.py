@@ -9,12 +9,12 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from e2e import cli  # tests/e2e, a package beside this one
 from PIL import Image
 
 from spotrain.errors import SpotrainError
@@ -26,15 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def spotrain(*args: str, home: Path, pythonpath: str = "", timeout: float = 240):
     path = os.pathsep.join(p for p in (pythonpath, str(REPO)) if p)
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "SPOTRAIN_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "spotrain.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return cli.spotrain(*args, home=home, env={"PYTHONPATH": path}, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,45 @@
+"""The spotrain CLI run as a user runs it: a subprocess of this checkout, in its own SPOTRAIN_HOME."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+# `make demo`: digits on the dry-run, interrupted at half its schedule, resumed by itself.
+DEMO = (
+    "launch",
+    "--dry-run",
+    "--recipe",
+    "digits",
+    "--inject-interruption",
+    "50%",
+    "--auto-resume",
+    "-y",
+    "--boot-delay",
+    "0.5",
+)
+
+
+def spotrain(
+    *args: str,
+    home: Path,
+    env: Mapping[str, str] | None = None,
+    prefix: Sequence[str] = (),
+    timeout: float = 240,
+) -> subprocess.CompletedProcess:
+    """`spotrain ARGS` with SPOTRAIN_HOME=home; `env` adds variables, `prefix` wraps the command."""
+    full = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "SPOTRAIN_HOME": str(home)}
+    full.pop("SPOTRAIN_CRASH_AT", None)  # only the test that kills the controller sets it
+    full.update(env or {})
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "spotrain.cli", *args],
+        cwd=REPO,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
