@@ -24,7 +24,8 @@ def test_injected_notice_stops_the_trainer_then_the_instance_ends(cloud: LocalCl
         cloud.transport(started).exec("echo $SPOTRAIN_IMDS_URL").stdout.decode().strip()
         == env["SPOTRAIN_IMDS_URL"]
     )
-    _, run = start_trainer(cloud, started)
+    # A schedule far longer than the test: the trainer must not finish before the notice reaches it.
+    _, run = start_trainer(cloud, started, "--max-epochs", "50", "--target-acc", "1.0")
     wait_for(lambda: any(e["kind"] == "step" for e in events(run / "events.jsonl")), 15, "a first step")
     assert cloud.describe(inst.region, inst.instance_id).end is EndKind.RUNNING
     t0 = time.monotonic()
