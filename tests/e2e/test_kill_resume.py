@@ -85,6 +85,9 @@ def test_killed_controller_resumes_and_finishes(point: str, tmp_path: Path) -> N
         attempts = store.attempts(run.run_id)
         best = max(e.data["top1"] for e in store.events(run.run_id, kinds=["eval"]))
         launched = {p.stem for p in (home / "dry-run" / "instances").glob("*.json")}
+        cleanups = store.events(run.run_id, kinds=["cleanup"])  # the ended run swept its security group
+    assert cleanups and any(d.startswith("sg-") for d in cleanups[-1].data["deleted"]), cleanups
+    assert not cleanups[-1].data["failed"]
     assert best >= 0.98
     assert {a.instance_id for a in attempts} == launched  # every instance launched is an attempt of the run
     assert all(a.ended_at is not None for a in attempts)
