@@ -56,16 +56,7 @@ class Watch:
 def test_killed_controller_resumes_and_finishes(point: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
     killed = spotrain(
-        "launch",
-        "--dry-run",
-        "--recipe",
-        "digits",
-        "--inject-interruption",
-        "50%",
-        "--auto-resume",
-        "-y",
-        "--boot-delay",
-        "0.2",
+        *cli.DEMO,
         home=home,
         crash_at=point,
     )
