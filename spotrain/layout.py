@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shlex
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +18,37 @@ from spotrain.errors import SpotrainError
 
 TRAINER_DIR = Path(__file__).resolve().parent.parent / "trainer"
 BUNDLE, RUNS = "bundle", "runs"
-DATA_DIR = "/opt/spotrain/data"  # where infra/bootstrap.sh puts the data set on the instance
+DATA_DIR = "/opt/spotrain/data"  # where the data set is when the instance's ready marker does not say
+BOOTSTRAP = Path(__file__).resolve().parent.parent / "infra" / "bootstrap.sh"
+READY, BOOT_FAILED = "/opt/spotrain/ready", "/opt/spotrain/failed"  # written by infra/bootstrap.sh
+
+
+def user_data(spec: dict[str, Any]) -> str:
+    """The instance's user data: the run's settings as `export` lines, then infra/bootstrap.sh, which
+    prepares the data and writes the ready marker the controller waits for."""
+    script = BOOTSTRAP.read_text(encoding="utf-8")
+    exports = []
+    if str(spec.get("data") or "").startswith("s3://"):
+        exports.append(f"export SPOTRAIN_DATA_S3={shlex.quote(spec['data'])}")
+    body = script.split("\n", 1)[1] if script.startswith("#!") else script
+    return "#!/usr/bin/env bash\n" + "".join(line + "\n" for line in exports) + body
+
+
+def parse_ready(text: str) -> dict[str, str]:
+    """The ready marker's NAME=value lines (SPOTRAIN_PYTHON, SPOTRAIN_DATA)."""
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
 
 
 def trainer_argv(
-    spec: dict[str, Any], *, run_id: str, run_dir: str, bucket: str, python: str, gpus: int
+    spec: dict[str, Any],
+    *,
+    run_id: str,
+    run_dir: str,
+    bucket: str,
+    python: str,
+    gpus: int,
+    data_dir: str = DATA_DIR,
 ) -> list[str]:
     """The trainer's command line (DESIGN.md's contract): always --resume auto, mirrored to the run's prefix."""
     args = [
@@ -44,7 +71,7 @@ def trainer_argv(
         if spec.get(key) is not None:
             args += [flag, str(spec[key])]
     if spec.get("data"):
-        args += ["--data", DATA_DIR]
+        args += ["--data", data_dir]
     if gpus > 1:  # trainer.launch is torchrun that passes the workers' exit code (75) through
         return [python, "-m", "trainer.launch", "--standalone", f"--nproc_per_node={gpus}", *args]
     return [python, *args]

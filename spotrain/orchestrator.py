@@ -23,7 +23,7 @@ from spotrain.cloud import EndKind
 from spotrain.cloud.aws.attempt import AttemptRequest
 from spotrain.cloud.aws.instances import LaunchSpec
 from spotrain.errors import SpotrainError
-from spotrain.layout import TRAINER_DIR, crash_point, log_path, run_lock, run_paths, trainer_argv
+from spotrain.layout import DATA_DIR, TRAINER_DIR, crash_point, log_path, run_lock, run_paths, trainer_argv
 from spotrain.remote import (
     RemoteError,
     follow,
@@ -122,6 +122,7 @@ class Orchestrator:
             root_gb=catalog.recipe(spec["recipe"]).root_volume_gb,
             data_snapshot_id=spec.get("data") if str(spec.get("data") or "").startswith("snap-") else None,
             max_price=spec.get("max_price"),
+            user_data=self.cloud.user_data(spec),
             instance_profile=self.cloud.instance_profile(),
         )
         self._event(run.run_id, "launch", attempt=number, instance_type=itype.name, demoted=demote)
@@ -171,6 +172,7 @@ class Orchestrator:
         run_dir, bundle = self._paths(attempt, run.run_id)
         try:
             if process_status(transport, run_dir).state != "running":  # an adopted instance may be training
+                ready = self.cloud.wait_ready(transport, deadline_s=900)
                 result = sync(transport, [(TRAINER_DIR, "trainer")], bundle)
                 self._event(
                     run.run_id,
@@ -183,7 +185,7 @@ class Orchestrator:
                 crash_point("syncing")
                 start_detached(
                     transport,
-                    self._trainer_argv(run, attempt, run_dir),
+                    self._trainer_argv(run, attempt, run_dir, ready),
                     run_dir=run_dir,
                     cwd=bundle,
                     env={**self.cloud.instance_env(attempt.instance_id), **run.spec.get("env", {})},
@@ -422,15 +424,16 @@ class Orchestrator:
         """(run directory, bundle directory) on the attempt's instance."""
         return run_paths(self.cloud.workdir(attempt.instance_id), run_id)
 
-    def _trainer_argv(self, run, attempt, run_dir: str) -> list[str]:
+    def _trainer_argv(self, run, attempt, run_dir: str, ready: dict[str, str]) -> list[str]:
         gpus = catalog.instance_type(run.spec["instance"]).gpus if self.cloud.name == "aws" else 1
         return trainer_argv(
             run.spec,
             run_id=run.run_id,
             run_dir=run_dir,
             bucket=self.cloud.bucket(),
-            python=self.cloud.python(attempt.instance_id),
             gpus=gpus,
+            python=ready.get("SPOTRAIN_PYTHON") or self.cloud.python(attempt.instance_id),
+            data_dir=ready.get("SPOTRAIN_DATA") or DATA_DIR,
         )
 
     def _transition(self, run_id: str, state: RunState, reason: str, *, clean_up: bool = True) -> None:

@@ -28,3 +28,32 @@ def test_given_bucket_is_used() -> None:
     with open_controller(dry_run=False) as ctl:
         ctl.bucket = "my-checkpoints"
         assert ctl.cloud.bucket() == "my-checkpoints"
+
+
+def test_user_data_is_the_bootstrap_with_the_runs_settings() -> None:
+    script = AwsCloud(regions=["us-east-1"], bucket="b").user_data(
+        {"recipe": "imagenet", "data": "s3://b/imagenet"}
+    )
+    assert script.startswith("#!/usr/bin/env bash\nexport SPOTRAIN_DATA_S3=s3://b/imagenet\n")
+    assert script.count("#!") == 1 and "set -euo pipefail" in script and "ready" in script
+
+
+def test_wait_ready_reads_the_marker_and_reports_a_failed_bootstrap(tmp_path, monkeypatch) -> None:
+    from spotrain import layout
+    from spotrain.remote import LocalTransport
+
+    monkeypatch.setattr(layout, "READY", str(tmp_path / "ready"))
+    monkeypatch.setattr(layout, "BOOT_FAILED", str(tmp_path / "failed"))
+    cloud, transport = AwsCloud(regions=["us-east-1"], bucket="b"), LocalTransport(tmp_path / "instance")
+    with pytest.raises(SpotrainError, match="not ready after 0 s"):
+        cloud.wait_ready(transport, deadline_s=0, poll_s=0.01)
+    (tmp_path / "failed").write_text("no python with torch found\n")
+    with pytest.raises(SpotrainError, match="bootstrap failed: no python with torch found"):
+        cloud.wait_ready(transport, deadline_s=5, poll_s=0.01)
+    (tmp_path / "ready").write_text(
+        "SPOTRAIN_PYTHON=/opt/pytorch/bin/python\nSPOTRAIN_DATA=/opt/dlami/nvme/data\n"
+    )
+    assert cloud.wait_ready(transport, deadline_s=5, poll_s=0.01) == {
+        "SPOTRAIN_PYTHON": "/opt/pytorch/bin/python",
+        "SPOTRAIN_DATA": "/opt/dlami/nvme/data",
+    }

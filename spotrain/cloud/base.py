@@ -75,6 +75,14 @@ class Cloud(Protocol):
         is none (`spotrain init` never ran): the instances then get no AWS credentials of their own."""
         ...
 
+    def user_data(self, spec: dict) -> str | None:
+        """What the instance runs at boot (AWS: infra/bootstrap.sh with the run's settings)."""
+        ...
+
+    def wait_ready(self, transport: Transport, deadline_s: float) -> dict[str, str]:
+        """Until the instance's bootstrap says it is ready; what it found (SPOTRAIN_PYTHON, SPOTRAIN_DATA)."""
+        ...
+
     def close(self) -> None:
         """Stop whatever this object started (servers, threads); instances live on."""
         ...

@@ -289,6 +289,13 @@ class LocalCloud:
         """The stack's instance profile: each dry-run instance is launched with it, as on AWS."""
         return self.stack.instance_profile_arn
 
+    def user_data(self, spec: dict) -> str | None:
+        """A dry-run instance runs no bootstrap: this machine's Python is the instance's."""
+        return None
+
+    def wait_ready(self, transport: Transport, deadline_s: float) -> dict[str, str]:
+        return {}
+
     def close(self) -> None:
         """Stop the watchers, the IMDS servers and the moto server; undo the patches. The instances'
         records and processes stay, for the next LocalCloud on this state directory."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import boto3
 
-from spotrain import infra
+from spotrain import infra, layout
 from spotrain.cloud import InstanceStatus, SweepResult
 from spotrain.cloud.aws import attempt, client, instances, session, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
@@ -107,6 +108,30 @@ class AwsCloud:
             found = infra.find_outputs(self._session, region=self.regions[0])
             self._profile = found.instance_profile_arn if found else None
         return self._profile
+
+    def user_data(self, spec: dict) -> str | None:
+        return layout.user_data(spec)
+
+    def wait_ready(self, transport: Transport, deadline_s: float, poll_s: float = 5.0) -> dict[str, str]:
+        """Poll the bootstrap's ready marker over SSH; its failure marker ends the wait with its reason."""
+        deadline = time.monotonic() + deadline_s
+        probe = f"cat {layout.READY} 2>/dev/null || {{ cat {layout.BOOT_FAILED} >&2 2>/dev/null; exit 3; }}"
+        while True:
+            result = transport.exec(probe, timeout=60)
+            if result.exit_code == 0:
+                return layout.parse_ready(result.stdout.decode(errors="replace"))
+            failed = result.stderr.decode(errors="replace").strip()
+            if failed:
+                raise SpotrainError(
+                    f"the instance's bootstrap failed: {failed}",
+                    "see /opt/spotrain/bootstrap.log on the instance (spotrain down, then relaunch)",
+                )
+            if time.monotonic() > deadline:
+                raise SpotrainError(
+                    f"the instance was not ready after {deadline_s:.0f} s ({layout.READY} missing)",
+                    "see /opt/spotrain/bootstrap.log on the instance",
+                )
+            time.sleep(poll_s)
 
     def close(self) -> None:
         """Nothing to stop: boto3 clients close with the process."""
