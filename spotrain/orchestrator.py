@@ -209,7 +209,7 @@ class Orchestrator:
         run_dir, _ = self._paths(attempt, run.run_id)
         try:
             self._follow(run, attempt, transport, run_dir)
-            proc = process_status(transport, run_dir)
+            proc = self._final_status(transport, run_dir)
             self._keep_log(run, attempt, transport, run_dir)
             if proc.exit_code not in (EXIT_DONE, EXIT_INTERRUPTED):
                 tail = "\n".join(read_tail(transport, f"{run_dir}/train.log", 15))
@@ -259,6 +259,16 @@ class Orchestrator:
             attempt = self._note_progress(run, attempt, event.data)
             crash_point("training")
             self.on_event({"run": run.run_id, "attempt": attempt.number, "source": "trainer", **event.data})
+
+    def _final_status(self, transport, run_dir: str, settle_s: float = 5.0):
+        """How the trainer ended. Between its death and its supervisor writing the exit code it reads
+        as "lost" for a moment: wait that out (a truly lost one stays lost and is returned so)."""
+        deadline = time.monotonic() + settle_s
+        proc = process_status(transport, run_dir)
+        while proc.state == "lost" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            proc = process_status(transport, run_dir)
+        return proc
 
     def _note_progress(self, run, attempt, event: dict[str, Any]):
         """The attempt's resume point, first training step and last step; returns the updated record."""

@@ -374,9 +374,13 @@ def cmd_stop(run_dir: str, grace: float) -> None:
 
 def _wait_exit(run_dir: str, seconds: float) -> dict:
     deadline = time.monotonic() + seconds
+    lost_since = None
     while True:
         st = status(run_dir)
-        if st["state"] != "running" or time.monotonic() >= deadline:
+        now = time.monotonic()
+        if st["state"] == "lost":  # dead, but its supervisor may not have written the exit code yet
+            lost_since = lost_since or now
+        if st["state"] in ("exited", "absent") or now >= deadline or (lost_since and now - lost_since > 2.0):
             return st
         time.sleep(0.05)
 
