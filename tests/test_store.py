@@ -124,11 +124,15 @@ def test_a_state_change_and_its_event_are_one_transaction(db: Store, monkeypatch
 
 
 def test_runs_are_listed_newest_first_and_ids_are_unique(db: Store) -> None:
-    ids = {db.new_run_id("digits") for _ in range(200)}
+    ids = set()
+    for _ in range(200):  # as launch uses it: a new id, then the run; a taken id is never handed out
+        run_id = db.new_run_id("digits")
+        db.create_run(run_id, {"recipe": "digits"}, dry_run=False)
+        ids.add(run_id)
     assert len(ids) == 200 and all(re.fullmatch(r"digits-\d{8}-\d{4}-[0-9a-f]{4}", i) for i in ids)
     for i in ("a", "b", "c"):
         db.create_run(i, {"recipe": "digits"}, dry_run=False)
-    assert [r.run_id for r in db.list_runs()] == ["c", "b", "a"]
+    assert [r.run_id for r in db.list_runs()][:3] == ["c", "b", "a"]
     with pytest.raises(SpotrainError, match="already exists"):
         db.create_run("a", {}, dry_run=False)
 
