@@ -10,10 +10,13 @@ bad input), exits with that code; a mix of codes, or a crash, stays a failure (1
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import parse_args, run
+
+from trainer import EXIT_INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     except ChildFailedError as err:
         codes = {failure.exitcode for failure in err.failures.values()}
+        # torchrun SIGTERMs the other workers as soon as one exits. After an agreed stop every rank has
+        # passed the barrier that follows the checkpoint, so one that dies of that SIGTERM (-15) while
+        # shutting down had nothing left to save: the stop is still the interruption's (75).
+        if EXIT_INTERRUPTED in codes and codes <= {EXIT_INTERRUPTED, -signal.SIGTERM}:
+            return EXIT_INTERRUPTED
         if len(codes) == 1:
             return codes.pop()
         print(f"trainer.launch: workers ended with exit codes {sorted(codes)}", file=sys.stderr)
