@@ -26,3 +26,20 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # The trainer must never poll the real link-local IMDS address from a test.
     monkeypatch.setenv("SPOTRAIN_IMDS_URL", "off")
     return home
+
+
+@pytest.fixture
+def moto_server():
+    """A moto server on 127.0.0.1 (a free port), for code in another process or thread; yields its URL."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -14,23 +12,10 @@ import botocore.handlers
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 
 from spotrain.cli import main
 
 from .aws_fakes import NOW, P3, Price, history, spot_prices
-
-
-@pytest.fixture
-def moto_server() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def run_cli(args: list[str], endpoint: str, **env: str) -> subprocess.CompletedProcess[str]:

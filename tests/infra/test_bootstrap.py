@@ -4,17 +4,14 @@ mount, mountpoint and nvme are small fakes that log their calls."""
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from .policy_check import REPO
 
@@ -47,15 +44,8 @@ echo "nvme $*" >>"$CALLS"; case "$3" in *nvme1n1) echo "0000: 2f 64 65 76 2f 73 
 
 
 @pytest.fixture
-def moto_s3() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+def moto_s3(moto_server: str) -> str:
+    return moto_server
 
 
 def _exe(path: Path, text: str) -> Path:

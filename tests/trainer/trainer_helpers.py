@@ -148,19 +148,10 @@ def imds():
 
 
 @pytest.fixture
-def moto_s3(monkeypatch):
-    """A moto server on 127.0.0.1 with an empty bucket; yields (endpoint, bucket)."""
-    import logging
-
+def moto_s3(moto_server, monkeypatch):
+    """The shared moto server (tests/conftest.py) with an empty bucket; yields (endpoint, bucket)."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="ckpts")
-    yield endpoint, "ckpts"
-    server.stop()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket="ckpts")
+    return moto_server, "ckpts"
