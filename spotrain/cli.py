@@ -22,7 +22,7 @@ def cli() -> None:
 
     \b
     Examples:
-      spotrain launch --dry-run --recipe digits --inject-interruption 50% --auto-resume -y   # no AWS
+      spotrain launch --dry-run --recipe digits --inject-interruption step:30 --auto-resume -y   # no AWS
       spotrain init                                                   # once per account and region
       spotrain launch --instance p3.16xlarge --recipe imagenet --data snap-0abc --auto-resume
       spotrain status
@@ -141,7 +141,10 @@ def _print_event(console):
     "--dry-run", is_flag=True, default=None, help="The whole flow on this machine: moto, local instances."
 )
 @click.option(
-    "--inject-interruption", "inject", multiple=True, help="Dry-run: interrupt attempt N at AT (20s or 50%)."
+    "--inject-interruption",
+    "inject",
+    multiple=True,
+    help="Dry-run: interrupt the next attempt at AT: step:30, 50% (of the steps) or 20s (repeatable).",
 )
 @click.option("--boot-delay", type=float, help="Dry-run: simulated boot seconds (default 2).")
 @click.option("-y", "--yes", is_flag=True, help="Launch without asking.")
@@ -151,7 +154,7 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
     \b
     Examples:
       spotrain launch --instance p3.16xlarge --recipe imagenet --data snap-0abc --auto-resume
-      spotrain launch --dry-run --recipe digits --inject-interruption 50% --auto-resume -y
+      spotrain launch --dry-run --recipe digits --inject-interruption step:30 --auto-resume -y
 
     Ctrl-C leaves the run going on its instance; `spotrain resume RUN` watches it again.
     Exit status: 0 the run succeeded, 75 interrupted (resume it), 1 failed or cancelled, 2 bad input.

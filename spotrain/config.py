@@ -37,7 +37,7 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 _SNAPSHOT = re.compile(r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")
 _AMI = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_INTERRUPTION = re.compile(r"^(\d+(?:\.\d+)?)(s|%)$")
+_INTERRUPTION = re.compile(r"^(?:(\d+(?:\.\d+)?)(s|%)|step:([1-9]\d*))$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min)?$")
 
 
@@ -99,7 +99,8 @@ EXPECTED: dict[str, str] = {
     "max_epochs": "a whole number of epochs, 1 or more",
     "seed": "a whole number, 0 or more",
     "dry_run": "true or false",
-    "inject_interruptions": "times such as 20s (after training started) or 50% (of the schedule)",
+    "inject_interruptions": "step:30 (after training step 30), 50% (of the schedule's steps) "
+    "or 20s (after training started)",
     "boot_delay_s": "a number of seconds, 0 or more",
     "state_dir": "a directory path",
     "profile": "an AWS profile name",
@@ -114,10 +115,10 @@ def _region(v: str) -> str:
 
 
 def _interruption(v: str) -> str:
-    m = _INTERRUPTION.match(v.strip())
+    m = _INTERRUPTION.match(v.strip().lower())
     if not m or (m.group(2) == "%" and not 0 < float(m.group(1)) < 100):
         raise ValueError(EXPECTED["inject_interruptions"] + "; a share must be above 0% and below 100%")
-    return v.strip()
+    return v.strip().lower()
 
 
 Region = Annotated[str, AfterValidator(_region)]
@@ -149,7 +150,7 @@ class RunSpec(BaseModel):
     max_epochs: int | None = Field(None, ge=1)  # None: the recipe's schedule
     seed: int = Field(0, ge=0)
     dry_run: bool = False  # run on this machine against cloud/local.py
-    inject_interruptions: list[Interruption] = []  # dry-run only: "20s" or "50%", one per attempt in order
+    inject_interruptions: list[Interruption] = []  # dry-run only: step:N, P% or Ns, one per attempt
     boot_delay_s: float = Field(2.0, ge=0)  # dry-run only: simulated boot time
 
     @model_validator(mode="before")

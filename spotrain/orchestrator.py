@@ -188,7 +188,11 @@ class Orchestrator:
                     self._trainer_argv(run, attempt, run_dir, ready),
                     run_dir=run_dir,
                     cwd=bundle,
-                    env={**self.cloud.instance_env(attempt.instance_id), **run.spec.get("env", {})},
+                    env={
+                        **self.cloud.instance_env(attempt.instance_id),
+                        **run.spec.get("env", {}),
+                        **self._injection_env(run, attempt),
+                    },
                 )
                 self._inject(run, attempt, run_dir)
         except RemoteError as err:
@@ -218,6 +222,7 @@ class Orchestrator:
         finally:
             transport.close()
         if proc.exit_code == EXIT_DONE:
+            self._missed_injection(run, attempt)
             self._finish_attempt(run, attempt, "finished", proc.exit_code)
             return self._transition(run.run_id, RunState.SUCCEEDED, "the trainer finished")
         if proc.exit_code == EXIT_INTERRUPTED:
@@ -284,14 +289,41 @@ class Orchestrator:
             return self.store.update_attempt(run.run_id, attempt.number, **fields)
         return attempt
 
+    def _injection(self, run, attempt) -> str | None:
+        """Dry-run: this attempt's --inject-interruption AT (one per attempt, in order), if any."""
+        ats = run.spec.get("inject_interruptions") or []
+        return (
+            ats[attempt.number - 1] if self.cloud.name == "dry-run" and attempt.number <= len(ats) else None
+        )
+
+    def _injection_env(self, run, attempt) -> dict[str, str]:
+        at = self._injection(run, attempt)
+        return self.cloud.injection_env(at) if at else {}
+
     def _inject(self, run, attempt, run_dir: str) -> None:
         """Dry-run: --inject-interruption AT, one per attempt in order, posted at that instance's IMDS."""
-        ats = run.spec.get("inject_interruptions") or []
-        if self.cloud.name == "dry-run" and attempt.number <= len(ats):
-            self.cloud.schedule_interruption(
-                attempt.instance_id, ats[attempt.number - 1], f"{run_dir}/events.jsonl"
-            )
-            self._event(run.run_id, "inject", attempt=attempt.number, at=ats[attempt.number - 1])
+        at = self._injection(run, attempt)
+        if at:
+            self.cloud.schedule_interruption(attempt.instance_id, at, f"{run_dir}/events.jsonl")
+            self._event(run.run_id, "inject", attempt=attempt.number, at=at)
+
+    def _missed_injection(self, run, attempt) -> None:
+        """A run asked to be interrupted in this attempt, and it finished first: say so, with where."""
+        at = self._injection(run, attempt)
+        if not at:
+            return
+        done = [e for e in self.store.events(run.run_id, kinds=["done"]) if e.attempt == attempt.number]
+        where = ""
+        if done:
+            d = done[-1].data
+            why = "reached its target" if d.get("reason") == "target" else f"ended ({d.get('reason')})"
+            where = f" (the run {why} at step {d.get('step')}, epoch {d.get('epoch')})"
+        self._event(
+            run.run_id,
+            "warning",
+            attempt=attempt.number,
+            message=f"the injected interruption {at} never came{where}",
+        )
 
     def _keep_log(self, run, attempt, transport, run_dir: str) -> None:
         """Every attempt's train.log is kept in the state directory: the instance will not be."""

@@ -154,7 +154,7 @@ BAD = [
     (
         "inject_interruptions",
         ["50%", "20x"],
-        "inject_interruptions: 20x is not allowed; expected times such as 20s",
+        "inject_interruptions: 20x is not allowed; expected step:30 (after training step 30)",
     ),
     ("inject_interruptions", ["100%"], "inject_interruptions: 100% is not allowed"),
     ("boot_delay_s", -1, "boot_delay_s: -1 is not allowed"),

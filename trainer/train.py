@@ -31,10 +31,14 @@ from trainer.dist import Dist
 from trainer.events import EventLog, write_status
 from trainer.recipes import Recipe, get_recipe
 from trainer.schedule import OneCycle, set_lr_momentum
-from trainer.spot import SpotWatcher
+from trainer.spot import INJECT_ENV, SpotWatcher
 from trainer.util import code_hash, make_logger
 
-NOTICE_FLAG = {"imds": 1, "sigterm": 2}  # agreed by all-reduce MAX; the value says where it came from
+NOTICE_FLAG = {
+    "imds": 1,
+    "sigterm": 2,
+    "injected": 3,
+}  # agreed by all-reduce MAX; the value says where it came from
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -227,6 +231,12 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
 
     # ----------------------------------------------------------------------------- Training
     watcher = SpotWatcher(rank=ddp.rank).start()
+    try:
+        watcher.arm(
+            sum(sampler.steps_per_epoch(_phase(recipe, phases, e, epochs).batch_size) for e in range(epochs))
+        )
+    except ValueError as err:
+        raise TrainerError(str(err), f"unset {INJECT_ENV}, or give it as step:30 or 50%") from None
     last_save = time.monotonic()
     window_t, window_images, loss_sum = time.perf_counter(), 0, 0.0
     stop_reason = None
@@ -286,6 +296,7 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
 
             # One tiny all-reduce a step: a notice on any rank, or rank 0's checkpoint clock.
             due = ddp.master and time.monotonic() - last_save >= args.checkpoint_every
+            watcher.check_step(progress.step)
             notice, due = ddp.agree(NOTICE_FLAG[watcher.notice.source] if watcher.notice else 0, int(due))
             if notice:
                 return interrupted(ddp, watcher, save, mirror, events, status, progress, log, started)
