@@ -78,7 +78,12 @@ class Orchestrator:
                     run = self.store.get_run(run_id)  # a limit (attempts, budget) may have ended it
                     if run.state in TERMINAL:
                         continue
-                STEPS[run.state](self, run)
+                try:
+                    STEPS[run.state](self, run)
+                except Exception as err:
+                    if run.state == RunState.REQUESTING:
+                        self._refused(run, err)
+                    raise
 
     def resume(self, run_id: str) -> Outcome:
         run = self.store.get_run(run_id)
@@ -135,6 +140,7 @@ class Orchestrator:
                 ssh_cidr=spec.get("ssh_cidr"),
                 ami=spec.get("ami"),
                 demote_zones=demote,
+                zones=spec.get("zones") or (),
             )
         )
         crash_point("launched")  # an instance exists that the store does not know yet
@@ -154,6 +160,16 @@ class Orchestrator:
             f"{inst.instance_id} in {inst.zone} at ${inst.spot_usd_per_hour or 0:.3f}/h; "
             f"image {started.image.image_id}: {started.image.reason}",
         )
+
+    def _refused(self, run, err: Exception) -> None:
+        """The launch was refused (no capacity, a bad value the plan could not see): the run does not
+        stay REQUESTING. Before any attempt it ends FAILED; after one it waits, INTERRUPTED, for
+        `spotrain resume` (its checkpoints are safe in S3)."""
+        why = err.message if isinstance(err, SpotrainError) else f"{type(err).__name__}: {err}"
+        if self.store.attempts(run.run_id):
+            self._transition(run.run_id, RunState.INTERRUPTED, f"no instance launched: {why}")
+        else:
+            self._transition(run.run_id, RunState.FAILED, f"the launch was refused: {why}")
 
     def _provision(self, run) -> None:
         """PROVISIONING: wait for the instance, sync the bundle, start the trainer detached."""

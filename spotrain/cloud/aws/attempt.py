@@ -35,6 +35,7 @@ class AttemptRequest:
     ami: str | None = None  # overrides the Deep Learning AMI (an id is per region: one region only)
     public_key: Path | None = None  # the user's own key instead of spotrain's
     demote_zones: Sequence[str] = ()  # zones that just interrupted this run: tried last
+    zones: Sequence[str] = ()  # allowed zones (--zone); empty: any zone of `regions`
     now: datetime | None = None  # for the price plan; None: now
 
 
@@ -82,6 +83,7 @@ def start_attempt(sess: boto3.Session, req: AttemptRequest) -> StartedAttempt:
         regions=regions,
         demote=req.demote_zones,
         max_price=spec.max_price,
+        zones=req.zones,
         now=req.now,
     )
     if not candidates:

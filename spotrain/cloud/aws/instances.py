@@ -93,10 +93,12 @@ def plan_zones(
     regions: Sequence[str],
     demote: Iterable[str] = (),
     max_price: float | None = None,
+    zones: Sequence[str] = (),
     now: datetime | None = None,
 ) -> tuple[list[ZoneCandidate], list[ZoneFailure]]:
     """Zones to try, region by region, cheapest first, the `demote`d ones (that just interrupted
-    the run) last of all; and the zones or regions left out, with why."""
+    the run) last of all; only the allowed `zones` when any are given (--zone); and the zones or
+    regions left out, with why."""
     itype = catalog.instance_type(instance_type)
     now = now or datetime.now(timezone.utc)
     last = set(demote)
@@ -110,6 +112,8 @@ def plan_zones(
         if not quotes:
             skipped.append(ZoneFailure(region, "*", "NotOffered", f"no spot price for {itype.name}"))
         for q in prices.cheapest(quotes):
+            if zones and q.zone not in zones:
+                continue  # not allowed by --zone: not a failure, just not ours to try
             if max_price is not None and q.usd_per_hour > max_price:
                 msg = f"spot price ${q.usd_per_hour:.4f}/h is above --max-price ${max_price:.4f}/h"
                 skipped.append(ZoneFailure(region, q.zone, "MaxPrice", msg))
@@ -120,6 +124,31 @@ def plan_zones(
 
 
 # -- launch -----------------------------------------------------------------------------------
+
+
+@translated("list availability zones")
+def region_zones(sess: boto3.Session, region: str) -> list[str]:
+    """The availability zones of `region` that this account can launch in."""
+    ec2 = client(sess, "ec2", region)
+    found = ec2.describe_availability_zones(Filters=[{"Name": "region-name", "Values": [region]}])
+    return sorted(
+        z["ZoneName"] for z in found["AvailabilityZones"] if z.get("State", "available") == "available"
+    )
+
+
+@translated("look up the data snapshot")
+def check_snapshot(sess: boto3.Session, region: str, snapshot_id: str) -> None:
+    """Refuse a --data snapshot that does not exist (or is not shared with us) in `region`."""
+    try:
+        client(sess, "ec2", region).describe_snapshots(SnapshotIds=[snapshot_id])
+    except ClientError as err:
+        if error_code(err) not in ("InvalidSnapshot.NotFound", "InvalidSnapshotID.Malformed"):
+            raise
+        raise SpotrainError(
+            f"--data {snapshot_id}: no such EBS snapshot in {region} ({error_code(err)})",
+            "check the id with `aws ec2 describe-snapshots --region "
+            f"{region} --snapshot-ids {snapshot_id}`; a snapshot is regional: copy it to the run's region",
+        ) from None
 
 
 def client_token(spec: LaunchSpec, zone: str) -> str:
