@@ -176,11 +176,13 @@ class Store:
 
     def set_state(
         self, run_id: str, state: RunState, *, reason: str = "", data: Mapping[str, Any] | None = None
-    ) -> None:
-        """Move the run to `state`, writing the `state` event in the same transaction.
+    ) -> bool:
+        """Move the run to `state`, writing the `state` event in the same transaction; True if it moved.
 
         Setting the state it already has is a no-op (no event), so a restarted controller may repeat it.
-        Entering a terminal state records `reason` as the run's end reason.
+        An ended run stays ended: a controller still watching a run that `spotrain down` cancelled
+        meanwhile (another process) cannot overwrite that (False). Entering a terminal state records
+        `reason` as the run's end reason.
         """
         state = RunState(state)
         now = time.time()
@@ -188,8 +190,8 @@ class Store:
             row = c.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 raise self._unknown_run(run_id)
-            if row["state"] == state.value:
-                return
+            if row["state"] == state.value or RunState(row["state"]) in TERMINAL:
+                return False
             end_reason = reason if state in TERMINAL else ""
             c.execute(
                 "UPDATE runs SET state = ?, updated_at = ?, end_reason = ? WHERE run_id = ?",
@@ -197,6 +199,7 @@ class Store:
             )
             payload = {**(data or {}), "from": row["state"], "to": state.value, "reason": reason}
             _insert_event(c, run_id, None, now, "state", payload)
+        return True
 
     def _unknown_run(self, run_id: str) -> SpotrainError:
         ids = [r["run_id"] for r in self._read("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 200")]

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from trainer import EXIT_BAD_INPUT, EXIT_DONE, EXIT_INTERRUPTED, TrainerError
+from trainer import EXIT_DONE, EXIT_INTERRUPTED, TrainerError
 from trainer.checkpoint import Checkpointer, Progress, find_checkpoint, restore_state, rng_state
 from trainer.data import ResumableSampler, eval_batches, load_datasets
 from trainer.dist import Dist
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return train(args)
     except TrainerError as err:
         print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return err.exit_code
 
 
 def train(args: argparse.Namespace) -> int:
