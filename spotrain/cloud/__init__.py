@@ -54,6 +54,8 @@ class ImageChoice:
     source: str  # "override" (--ami), "ssm" (the DLAMI parameter) or "describe_images" (the fallback)
     reason: str  # one sentence a user can read: which image and why this one
     root_device_name: str = "/dev/sda1"
+    ssh_user: str = "ubuntu"  # the image's login user ("ec2-user" on Amazon Linux)
+    torch_pip: str | None = None  # pip requirements the bootstrap installs when the image has no torch
 
 
 @dataclass(frozen=True)

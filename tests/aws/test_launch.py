@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,15 +11,15 @@ import boto3
 import pytest
 
 from spotrain.cloud import EndKind
-from spotrain.cloud.aws import instances, sweep
+from spotrain.cloud.aws import cloud, instances, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt, start_attempt
 from spotrain.errors import SpotrainError
 
 from .aws_fakes import NOW, P3, add_dlami, fail_zones, history, interrupt, quotas, spot_prices
 
 R = "us-east-1"
-DLAMI = "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.8 (Ubuntu 22.04) 20251001"
-SSM = "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.8-ubuntu-22.04/latest/ami-id"
+DLAMI = "Deep Learning Base Proprietary Nvidia Driver AMI (Amazon Linux 2) Version 71.6"  # for P3's V100
+SSM = "/aws/service/deeplearning/ami/x86_64/base-proprietary-nvidia-driver-amazon-linux-2/latest/ami-id"
 CAPACITY = "InsufficientInstanceCapacity"
 
 
@@ -99,6 +100,21 @@ def test_the_instance_is_spot_imdsv2_encrypted_tagged_and_ssh_only(world, isolat
     assert [r["CidrIp"] for r in sg["IpPermissions"][0]["IpRanges"]] == ["203.0.113.7/32"]
     assert not sg["IpPermissions"][0].get("Ipv6Ranges")
     assert inst["KeyName"] == started.key.name and "V100" in started.image.reason
+    assert tags["spotrain:ssh-user"] == "ec2-user"  # Amazon Linux: the proprietary-driver image for V100
+
+
+def test_user_data_tells_the_bootstrap_the_gpus_the_user_and_the_torch(world, isolated_env) -> None:
+    req = request(isolated_env)
+    spec = instances.LaunchSpec(**{**req.spec.__dict__, "user_data": "#!/usr/bin/env bash\nset -e\n"})
+    started = start_attempt(world, AttemptRequest(**{**req.__dict__, "spec": spec}))
+    iid = started.instance.instance_id
+    raw = ec2(world).describe_instance_attribute(InstanceId=iid, Attribute="userData")["UserData"]["Value"]
+    lines = base64.b64decode(raw).decode().splitlines()
+    assert lines[0] == "#!/usr/bin/env bash" and lines[-1] == "set -e"
+    assert "export SPOTRAIN_GPUS=8" in lines and "export SPOTRAIN_LOGIN_USER=ec2-user" in lines
+    assert "export SPOTRAIN_TORCH_PIP='torch==2.6.0 torchvision==0.21.0 numpy scikit-learn boto3'" in lines
+    status = instances.describe(world, region=R, instance_id=iid)
+    assert cloud.ssh_user(status) == "ec2-user"
 
 
 def test_the_zone_that_just_interrupted_the_run_is_tried_last(world, isolated_env) -> None:
@@ -212,7 +228,7 @@ def test_a_region_without_the_image_is_skipped_and_said(world, isolated_env) -> 
     fail_zones(world, {f"us-east-1{z}": CAPACITY for z in "abc"})
     with spot_prices(history(R) + history("us-east-2")), pytest.raises(SpotrainError) as err:
         start_attempt(world, request(isolated_env, regions=[R, "us-east-2"]))
-    assert "us-east-2/*: NoImage: no PyTorch Deep Learning AMI" in err.value.message
+    assert "us-east-2/*: NoImage: no Deep Learning AMI" in err.value.message
     lines = err.value.message.splitlines()
     assert (
         sum(f"/us-east-1{z}: {CAPACITY}" in line for line in lines for z in "abc") == 3 and live(world) == []

@@ -30,7 +30,16 @@ from spotrain.cloud import (
     ZoneFailure,
     tags,
 )
-from spotrain.cloud.aws import ClientError, client, error_code, error_message, prices, quotas, translated
+from spotrain.cloud.aws import (
+    ClientError,
+    client,
+    error_code,
+    error_message,
+    images,
+    prices,
+    quotas,
+    translated,
+)
 from spotrain.errors import SpotrainError
 
 # Errors that say "not here, not now": try the next zone.
@@ -49,6 +58,7 @@ ZONE_ERRORS = {
 REGION_ERRORS = {"MaxSpotInstanceCountExceeded", "VcpuLimitExceeded", "InstanceLimitExceeded"}
 THROTTLED = {"RequestLimitExceeded", "Throttling", "ThrottlingException"}
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+TAG_SSH_USER = "spotrain:ssh-user"  # the image's login user, read back by AwsCloud.transport
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,8 @@ def run_params(spec: LaunchSpec, zone: str, res: RegionResources) -> dict[str, A
         {"Key": "spotrain:attempt", "Value": spec.attempt_id},
         {"Key": "Name", "Value": f"spotrain-{spec.run_id}"},
     ]
+    # The login user goes on the instance so that a fresh controller process (resume, logs) knows it.
+    inst_tags = [*tag_list, {"Key": TAG_SSH_USER, "Value": res.image.ssh_user}]
     params: dict[str, Any] = {
         "ImageId": res.image.image_id,
         "InstanceType": spec.instance_type,
@@ -159,8 +171,8 @@ def run_params(spec: LaunchSpec, zone: str, res: RegionResources) -> dict[str, A
         },
         "BlockDeviceMappings": disks,
         "TagSpecifications": [
-            {"ResourceType": kind, "Tags": tag_list}
-            for kind in ("instance", "volume", "spot-instances-request")
+            {"ResourceType": "instance", "Tags": inst_tags},
+            *({"ResourceType": kind, "Tags": tag_list} for kind in ("volume", "spot-instances-request")),
         ],
         "ClientToken": client_token(spec, zone),
     }
@@ -168,7 +180,8 @@ def run_params(spec: LaunchSpec, zone: str, res: RegionResources) -> dict[str, A
         key = "Arn" if spec.instance_profile.startswith("arn:") else "Name"
         params["IamInstanceProfile"] = {key: spec.instance_profile}
     if spec.user_data:
-        params["UserData"] = spec.user_data
+        itype = catalog.instance_type(spec.instance_type)
+        params["UserData"] = images.with_exports(spec.user_data, images.boot_exports(res.image, itype))
     return params
 
 
