@@ -94,7 +94,10 @@ def test_the_instance_is_spot_imdsv2_encrypted_tagged_and_ssh_only(world, isolat
     assert vols and all(v["Encrypted"] for v in vols)
     root = next(v for v in vols if v["Size"] == 400)
     assert root["VolumeType"] == "gp3" and {"Key": "spotrain:run", "Value": "r1"} in root["Tags"]
-    assert [g["GroupId"] for g in inst["SecurityGroups"]] == [started.security_group.group_id]
+    # The groups sit on the primary interface (moto 5 leaves the instance's own SecurityGroups empty
+    # when they come through NetworkInterfaces; EC2 lists them in both places).
+    (eni,) = inst["NetworkInterfaces"]
+    assert [g["GroupId"] for g in eni["Groups"]] == [started.security_group.group_id]
     (sg,) = client.describe_security_groups(GroupIds=[started.security_group.group_id])["SecurityGroups"]
     assert [(p["IpProtocol"], p["FromPort"], p["ToPort"]) for p in sg["IpPermissions"]] == [("tcp", 22, 22)]
     assert [r["CidrIp"] for r in sg["IpPermissions"][0]["IpRanges"]] == ["203.0.113.7/32"]
@@ -233,3 +236,37 @@ def test_a_region_without_the_image_is_skipped_and_said(world, isolated_env) -> 
     assert (
         sum(f"/us-east-1{z}: {CAPACITY}" in line for line in lines for z in "abc") == 3 and live(world) == []
     )
+
+
+def test_a_zone_without_a_default_subnet_is_skipped_and_the_next_gets_its_own(world, isolated_env) -> None:
+    client = ec2(world)
+    subnets = {s["AvailabilityZone"]: s["SubnetId"] for s in client.describe_subnets()["Subnets"]}
+    client.delete_subnet(SubnetId=subnets["us-east-1a"])  # the cheapest zone has no default subnet
+    started = start_attempt(world, request(isolated_env))
+    assert started.instance.zone == "us-east-1c"  # the next cheapest, not an error
+    (failure,) = started.instance.tried
+    assert (failure.zone, failure.code) == ("us-east-1a", "NoDefaultSubnet")
+    assert "create-default-subnet --availability-zone us-east-1a" in failure.message
+    params = instances.run_params(request(isolated_env).spec, "us-east-1c", started.resources[R])
+    (eni,) = params["NetworkInterfaces"]
+    assert eni["SubnetId"] == subnets["us-east-1c"] and eni["AssociatePublicIpAddress"] is True
+    assert eni["Groups"] == [started.security_group.group_id] and "SecurityGroupIds" not in params
+    inst = client.describe_instances(InstanceIds=[started.instance.instance_id])["Reservations"][0]
+    assert inst["Instances"][0]["SubnetId"] == subnets["us-east-1c"]
+
+
+def test_a_second_region_without_the_snapshot_is_skipped_with_why(world, isolated_env) -> None:
+    vol = ec2(world).create_volume(AvailabilityZone="us-east-1a", Size=150)
+    snap = ec2(world).create_snapshot(VolumeId=vol["VolumeId"])["SnapshotId"]
+    req = request(isolated_env, regions=["us-west-2", R])  # the snapshot is in the second one only
+    spec = instances.LaunchSpec(**{**req.spec.__dict__, "data_snapshot_id": snap})
+    started = start_attempt(world, AttemptRequest(**{**req.__dict__, "spec": spec}))
+    assert started.instance.region == R and live(world, "us-west-2") == []
+    (failure,) = started.instance.tried
+    assert (failure.region, failure.zone, failure.code) == ("us-west-2", "*", "NoSnapshot")
+    assert snap in failure.message and "copy-snapshot" in failure.message
+    fail_zones(world, {f"us-east-1{z}": CAPACITY for z in "abc"})
+    with pytest.raises(SpotrainError) as err:  # and when the home region is full too: one message
+        start_attempt(world, AttemptRequest(**{**req.__dict__, "spec": instances.LaunchSpec(
+            **{**spec.__dict__, "attempt_id": "a2"})}))  # fmt: skip
+    assert f"us-west-2/*: NoSnapshot: data snapshot {snap}" in err.value.message

@@ -83,6 +83,20 @@ class RegionResources:
     image: ImageChoice
     key_name: str
     security_group_id: str
+    subnets: dict[str, str] | None = None  # zone -> its default subnet; None: let EC2 choose
+
+
+def subnet_missing(res: RegionResources, zone: str) -> ZoneFailure | None:
+    """Why `zone` cannot be used when the region's default VPC has no default subnet there."""
+    if res.subnets is None or zone in res.subnets:
+        return None
+    return ZoneFailure(
+        res.region,
+        zone,
+        "NoDefaultSubnet",
+        f"the default VPC has no default subnet in {zone} "
+        f"(`aws ec2 create-default-subnet --availability-zone {zone}` makes one)",
+    )
 
 
 @dataclass(frozen=True)
@@ -161,7 +175,6 @@ def run_params(spec: LaunchSpec, zone: str, res: RegionResources) -> dict[str, A
         "MinCount": 1,
         "MaxCount": 1,
         "KeyName": res.key_name,
-        "SecurityGroupIds": [res.security_group_id],
         "Placement": {"AvailabilityZone": zone},
         "InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": spot},
         "MetadataOptions": {
@@ -176,6 +189,23 @@ def run_params(spec: LaunchSpec, zone: str, res: RegionResources) -> dict[str, A
         ],
         "ClientToken": client_token(spec, zone),
     }
+    subnet = (res.subnets or {}).get(zone)
+    if subnet:
+        # The zone's own subnet, as SkyPilot passes it: without one EC2 picks the VPC's default subnet
+        # for the zone and fails when there is none. A public address is asked for explicitly (a
+        # default subnet gives one, another subnet may not); with NetworkInterfaces the groups go on
+        # the interface, since RunInstances refuses SecurityGroupIds beside it.
+        params["NetworkInterfaces"] = [
+            {
+                "DeviceIndex": 0,
+                "SubnetId": subnet,
+                "Groups": [res.security_group_id],
+                "AssociatePublicIpAddress": True,
+                "DeleteOnTermination": True,
+            }
+        ]
+    else:
+        params["SecurityGroupIds"] = [res.security_group_id]
     if spec.instance_profile:
         key = "Arn" if spec.instance_profile.startswith("arn:") else "Name"
         params["IamInstanceProfile"] = {key: spec.instance_profile}
@@ -233,6 +263,10 @@ def launch_spot(
                 blocked.add(cand.region)
                 continue
             ready[cand.region] = got
+        no_subnet = subnet_missing(ready[cand.region], cand.zone)
+        if no_subnet is not None:
+            failures.append(no_subnet)
+            continue
         ec2 = client(sess, "ec2", cand.region, fast=True)
         try:
             inst = _run_once(ec2, run_params(spec, cand.zone, ready[cand.region]))

@@ -159,6 +159,14 @@ def default_vpc(ec2: Any, region: str) -> str:
     return vpcs[0]["VpcId"]
 
 
+def default_subnets(ec2: Any, vpc_id: str) -> dict[str, str]:
+    """Zone -> the default subnet of `vpc_id` there (the one EC2 uses when no subnet is named)."""
+    found = ec2.describe_subnets(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "default-for-az", "Values": ["true"]}]
+    )["Subnets"]
+    return {s["AvailabilityZone"]: s["SubnetId"] for s in found}
+
+
 def _ssh_permission(cidr: str, run_id: str) -> dict[str, Any]:
     rng = {"Description": f"spotrain {run_id}: SSH from the caller"}
     key, field = ("Ipv6Ranges", "CidrIpv6") if ":" in cidr else ("IpRanges", "CidrIp")
