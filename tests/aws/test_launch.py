@@ -13,6 +13,7 @@ import pytest
 from spotrain.cloud import EndKind
 from spotrain.cloud.aws import cloud, instances, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt, start_attempt
+from spotrain.cloud.aws.cloud import AwsCloud
 from spotrain.errors import SpotrainError
 
 from .aws_fakes import NOW, P3, add_dlami, fail_zones, history, interrupt, quotas, spot_prices
@@ -270,3 +271,16 @@ def test_a_second_region_without_the_snapshot_is_skipped_with_why(world, isolate
         start_attempt(world, AttemptRequest(**{**req.__dict__, "spec": instances.LaunchSpec(
             **{**spec.__dict__, "attempt_id": "a2"})}))  # fmt: skip
     assert f"us-west-2/*: NoSnapshot: data snapshot {snap}" in err.value.message
+
+
+def test_an_instance_gone_from_ec2_reads_as_terminated_with_why(world, isolated_env) -> None:
+    # EC2 answers InvalidInstanceID.NotFound an hour after a termination; moto does for an unknown id.
+    old = "i-0123456789abcdef0"
+    status = instances.describe(world, region=R, instance_id=old)
+    assert (status.state, status.end, status.reason_code) == (
+        "terminated",
+        EndKind.UNKNOWN,
+        "InvalidInstanceID.NotFound",
+    )
+    assert old in status.reason_message and "over an hour ago" in status.reason_message
+    assert AwsCloud(regions=[R]).describe(R, old).state == "terminated"

@@ -107,11 +107,11 @@ class AwsCloud:
         return self._bucket
 
     def instance_profile(self) -> str | None:
-        """The profile of spotrain's stack in the home region: the one `spotrain init` stored, else read
-        back from the stack (init ran on another machine); None when init never ran there."""
+        """The profile of spotrain's stack in the first of the run's regions that has one (IAM is
+        global): the one `spotrain init` stored, else read back from the stack (init ran on another
+        machine); None when init ran in none of them."""
         if self._profile is None and self.regions:
-            found = infra.find_outputs(self._session, region=self.regions[0])
-            self._profile = found.instance_profile_arn if found else None
+            self._profile = infra.find_instance_profile(self._session, regions=self.regions)
         return self._profile
 
     def user_data(self, spec: dict) -> str | None:

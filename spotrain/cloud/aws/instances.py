@@ -329,9 +329,42 @@ def _status(region: str, inst: dict[str, Any]) -> InstanceStatus:
     )
 
 
+GONE = "InvalidInstanceID.NotFound"
+
+
+def gone(region: str, instance_id: str) -> InstanceStatus:
+    """An instance EC2 no longer lists. Terminated instances stay visible for about an hour after
+    they end ("Terminate Amazon EC2 instances", EC2 user guide), then describe_instances answers
+    InvalidInstanceID.NotFound: it ended long ago, and how is no longer known."""
+    return InstanceStatus(
+        instance_id=instance_id,
+        region=region,
+        zone="",
+        instance_type="",
+        state="terminated",
+        end=EndKind.UNKNOWN,
+        reason_code=GONE,
+        reason_message=(
+            f"EC2 no longer lists {instance_id} in {region}: it was terminated over an hour ago "
+            "(EC2 shows a terminated instance for about an hour), so how it ended is not known"
+        ),
+        public_ip=None,
+        launch_time=None,
+        spot=False,
+    )
+
+
 @translated("describe an instance")
 def describe(sess: boto3.Session, *, region: str, instance_id: str) -> InstanceStatus:
-    res = client(sess, "ec2", region).describe_instances(InstanceIds=[instance_id])["Reservations"]
+    """How the instance is now; one gone from EC2's listing reads as terminated, with why."""
+    try:
+        res = client(sess, "ec2", region).describe_instances(InstanceIds=[instance_id])["Reservations"]
+    except ClientError as err:
+        if error_code(err) == GONE:
+            return gone(region, instance_id)
+        raise
+    if not res or not res[0]["Instances"]:  # eventual consistency may also answer with nothing
+        return gone(region, instance_id)
     return _status(region, res[0]["Instances"][0])
 
 
