@@ -176,6 +176,7 @@ def test_orphan_sweep_removes_exactly_the_runs_resources(world, isolated_env) ->
     ("change", "needle"),
     [
         ({"ssh_cidr": "203.0.113.7/33"}, "'203.0.113.7/33'"),
+        ({"ssh_cidr": "2001:db8::7/128"}, "'2001:db8::7/128' is IPv6"),
         ({"ami": "ami-0123456789abcdef0"}, "'ami-0123456789abcdef0'"),
         ({"regions": ["us-east-9"]}, "'us-east-9'"),
         ({"regions": ["eu-north-1"]}, "not offered as spot in eu-north-1"),
