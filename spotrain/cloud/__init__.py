@@ -43,8 +43,9 @@ class PriceTable:
     region: str
     now: datetime
     on_demand_usd_per_hour: float
-    on_demand_as_of: str  # the date of the catalog's on-demand price
+    on_demand_as_of: str  # the on-demand price's date, and where it comes from
     zones: list[ZoneQuote]  # cheapest first
+    on_demand_source: str = "table"  # "pricing-api" (AWS Price List Query API) or "table" (catalog)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,12 @@ class Dlami:
     def ami_type(self) -> str:
         return ami_type(self.name)
 
+    @property
+    def ubuntu(self) -> str | None:
+        """The Ubuntu release in the name ('24.04'); None for another OS."""
+        found = re.search(r"\(Ubuntu ([0-9.]+)\)", self.name)
+        return found.group(1) if found else None
+
     def ssm_name(self, arch: str) -> str:
         return f"{SSM_PREFIX}/{arch}/{self.ami_type}/latest/ami-id"
 
@@ -105,6 +111,12 @@ VOLTA = [
         torch_pip=f"{VOLTA_TORCH} {TRAINER_PIP}",
     )
 ]
+
+
+def dry_run_images() -> list[tuple[str, str]]:
+    """(AMI name, SSM parameter) of the newest image of each group, for the dry-run to register, so
+    that every family in the catalog (Volta's proprietary-driver image included) finds its image."""
+    return [(f"{d.name} 20260101", d.ssm_name("x86_64")) for d in (VOLTA[0], CUDA13[0], CUDA12[0])]
 
 
 def candidates(itype: catalog.InstanceType) -> tuple[list[Dlami], str]:

@@ -387,8 +387,21 @@ def wait(
 
 @translated("terminate instances")
 def terminate(sess: boto3.Session, *, region: str, instance_ids: Sequence[str]) -> None:
-    if instance_ids:
-        client(sess, "ec2", region).terminate_instances(InstanceIds=list(instance_ids))
+    """Terminate; one already terminated is left as it is (EC2 answers that call as a no-op)."""
+    if not instance_ids:
+        return
+    ec2 = client(sess, "ec2", region)
+    try:
+        ec2.terminate_instances(InstanceIds=list(instance_ids))
+    except ClientError as err:
+        # moto 5.2 answers a second TerminateInstances of an instance whose launch-time interface was
+        # DeleteOnTermination with this error, where EC2 succeeds: terminate only those still live.
+        if error_code(err) != "InvalidNetworkInterfaceID.NotFound":
+            raise
+        res = ec2.describe_instances(InstanceIds=list(instance_ids))["Reservations"]
+        live = [i["InstanceId"] for r in res for i in r["Instances"] if i["State"]["Name"] != "terminated"]
+        if live:
+            ec2.terminate_instances(InstanceIds=live)
 
 
 def run_instances_live(ec2: Any, run_id: str | None) -> list[dict[str, Any]]:
