@@ -94,7 +94,7 @@ EXPECTED: dict[str, str] = {
     "includes": "paths of files or directories to send to the instance",
     "env": "a map of environment variable names to values (KEY=VALUE,... from the environment)",
     "ami": "an AMI id: ami- and 8 or 17 hex digits",
-    "ssh_cidr": "an IP network such as 203.0.113.7/32",
+    "ssh_cidr": "an IPv4 network such as 203.0.113.7/32",
     "target_acc": "an accuracy above 0 and at most 1, e.g. 0.94",
     "max_epochs": "a whole number of epochs, 1 or more",
     "seed": "a whole number, 0 or more",
@@ -239,9 +239,12 @@ class RunSpec(BaseModel):
         if v is None:
             return v
         try:
-            return str(ipaddress.ip_network(v, strict=True))
+            net = ipaddress.ip_network(v, strict=True)
         except ValueError:
             raise ValueError(EXPECTED["ssh_cidr"] + " (with no host bits set)") from None
+        if net.version == 6:  # default VPCs give instances no IPv6 address: the rule would admit no one
+            raise ValueError(EXPECTED["ssh_cidr"] + "; IPv6 cannot reach an instance in a default VPC")
+        return str(net)
 
     @model_validator(mode="after")
     def _zones_in_regions(self) -> RunSpec:

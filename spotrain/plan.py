@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from spotrain import catalog
 from spotrain.cloud import ImageChoice, ZoneQuote
-from spotrain.cloud.aws import images, instances, prices
+from spotrain.cloud.aws import attempt, client, images, instances, prices, translated
 from spotrain.errors import SpotrainError
 
 MIN_INTERVAL_S, MAX_INTERVAL_S = 60.0, 1800.0
@@ -121,8 +121,7 @@ def make_plan(
     itype = catalog.instance_type(spec.instance)
     region = spec.regions[0]
     check_zones(sess, spec)
-    if spec.data and spec.data.startswith("snap-"):
-        instances.check_snapshot(sess, region, spec.data)
+    check_snapshot(sess, spec)
     table = prices.quote(
         instance_type=itype.name, region=region, sess=sess, now=now or datetime.now(timezone.utc)
     )
@@ -156,6 +155,21 @@ def check_zones(sess, spec) -> None:
         raise SpotrainError(
             f"--zone {', '.join(unknown)}: not an availability zone of {', '.join(spec.regions)}",
             f"the zones there are {', '.join(sorted(known))}; pass one of those, or no --zone for any",
+        )
+
+
+@translated("look up the data snapshot")
+def check_snapshot(sess, spec) -> None:
+    """A --data snapshot must exist in at least one of the run's regions (snapshots are regional: the
+    launch skips the regions without it)."""
+    if not (spec.data or "").startswith("snap-"):
+        return
+    missing = [attempt.snapshot_missing(client(sess, "ec2", r), r, spec.data) for r in spec.regions]
+    if all(missing):
+        raise SpotrainError(
+            f"--data {spec.data}: no such EBS snapshot in {', '.join(spec.regions)}",
+            f"check the id with `aws ec2 describe-snapshots --snapshot-ids {spec.data}`; a snapshot is "
+            "regional: copy it into a region of the run (`aws ec2 copy-snapshot`)",
         )
 
 
