@@ -188,7 +188,7 @@ class Orchestrator:
                     self._trainer_argv(run, attempt, run_dir, ready),
                     run_dir=run_dir,
                     cwd=bundle,
-                    env={**self.cloud.instance_env(attempt.instance_id), **run.spec.get("env", {})},
+                    env={**self.cloud.instance_env(attempt.instance_id), **self.store.run_env(run)},
                 )
                 self._inject(run, attempt, run_dir)
         except RemoteError as err:
