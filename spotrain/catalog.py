@@ -141,6 +141,14 @@ RECIPES: dict[str, RecipeDefaults] = {
 }
 
 
+# What `--data` must hold for the recipes that read it (trainer/data.py's layouts); digits brings its own.
+# A launch without it is refused here: the trainer would exit 2 on an instance already billed.
+DATA_LAYOUT: dict[str, str] = {
+    "imagenet": "ImageFolder directories train/CLASS/*.jpg and val/CLASS/*.jpg",
+    "cifar10": "the CIFAR-10 python batches (data_batch_1 .. data_batch_5, test_batch)",
+}
+
+
 def recipe(name: str) -> RecipeDefaults:
     """The defaults of recipe `name`; an unknown name raises SpotrainError listing the recipes."""
     try:

@@ -208,7 +208,7 @@ class Orchestrator:
                     cwd=bundle,
                     env={
                         **self.cloud.instance_env(attempt.instance_id),
-                        **run.spec.get("env", {}),
+                        **self.store.run_env(run),
                         **self._injection_env(run, attempt),
                     },
                 )
