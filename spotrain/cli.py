@@ -437,9 +437,12 @@ def down(run_id: str | None, all_runs: bool, yes: bool) -> None:
     if not yes and not click.confirm(f"terminate and delete {what}?", default=False):
         raise click.exceptions.Abort()
     if all_runs:
-        with controller.open_controller(dry_run=False) as ctl:
-            removed = ctl.cloud.sweep(None)
-        click.echo(f"removed {len(removed.terminated) + len(removed.deleted)} resources")
+        swept = controller.down_all()
+        for world in swept:
+            cancelled = f"cancelled {', '.join(world.cancelled)}; " if world.cancelled else ""
+            click.echo(f"{world.world}: {cancelled}removed {len(world.removed)} resources")
+        if not swept:
+            click.echo("no runs in this state directory: nothing to remove (AWS was not called)")
         return
     from spotrain.store import RunState
 

@@ -20,7 +20,7 @@ from spotrain.config import RunSpec, Settings, load_settings
 from spotrain.errors import SpotrainError
 from spotrain.orchestrator import OnEvent, Orchestrator, Outcome
 from spotrain.plan import Plan, make_plan
-from spotrain.store import Store
+from spotrain.store import TERMINAL, Store
 
 
 @dataclass
@@ -207,3 +207,38 @@ def attempt_log(
             yield line.text
     finally:
         transport.close()
+
+
+# ---------------------------------------------------------------------------------------------- down
+@dataclass(frozen=True)
+class Swept:
+    """What `down --all` did in one world (AWS, or the dry-run's cloud on this machine)."""
+
+    world: str  # "aws" or "dry-run"
+    cancelled: list[str]  # runs that had not ended
+    removed: list[str]  # instances, security groups, key pairs ...
+
+
+def down_all(settings: Settings | None = None) -> list[Swept]:
+    """Every run's leftovers, in each world that has state here: the dry-run's on its own cloud (never
+    AWS), AWS only when this machine has real runs (a machine that never launched one has nothing
+    of ours there to know of). Runs that had not ended end CANCELLED, as `down RUN` does."""
+    settings = settings or load_settings()
+    done = []
+    for dry_run in (True, False):
+        state_dir = settings.state_dir_for(dry_run)
+        if not (state_dir / "state.db").exists():
+            continue
+        with open_controller(dry_run=dry_run, settings=settings) as ctl:
+            runs = ctl.store.list_runs()
+            if not dry_run and not runs:
+                continue
+            if not dry_run:  # the cloud is made for the regions the runs used
+                ctl.regions = sorted({r for run in runs for r in run.spec.get("regions") or ["us-east-1"]})
+            orch = ctl.orchestrator()
+            cancelled = [run.run_id for run in runs if run.state not in TERMINAL]
+            removed = [item for run_id in cancelled for item in orch.down(run_id)]
+            result = ctl.cloud.sweep(None)
+            removed += [*result.terminated, *result.deleted]
+            done.append(Swept("dry-run" if dry_run else "aws", cancelled, sorted(set(removed))))
+    return done

@@ -184,6 +184,8 @@ class Orchestrator:
             return self._ended(
                 run, attempt, status.end, f"the instance ended while booting: {status.reason_code}"
             )
+        if self.store.get_run(run.run_id).state in TERMINAL:
+            return  # `spotrain down` ended the run while it booted: start nothing on it
         if attempt.started_at is None:
             self.store.update_attempt(run.run_id, attempt.number, started_at=time.time())
         transport = self.cloud.transport(status, ssh=self.ssh)

@@ -208,9 +208,21 @@ class LocalCloud:
 
     def describe(self, region: str, instance_id: str) -> InstanceStatus:
         status = instances.describe(self._session, region=region, instance_id=instance_id)
+        if status.state == "running" and self._ended_elsewhere(instance_id):  # `down` in another process
+            with contextlib.suppress(SpotrainError):
+                instances.terminate(self._session, region=region, instance_ids=[instance_id])
+            status = instances.describe(self._session, region=region, instance_id=instance_id)
         if status.state in {"shutting-down", "terminated"}:
             self._retire(instance_id)  # ended by a call we did not see (the aws sweep, a raw client)
         return status
+
+    def _ended_elsewhere(self, instance_id: str) -> bool:
+        """Another process's dry-run cloud (a `spotrain down`) terminated it: its record says so."""
+        path = self.instances_dir / f"{instance_id}.json"
+        try:
+            return json.loads(path.read_text())["state"] == "terminated"
+        except (OSError, ValueError, KeyError):
+            return False
 
     def find_instances(self, run_id: str) -> list[InstanceStatus]:
         found = []

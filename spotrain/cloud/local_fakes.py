@@ -8,6 +8,7 @@ are process-wide: one dry-run cloud per process at a time.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -23,6 +24,7 @@ from unittest import mock
 
 import boto3
 import botocore.session
+from botocore.awsrequest import AWSResponse
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
@@ -301,7 +303,28 @@ def endpoint_session(endpoint: str, config: Path) -> boto3.Session:
     core.set_config_variable("credentials_file", os.devnull)
     core.set_config_variable("profile", "default")
     core.set_credentials(DUMMY_KEY, DUMMY_KEY)
+    # moto has no Price List API (a request for it makes its server log a traceback): the dry-run's
+    # answers GetProducts in the API's own format, with the catalog's on-demand price.
+    core.register("before-call.pricing.GetProducts", _catalog_products)
     return boto3.Session(botocore_session=core, region_name="us-east-1")
+
+
+def _catalog_products(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+    """GetProducts as AWS answers it (one product: terms.OnDemand.*.priceDimensions.*), from the
+    catalog's price, for the filters' instanceType; none for a type the catalog does not know."""
+    wanted = {f["Field"]: f["Value"] for f in params.get("Filters", [])}
+    itype = catalog.INSTANCE_TYPES.get(wanted.get("instanceType", ""))
+    products = []
+    if itype is not None:
+        dim = {"unit": "Hrs", "pricePerUnit": {"USD": f"{itype.on_demand_usd_per_hour:.4f}"}}
+        term = {"effectiveDate": f"{catalog.PRICES_AS_OF}T00:00:00Z", "priceDimensions": {"d": dim}}
+        products.append(json.dumps({"product": {"attributes": wanted}, "terms": {"OnDemand": {"t": term}}}))
+    meta = {"HTTPStatusCode": 200}
+    return AWSResponse("https://pricing.dry-run.invalid/", 200, {}, None), {
+        "PriceList": products,
+        "FormatVersion": "aws_v1",
+        "ResponseMetadata": meta,
+    }
 
 
 def deploy_stack(sess: boto3.Session, *, region: str, bucket: str, home: Path) -> infra.InfraOutputs:
