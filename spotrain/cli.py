@@ -114,7 +114,7 @@ def _print_event(console):
     def show(event: dict) -> None:
         line = progress_line(event)
         if line is not None:
-            console.print(line, markup=False, highlight=False)
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     return show
 

@@ -54,3 +54,9 @@ def test_a_launch_refused_after_the_plan_ends_the_run(monkeypatch: pytest.Monkey
             ctl.orchestrator().drive(run_id)
         run = ctl.store.get_run(run_id)
         assert run.state == RunState.FAILED and run.end_reason.startswith("the launch was refused")
+
+
+def test_a_run_that_finishes_before_its_injected_notice_says_so(tmp_path) -> None:
+    out = spotrain(*DIGITS, "--inject-interruption", "step:500", home=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "the injected interruption step:500 never came (the run reached its target at step" in out.stdout
