@@ -15,6 +15,7 @@ import pytest
 from spotrain.store import RunState, Store
 
 from . import cli
+from .edges import refused
 
 SPEC = {"recipe": "digits", "instance": "g4dn.xlarge", "regions": ["us-east-1"], "dry_run": True}
 
@@ -27,15 +28,6 @@ def spotrain(*args: str, home: Path, as_nobody: bool = False) -> subprocess.Comp
         else []
     )
     return cli.spotrain(*args, home=home, env={"PYTHONDONTWRITEBYTECODE": "1"}, prefix=prefix, timeout=120)
-
-
-def refused(out: subprocess.CompletedProcess, *phrases: str) -> None:
-    """Exit 2, every phrase in the message, a hint, and no traceback."""
-    assert out.returncode == 2, f"rc {out.returncode}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
-    assert "Traceback" not in out.stderr, out.stderr
-    assert out.stderr.startswith("error: ") and "\nhint: " in out.stderr, out.stderr
-    for phrase in phrases:
-        assert phrase in out.stderr, f"{phrase!r} not in {out.stderr!r}"
 
 
 def make_run(home: Path, run_id: str, state: RunState, *, attempt: bool = False) -> Path:
