@@ -12,24 +12,25 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from trainer import EXIT_BAD_INPUT, EXIT_DONE, EXIT_INTERRUPTED, TrainerError
-from trainer.checkpoint import Checkpointer, Progress, find_checkpoint, restore_state, rng_state
-from trainer.data import ResumableSampler, eval_batches, load_datasets
+from trainer import EXIT_BAD_INPUT, EXIT_DONE, TrainerError
+from trainer.checkpoint import Checkpointer, Progress, rng_state
+from trainer.data import ResumableSampler, load_datasets
 from trainer.dist import Dist
+from trainer.evaluate import evaluate
 from trainer.events import EventLog, write_status
+from trainer.interrupt import interrupted
+from trainer.precision import choose_precision, compile_model, configure_backends
 from trainer.recipes import Recipe, get_recipe
+from trainer.resume import phase_for, resume
 from trainer.schedule import OneCycle, set_lr_momentum
 from trainer.spot import SpotWatcher
 from trainer.util import code_hash, make_logger
@@ -149,13 +150,12 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
     if use_cuda and recipe.channels_last:
         raw_model = raw_model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(recipe, raw_model)
-    bf16 = use_cuda and torch.cuda.is_bf16_supported()
-    fp16 = use_cuda and not bf16  # V100 (compute capability 7.0) has no bf16: fp16 with a grad scaler
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16) if use_cuda else nullcontext()
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
-    model: nn.Module = torch.compile(raw_model) if args.compile else raw_model
+    precision = choose_precision(device)  # bf16 from compute capability 8.0, fp16 + scaler on 7.x
+    configure_backends(device)  # cudnn.benchmark, TF32
+    autocast, scaler = precision.autocast(), precision.scaler()
+    if args.compile:
+        compile_model(raw_model, phases)
+    model: nn.Module = raw_model
     if ddp.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[ddp.local_rank] if use_cuda else None)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
@@ -172,7 +172,19 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
     )
     progress = Progress()
     resumed_from = resume(
-        args, ddp, run_dir, events, raw_model, optimizer, scaler, progress, sampler, recipe, phases, epochs
+        args,
+        ddp,
+        run_dir,
+        events,
+        raw_model,
+        optimizer,
+        scaler,
+        precision,
+        progress,
+        sampler,
+        recipe,
+        phases,
+        epochs,
     )
     events.write(
         "start",
@@ -180,7 +192,9 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
         config={**recipe.to_config(), **_run_config(args, epochs, target, phases)},
         world_size=ddp.world_size,
         device=str(device),
-        amp="bf16" if bf16 else "fp16" if fp16 else "off",
+        amp=precision.name if precision.dtype is not None else "off",
+        precision=precision.name,
+        precision_why=precision.why,
         code_hash=code_hash(),
         data=data.description,
         num_classes=data.num_classes,
@@ -191,7 +205,8 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
     )
     log.info(
         f"{data.description}; {ddp.world_size} process(es) on {device}; {epochs} epochs; "
-        f"target {recipe.target_metric} {target}" + (f"; resumed from {resumed_from}" if resumed_from else "")
+        f"target {recipe.target_metric} {target}; {precision.name} ({precision.why})"
+        + (f"; resumed from {resumed_from}" if resumed_from else "")
     )
 
     def state_files() -> dict:
@@ -199,7 +214,8 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
             "state.pt": {
                 "model": raw_model.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
+                "scaler": scaler.state_dict(),  # {} when the scaler is off (bf16, fp32)
+                "precision": precision.name,
                 "progress": asdict(progress),
                 "world_size": ddp.world_size,
                 "recipe": recipe.name,
@@ -232,7 +248,7 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
     stop_reason = None
     model.train()
     while progress.epoch < epochs and stop_reason is None:
-        phase = _phase(recipe, phases, progress.epoch, epochs)
+        phase = phase_for(recipe, phases, progress.epoch, epochs)
         steps = sampler.steps_per_epoch(phase.batch_size)
         lr_scale = ddp.world_size * phase.batch_size / ref_batch  # linear scaling rule
         global_batch = phase.batch_size * ddp.world_size
@@ -355,39 +371,6 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
     return EXIT_DONE
 
 
-def interrupted(ddp, watcher, save, mirror, events, status, progress, log, started) -> int:
-    """All ranks agreed to stop for a notice: checkpoint now, upload, say so, exit 75."""
-    notices = [n for n in ddp.gather(watcher.notice) if n is not None]
-    notice = notices[0]
-    watcher.stop()
-    blocked = save(blocking=True)
-    uploaded = mirror.flush() if mirror is not None else None
-    ddp.barrier()  # no rank exits before rank 0 has saved: torchrun stops the others when one exits
-    events.write(
-        "interruption",
-        source=notice.source,
-        notice_time=notice.notice_time,
-        action=notice.action,
-        step=progress.step,
-        epoch=progress.epoch,
-        checkpoint_s=round(blocked, 3),
-        uploaded=uploaded,
-        seconds=round(time.time() - started, 3),
-    )
-    status("interrupted", source=notice.source)
-    if mirror is not None:
-        mirror.close()
-    log.info(
-        f"interrupted ({notice.source}, notice time {notice.notice_time}): checkpoint at step {progress.step} "
-        f"in {blocked:.2f} s; exit {EXIT_INTERRUPTED}"
-    )
-    return EXIT_INTERRUPTED
-
-
-def _phase(recipe: Recipe, phases, epoch: int, epochs: int):
-    return phases[recipe.phases.index(recipe.phase_at(epoch, epochs))]
-
-
 def _run_config(args, epochs, target, phases) -> dict:
     return {
         "epochs": epochs,
@@ -417,69 +400,6 @@ def build_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.99))
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
-
-
-@torch.no_grad()
-def evaluate(
-    model, val, ddp: Dist, recipe: Recipe, size: int, autocast, workers: int, seed: int
-) -> dict[str, float]:
-    """top-1 (and top-5 where there are more than five classes) over the whole held-out set, all ranks."""
-    model.eval()
-    totals = torch.zeros(3, dtype=torch.float64, device=ddp.device)  # top1 hits, top5 hits, samples
-    batches = eval_batches(len(val), ddp.world_size, ddp.rank, recipe.eval_batch_size)
-    for x, y in val.loader(
-        batches, seed=seed, epoch=0, first=0, rank=ddp.rank, size=size, train=False, workers=workers
-    ):
-        if ddp.device.type == "cuda" and recipe.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            logits = model(x)
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        hits = top == y[:, None]
-        totals += torch.stack(
-            [hits[:, 0].sum(), hits.any(dim=1).sum(), torch.tensor(len(y), device=y.device)]
-        ).double()
-    if ddp.enabled:
-        dist.all_reduce(totals)
-    model.train()
-    top1, top5, n = totals.tolist()
-    metrics = {"top1": round(top1 / n, 6)}
-    if logits.shape[1] > 5:
-        metrics["top5"] = round(top5 / n, 6)
-    return metrics
-
-
-def resume(
-    args,
-    ddp: Dist,
-    run_dir: Path,
-    events: EventLog,
-    model,
-    optimizer,
-    scaler,
-    progress: Progress,
-    sampler: ResumableSampler,
-    recipe: Recipe,
-    phases,
-    epochs: int,
-) -> str | None:
-    """Load what --resume names into everything; where it came from, or None for a fresh start."""
-    found = find_checkpoint(args.resume, run_dir, args.mirror, events, ddp)
-    if found is None:
-        return None
-    directory, files = found
-    old_world = restore_state(files, model, optimizer, scaler, progress, ddp.rank)
-    if old_world != ddp.world_size:  # another sharding of the epoch: keep the share of it that was done
-        batch = _phase(recipe, phases, progress.epoch, epochs).batch_size
-        old = ResumableSampler(sampler.num_samples, old_world, 0, sampler.seed)
-        fraction = progress.batch / max(old.steps_per_epoch(batch), 1)
-        progress.batch = math.floor(fraction * sampler.steps_per_epoch(batch))
-        events.write(
-            "warning",
-            message=f"world size changed from {old_world} to {ddp.world_size}: resuming at "
-            f"{fraction:.1%} of epoch {progress.epoch + 1}; the data order differs from an uninterrupted run",
-        )
-    return str(directory)
 
 
 if __name__ == "__main__":

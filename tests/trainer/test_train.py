@@ -19,6 +19,7 @@ def test_digits_reaches_98_percent_held_out(trainer, tmp_path) -> None:
     start = events[0]
     assert start["kind"] == "start" and start["world_size"] == 1 and len(start["code_hash"]) == 16
     assert start["config"]["target_acc"] == 0.98 and start["config"]["seed"] == 0
+    assert start["precision"] == "fp32" and start["amp"] == "off" and "CPU" in start["precision_why"]
     assert {"step", "loss", "lr", "img_per_s"} <= set(next(e for e in events if e["kind"] == "step"))
     assert {"top1", "top5", "epoch", "images_seen"} <= set(evals[0])
     assert (run / "ckpt" / "LATEST").read_text().strip().startswith("step-")
