@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import print_table, write_result  # noqa: E402
+from trainer.precision import choose_precision  # noqa: E402
 
 RESNET50_FWD_FLOPS = 8.18e9  # per 224 px image (4.09 GMACs)
 PEAK_TFLOPS = {  # dense bf16/fp16 tensor-core peak per GPU, from the vendors' data sheets
@@ -58,10 +59,10 @@ def resnet50_variant(name: str, batch: int, steps: int) -> dict:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    bf16 = torch.cuda.is_bf16_supported()
-    amp = name != "fp32"
-    dtype = torch.bfloat16 if bf16 else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and not bf16)
+    precision = choose_precision(torch.device("cuda"))  # the trainer's own choice, by compute capability
+    amp = name != "fp32" and precision.dtype is not None
+    dtype = precision.dtype
+    scaler = precision.scaler() if amp else torch.amp.GradScaler("cuda", enabled=False)
     step_model = torch.compile(model) if name == "+compile" else model
     x = torch.randn(batch, 3, 224, 224, device="cuda")
     if channels_last:
@@ -94,7 +95,7 @@ def resnet50_variant(name: str, batch: int, steps: int) -> dict:
     mfu = images_per_s * 3 * RESNET50_FWD_FLOPS / (peak * 1e12) if peak else None
     return {
         "variant": name,
-        "amp": ("bf16" if bf16 else "fp16") if amp else "off",
+        "amp": precision.name if amp else "off",
         "images_per_s": images_per_s,
         "mfu": mfu,
         "warmup_s": warm_s,
