@@ -67,8 +67,10 @@ class InMemory:
     y: torch.Tensor  # (N,) int64
     mean: torch.Tensor  # (C,) per-channel mean in x's units
     std: torch.Tensor
-    crop_pad: int = 0  # random crop after reflect padding by this many pixels (0: none)
-    flip: bool = False  # random horizontal flip
+    crop_pad: int = 0  # random translation: a crop after reflect padding by this many pixels (0: none)
+    flip: str = "none"  # "random": each image flipped with p=0.5 each epoch; "alternate": a random half
+    # in even epochs and exactly the other half in odd ones (airbench: each image seen both ways in two
+    # epochs, as plain random flips only do by chance); "none"
 
     def __len__(self) -> int:
         return len(self.y)
@@ -90,15 +92,29 @@ class InMemory:
         train: bool,
         workers: int = 0,
     ) -> Iterator[Batch]:
-        for i, idx in enumerate(batches, start=first):
-            idx = idx.to(self.x.device)
+        if not batches:
+            return
+        # The epoch's indices go to the device in one copy (pinned, so it does not wait): a copy per
+        # batch from pageable memory would make the host wait for the GPU at every step.
+        order = torch.cat(batches)
+        if self.x.device.type == "cuda":
+            order = order.pin_memory()
+        order = order.to(self.x.device, non_blocking=True).split([len(b) for b in batches])
+        flip_bits = self._flip_bits(seed) if train and self.flip == "alternate" else None
+        for i, idx in enumerate(order, start=first):
             x = (self.x[idx].float() - self.mean[:, None, None]) / self.std[:, None, None]
-            if train and (self.crop_pad or self.flip):
+            if train and (self.crop_pad or self.flip != "none"):
                 g = torch.Generator(device=x.device).manual_seed(_mix(seed, epoch, i, rank))
-                x = self._augment(x, g)
+                flip = None if flip_bits is None else flip_bits[idx] ^ bool(epoch % 2)
+                x = self._augment(x, g, flip)
             yield x, self.y[idx]
 
-    def _augment(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def _flip_bits(self, seed: int) -> torch.Tensor:
+        """One random bit per image, fixed for the run (a function of the seed only)."""
+        g = torch.Generator(device=self.x.device).manual_seed(_mix(seed, 0xF11B))
+        return torch.rand(len(self), generator=g, device=self.x.device) < 0.5
+
+    def _augment(self, x: torch.Tensor, g: torch.Generator, flip: torch.Tensor | None) -> torch.Tensor:
         n, _, h, w = x.shape
         if self.crop_pad:
             p = self.crop_pad
@@ -109,8 +125,8 @@ class InMemory:
             cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]
             chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
             x = padded[torch.arange(n, device=x.device)[:, None, None, None], chans, rows, cols]
-        if self.flip:
-            mask = torch.rand(n, generator=g, device=x.device) < 0.5
+        if self.flip != "none":
+            mask = flip if flip is not None else torch.rand(n, generator=g, device=x.device) < 0.5
             x = torch.where(mask[:, None, None, None], x.flip(3), x)
         return x
 
@@ -159,7 +175,7 @@ def load_cifar10(data_dir: Path | None) -> Datasets:
     x, y = torch.cat(train_x), torch.cat(train_y)
     mean = x.float().mean(dim=(0, 2, 3))
     std = x.float().std(dim=(0, 2, 3))
-    train = InMemory(x, y, mean, std, crop_pad=4, flip=True)
+    train = InMemory(x, y, mean, std, crop_pad=4, flip="random")  # the recipe may change both
     val = InMemory(test_x, test_y, mean, std)
     return Datasets(train, val, 10, f"cifar10: {len(y)} train, {len(test_y)} test from {root}")
 

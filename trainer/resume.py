@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from trainer.checkpoint import Progress, find_checkpoint, restore_state
 from trainer.data import ResumableSampler
@@ -27,9 +26,7 @@ def resume(
     ddp: Dist,
     run_dir: Path,
     events: EventLog,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
+    stateful: dict[str, Any],
     precision: Precision,
     progress: Progress,
     sampler: ResumableSampler,
@@ -37,12 +34,17 @@ def resume(
     phases: list[Phase],
     epochs: int,
 ) -> str | None:
-    """Load what --resume names into everything; where it came from, or None for a fresh start."""
+    """Load what --resume names into everything; where it came from, or None for a fresh start.
+    `stateful`: the model, optimizer and scaler, and any other object with a state (None: absent)."""
     found = find_checkpoint(args.resume, run_dir, args.mirror, events, ddp)
     if found is None:
         return None
     directory, files = found
+    model, optimizer, scaler = stateful["model"], stateful["optimizer"], stateful["scaler"]
     old_world = restore_state(files, model, optimizer, scaler, progress, ddp.rank)
+    for name, obj in stateful.items():
+        if name not in ("model", "optimizer", "scaler") and obj is not None and name in files["state.pt"]:
+            obj.load_state_dict(files["state.pt"][name])
     saved = files["state.pt"].get("precision")  # absent in checkpoints older than this field
     if saved is not None and saved != precision.name:  # e.g. saved on an A100 (bf16), resumed on a V100
         scale = "a fresh loss scale" if scaler.is_enabled() else "its loss scale unused"

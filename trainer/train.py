@@ -22,12 +22,14 @@ import torch
 from torch import nn
 
 from trainer import EXIT_BAD_INPUT, EXIT_DONE, TrainerError
+from trainer.args import check_args, parse_args
 from trainer.checkpoint import Checkpointer, Progress, rng_state
 from trainer.data import ResumableSampler, load_datasets
 from trainer.dist import Dist
 from trainer.evaluate import evaluate
 from trainer.events import EventLog, write_status
 from trainer.interrupt import interrupted
+from trainer.lookahead import Lookahead
 from trainer.precision import choose_precision, compile_model, configure_backends
 from trainer.recipes import Recipe, get_recipe
 from trainer.resume import phase_for, resume
@@ -36,51 +38,6 @@ from trainer.spot import SpotWatcher
 from trainer.util import code_hash, make_logger
 
 NOTICE_FLAG = {"imds": 1, "sigterm": 2}  # agreed by all-reduce MAX; the value says where it came from
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m trainer.train", description=__doc__.split("\n")[0])
-    p.add_argument("--recipe", required=True, help="digits | cifar10 | imagenet (a file in trainer/recipes/)")
-    p.add_argument("--run-dir", required=True, type=Path, help="events.jsonl, train.log, status.json, ckpt/")
-    p.add_argument("--data", type=Path, help="the data set's directory (not needed for digits)")
-    p.add_argument(
-        "--resume", help="auto (this run dir, then --mirror), a checkpoint PATH, or s3://BUCKET/runs/RUN"
-    )
-    p.add_argument("--mirror", help="s3://BUCKET/runs/RUN_ID: upload checkpoints and logs there")
-    p.add_argument(
-        "--target-acc", type=float, help="stop at this eval accuracy, in (0, 1] (recipe's default)"
-    )
-    p.add_argument("--max-epochs", type=int, help="the schedule's length in epochs (recipe's default)")
-    p.add_argument("--checkpoint-every", type=float, default=600.0, help="seconds between checkpoints")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--batch-size", type=int, help="per-process batch for every phase (the LR follows it)")
-    p.add_argument("--max-steps", type=int, help="stop after this many steps (an eval, then done)")
-    p.add_argument("--log-every", type=int, help="steps between step events (recipe's default)")
-    p.add_argument("--keep", type=int, default=3, help="checkpoints kept, locally and in S3")
-    p.add_argument("--workers", type=int, help="data loader processes per GPU (recipe's default)")
-    p.add_argument("--eval-every", type=int, default=1, help="epochs between evals; 0: only at the end")
-    return p.parse_args(argv)
-
-
-def check_args(args: argparse.Namespace, recipe: Recipe) -> None:
-    """Bad values are refused before anything is written."""
-    if args.target_acc is not None and not 0.0 < args.target_acc <= 1.0:
-        raise TrainerError(
-            f"--target-acc {args.target_acc} is outside (0, 1]", "give an accuracy as a fraction, e.g. 0.94"
-        )
-    for name in ("max_epochs", "batch_size", "max_steps", "log_every", "keep"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise TrainerError(
-                f"--{name.replace('_', '-')} {value} must be at least 1", "give a positive whole number"
-            )
-    if args.eval_every < 0:
-        raise TrainerError(f"--eval-every {args.eval_every} must be 0 or more", "give epochs, e.g. 1")
-    if not args.checkpoint_every > 0:
-        raise TrainerError(
-            f"--checkpoint-every {args.checkpoint_every} must be positive", "give seconds, e.g. 600"
-        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +90,10 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
 
     # --------------------------------------------------------------------------------- Data
     data = load_datasets(recipe.dataset, args.data)
+    if recipe.translate is not None:  # in-memory sets: the recipe's augmentation over the loader's
+        data.train.crop_pad = recipe.translate
+    if recipe.flip is not None:
+        data.train.flip = recipe.flip
     data.train.to(device)
     data.val.to(device)
     sampler = ResumableSampler(len(data.train), ddp.world_size, ddp.rank, args.seed)
@@ -146,6 +107,8 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
 
     # -------------------------------------------------------------------------------- Model
     raw_model = recipe.model(data.num_classes).to(device)
+    if recipe.prepare is not None:  # e.g. a whitening layer computed from training images
+        recipe.prepare(raw_model, data.train)
     use_cuda = device.type == "cuda"
     if use_cuda and recipe.channels_last:
         raw_model = raw_model.to(memory_format=torch.channels_last)
@@ -159,7 +122,15 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
     if ddp.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[ddp.local_rank] if use_cuda else None)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    schedule = OneCycle(recipe.max_lr, recipe.div, recipe.final_div, recipe.pct_start)
+    schedule = OneCycle(
+        recipe.max_lr, recipe.div, recipe.final_div, recipe.pct_start, recipe.moms, recipe.schedule
+    )
+    lookahead = (
+        Lookahead(raw_model, recipe.lookahead_every, recipe.lookahead_decay)
+        if recipe.lookahead_every
+        else None
+    )
+    eval_every = args.eval_every if args.eval_every is not None else recipe.eval_every
 
     # ------------------------------------------------------------------------------- Resume
     mirror = None
@@ -171,20 +142,9 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
         run_dir / "ckpt", events, keep=args.keep, on_complete=mirror.checkpoint if mirror else None
     )
     progress = Progress()
+    stateful = {"model": raw_model, "optimizer": optimizer, "scaler": scaler, "lookahead": lookahead}
     resumed_from = resume(
-        args,
-        ddp,
-        run_dir,
-        events,
-        raw_model,
-        optimizer,
-        scaler,
-        precision,
-        progress,
-        sampler,
-        recipe,
-        phases,
-        epochs,
+        args, ddp, run_dir, events, stateful, precision, progress, sampler, recipe, phases, epochs
     )
     events.write(
         "start",
@@ -216,6 +176,7 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(),  # {} when the scaler is off (bf16, fp32)
                 "precision": precision.name,
+                **({"lookahead": lookahead.state_dict()} if lookahead is not None else {}),
                 "progress": asdict(progress),
                 "world_size": ddp.world_size,
                 "recipe": recipe.name,
@@ -265,7 +226,8 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
             workers=workers,
         )
         for x, y in loader:
-            lr, momentum = schedule((progress.epoch + progress.batch / steps) / epochs)
+            at = (progress.epoch + progress.batch / steps) / epochs  # progress through the schedule
+            lr, momentum = schedule(at)
             set_lr_momentum(optimizer, lr * lr_scale, momentum)
             if use_cuda and recipe.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -275,6 +237,8 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
+            if lookahead is not None:
+                lookahead.step(raw_model, progress.step + 1, at)
             progress.step += 1
             progress.batch += 1
             progress.images_seen += global_batch
@@ -323,9 +287,14 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
                 size=phase.size,
                 batch_size=global_batch,
             )
-        every, last = args.eval_every, progress.epoch + 1 >= epochs
-        if stop_reason or epoch_done and (last or every and (progress.epoch + 1) % every == 0):
-            metrics = evaluate(model, data.val, ddp, recipe, phase.size, autocast, workers, args.seed)
+        final = stop_reason is not None or epoch_done and progress.epoch + 1 >= epochs
+        if final or epoch_done and eval_every and (progress.epoch + 1) % eval_every == 0:
+            if final and lookahead is not None:
+                lookahead.finish(raw_model)  # the weights become their average
+            # The last eval with the recipe's test-time augmentation, at its test size (FixRes).
+            size = round(phase.size * recipe.eval_size_scale) if final else phase.size
+            tta = recipe.tta if final else 0
+            metrics = evaluate(model, data.val, ddp, recipe, size, autocast, workers, args.seed, tta)
             value = metrics.get(recipe.target_metric, metrics["top1"])
             progress.best = max(progress.best, value)
             events.write(
@@ -333,6 +302,8 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
                 epoch=progress.epoch + (1 if epoch_done else progress.batch / steps),
                 step=progress.step,
                 images_seen=progress.images_seen,
+                size=size,
+                tta=tta,
                 **metrics,
             )
             log.info(
@@ -389,14 +360,19 @@ def _run_config(args, epochs, target, phases) -> dict:
 def build_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
     """SGD (Nesterov) or AdamW; BatchNorm parameters and biases get no weight decay when the recipe says so."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if recipe.no_decay_bn_bias:
+    groups = [{"params": params, "weight_decay": recipe.weight_decay}]
+    if recipe.no_decay_bn_bias or recipe.bias_lr_scale != 1.0:
+        # A bias's LR scaled up, its decay down by as much: lr x decay, the shrink a step, stays put.
+        small_decay = 0.0 if recipe.no_decay_bn_bias else recipe.weight_decay / recipe.bias_lr_scale
         groups = [
             {"params": [p for p in params if p.ndim >= 2], "weight_decay": recipe.weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+            {
+                "params": [p for p in params if p.ndim < 2],
+                "weight_decay": small_decay,
+                "lr_scale": recipe.bias_lr_scale,
+            },
         ]
-    else:
-        groups = [{"params": params, "weight_decay": recipe.weight_decay}]
-    lr, momentum = OneCycle(recipe.max_lr)(0.0)
+    lr, momentum = OneCycle(recipe.max_lr, moms=recipe.moms)(0.0)
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.99))
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)

@@ -32,7 +32,7 @@ def test_unknown_recipe_lists_known_ones(trainer, tmp_path) -> None:
     assert out.returncode == 2
     assert (
         "'mnist'" in out.stderr
-        and "cifar10, digits, imagenet" in out.stderr
+        and "cifar10, cifar10_resnet9, digits, imagenet" in out.stderr
         and "Traceback" not in out.stderr
     )
     assert not (tmp_path / "r").exists()  # nothing written for a refused command
