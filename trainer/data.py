@@ -133,7 +133,7 @@ class InMemory:
 
 @dataclass
 class Datasets:
-    train: InMemory | FolderData  # noqa: F821 (defined below)
+    train: InMemory | FolderData  # noqa: F821 (trainer.folder)
     val: InMemory | FolderData  # noqa: F821
     num_classes: int
     description: str  # what was loaded, for the log
@@ -214,114 +214,14 @@ def _require_dir(data_dir: Path | None, recipe: str, layout: str) -> Path:
     return Path(data_dir)
 
 
-# ----------------------------------------------------------------------------------------------------
-# ImageFolder (ImageNet): JPEGs decoded by DataLoader workers, the crop size set by the phase
-IMAGENET_LAYOUT = "ImageFolder directories train/CLASS/*.jpg and val/CLASS/*.jpg (the same classes in both)"
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-class _SeededSamples(torch.utils.data.Dataset):
-    """Decodes and transforms sample i with the torch RNG seeded from (seed, epoch, i), so the
-    augmentation does not depend on which worker draws it or on where a resume started."""
-
-    def __init__(self, samples: list[tuple[str, int]], transform, seed: int, epoch: int) -> None:
-        self.samples, self.transform, self.seed, self.epoch = samples, transform, seed, epoch
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int):
-        from torchvision.datasets.folder import default_loader
-
-        path, label = self.samples[i]
-        image = default_loader(path)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_mix(self.seed, self.epoch, i))
-            return self.transform(image), label
-
-
-@dataclass
-class FolderData:
-    samples: list[tuple[str, int]]
-    train: bool
-    device: torch.device = torch.device("cpu")
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def to(self, device: torch.device) -> FolderData:
-        self.device = device
-        return self
-
-    def transform(self, size: int):
-        from torchvision import transforms as T
-
-        norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-        if self.train:
-            return T.Compose(
-                [T.RandomResizedCrop(size, scale=(0.35, 1.0)), T.RandomHorizontalFlip(), T.ToTensor(), norm]
-            )
-        return T.Compose([T.Resize(int(size * 1.14)), T.CenterCrop(size), T.ToTensor(), norm])
-
-    def loader(
-        self,
-        batches: list[torch.Tensor],
-        *,
-        seed: int,
-        epoch: int,
-        first: int,
-        rank: int,
-        size: int,
-        train: bool,
-        workers: int = 0,
-    ) -> Iterator[Batch]:
-        dataset = _SeededSamples(self.samples, self.transform(size), seed, epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_sampler=[b.tolist() for b in batches],
-            num_workers=workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(seed),
-        )
-        for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
-
-def load_imagenet(data_dir: Path | None) -> Datasets:
-    """ImageFolder train/ and val/ under --data; the classes must match."""
-    root = _require_dir(data_dir, "imagenet", IMAGENET_LAYOUT)
-    from torchvision.datasets import ImageFolder
-
-    found = {}
-    for split in ("train", "val"):
-        try:
-            found[split] = ImageFolder(str(root / split))
-        except (FileNotFoundError, OSError) as err:
-            raise TrainerError(
-                f"--data {root}: {split}/ is not usable ({err}); expected {IMAGENET_LAYOUT}",
-                "point --data at the directory that holds train/ and val/",
-            ) from None
-    if found["train"].classes != found["val"].classes:
-        raise TrainerError(
-            f"--data {root}: train/ has {len(found['train'].classes)} classes and val/ has "
-            f"{len(found['val'].classes)}, or their names differ; expected {IMAGENET_LAYOUT}",
-            "give val/ the same class directories as train/",
-        )
-    train, val = found["train"], found["val"]
-    return Datasets(
-        FolderData(train.samples, True),
-        FolderData(val.samples, False),
-        len(train.classes),
-        f"imagenet: {len(train)} train, {len(val)} val images, {len(train.classes)} classes from {root}",
-    )
-
-
 def load_datasets(dataset: str, data_dir: Path | None) -> Datasets:
     if dataset == "digits":
         return load_digits()
     if dataset == "cifar10":
         return load_cifar10(data_dir)
     if dataset == "imagenet":
+        from trainer.folder import load_imagenet
+
         return load_imagenet(data_dir)
     raise TrainerError(
         f"unknown dataset {dataset!r}", "a recipe's dataset is one of digits, cifar10, imagenet"
