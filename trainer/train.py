@@ -231,12 +231,7 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
             set_lr_momentum(optimizer, lr * lr_scale, momentum)
             if use_cuda and recipe.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                loss = criterion(model(x), y)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            loss = train_step(model, x, y, criterion, optimizer, autocast, scaler)
             if lookahead is not None:
                 lookahead.step(raw_model, progress.step + 1, at)
             progress.step += 1
@@ -355,6 +350,18 @@ def _run_config(args, epochs, target, phases) -> dict:
         "mirror": args.mirror,
         "resume": args.resume,
     }
+
+
+def train_step(model, x, y, criterion, optimizer, autocast, scaler) -> torch.Tensor:
+    """One optimizer step; bench/gpu.py times this same function. The scaler is a pass-through unless
+    the precision is fp16, so there is no branch on the dtype."""
+    with autocast:
+        loss = criterion(model(x), y)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
 
 
 def build_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
