@@ -105,5 +105,7 @@ def compile_model(model: torch.nn.Module, phases: list) -> None:
     import torch._dynamo
 
     graphs = 4 * len(phases) + 4  # per size: train, eval, a short last eval batch; plus FixRes/TTA evals
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, graphs)
+    config = torch._dynamo.config  # the limit was called cache_size_limit before PyTorch 2.6
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), graphs))
     model.compile(dynamic=False)

@@ -120,3 +120,15 @@ def test_fp16_checkpoint_resumes_under_fp16_with_its_scale(tmp_path) -> None:
     scaler.update(new_scale=123.0)
     restore_state(files, model, optimizer, scaler, Progress(), rank=0)
     assert scaler.get_scale() == files["state.pt"]["scaler"]["scale"]
+
+
+def test_compile_is_in_place_so_checkpoints_keep_their_keys() -> None:
+    """`--compile` compiles the module itself (before any DDP wrap): state_dict keys carry no
+    `_orig_mod.` prefix, so a compiled run's checkpoint loads into an uncompiled model and back."""
+    from trainer.precision import compile_model
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    keys = list(model.state_dict())
+    compile_model(model, phases=[object()] * 3)  # compiles lazily, at the first call
+    assert list(model.state_dict()) == keys and not any("_orig_mod" in k for k in keys)
+    assert torch._dynamo.config.recompile_limit >= 16  # one static graph per size, train and eval
