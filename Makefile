@@ -23,9 +23,10 @@ test: install
 	$(BIN)/python -m pytest
 
 # The whole flow on this machine, no AWS account: a dry-run launch of the digits recipe, one spot
-# interruption injected at half the schedule, an automatic resume on a new instance, then the cost.
+# interruption injected at training step 30 (mid-epoch 2, before the target can be reached on any
+# machine), an automatic resume on a new instance, then the cost.
 demo: install
-	$(BIN)/spotrain launch --dry-run --recipe digits --inject-interruption 50% --auto-resume -y
+	$(BIN)/spotrain launch --dry-run --recipe digits --inject-interruption step:30 --auto-resume -y
 	$(BIN)/spotrain cost
 
 # The trainer alone, here, from scratch (no controller).

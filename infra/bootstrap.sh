@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# spotrain's user data for a PyTorch Deep Learning AMI: pick the PyTorch environment, prepare the
-# data directory, then write the ready marker the controller waits for (over SSH: `test -f READY`).
+# spotrain's user data for a Deep Learning AMI: pick (or install) the PyTorch environment, check that
+# torch can use every GPU, prepare the data directory, then write the ready marker the controller
+# waits for (over SSH: `test -f READY`). Any failure writes the failure marker with its reason instead:
+# an instance whose driver or torch cannot run its GPUs must never train quietly on its CPUs.
 #
 # The controller prepends `export NAME=value` lines for the run; everything has a default, and every
 # path and outside command can be overridden so a test can run this in a temporary root:
@@ -10,7 +12,13 @@
 #   SPOTRAIN_DATA_DEVICE  the snapshot volume's device        /dev/sdf (or its NVMe name)
 #   SPOTRAIN_DEV_DIR      where devices are looked up         /dev
 #   SPOTRAIN_PYTHON       the Python to train with            /opt/pytorch/bin/python, else conda's
-#   SPOTRAIN_AWS, SPOTRAIN_MOUNT, SPOTRAIN_MOUNTPOINT, SPOTRAIN_NVME   the commands used
+#   SPOTRAIN_TORCH_PIP    pip requirements for a torch venv   (none: the image's own torch)
+#   SPOTRAIN_VENV         where that venv goes                $SPOTRAIN_BOOT_DIR/venv
+#   SPOTRAIN_BASE_PYTHONS the Pythons to build it from        python3.12 python3.11 python3.10
+#   SPOTRAIN_GPUS         GPUs torch must see (0: no check)   0
+#   SPOTRAIN_LOGIN_USER   who owns the data directory         ubuntu (if that user exists)
+#   SPOTRAIN_AWS, SPOTRAIN_MOUNT, SPOTRAIN_MOUNTPOINT, SPOTRAIN_NVME, SPOTRAIN_NVIDIA_SMI,
+#   SPOTRAIN_CHOWN        the commands used
 # Idempotent: run again, it finds each step done and leaves the same files behind.
 set -euo pipefail
 
@@ -22,7 +30,47 @@ AWS="${SPOTRAIN_AWS:-aws}"
 MOUNT="${SPOTRAIN_MOUNT:-mount}"
 MOUNTPOINT="${SPOTRAIN_MOUNTPOINT:-mountpoint}"
 NVME="${SPOTRAIN_NVME:-nvme}"
+NVIDIA_SMI="${SPOTRAIN_NVIDIA_SMI:-nvidia-smi}"
+CHOWN="${SPOTRAIN_CHOWN:-chown}"
+TORCH_PIP="${SPOTRAIN_TORCH_PIP:-}"
+VENV="${SPOTRAIN_VENV:-$BOOT_DIR/venv}"
+BASE_PYTHONS="${SPOTRAIN_BASE_PYTHONS:-python3.12 python3.11 python3.10}"
+GPUS="${SPOTRAIN_GPUS:-0}"
+LOGIN_USER="${SPOTRAIN_LOGIN_USER:-ubuntu}"
 READY="$BOOT_DIR/ready"
+
+# Does torch see the GPUs, and does it carry kernels for them? A cubin for sm_XY runs on a GPU of the
+# same major version and minor >= Y (so sm_86 kernels run an Ada sm_89); PTX for compute_XY is JIT-
+# compiled for any GPU of XY or newer (NVIDIA's CUDA compatibility guide).
+TORCH_CHECK='
+import sys
+want = int(sys.argv[1])
+try:
+    import torch
+except Exception as err:
+    sys.exit(f"import torch failed: {err}")
+if not torch.cuda.is_available():
+    sys.exit(f"torch {torch.__version__} sees no CUDA device (torch.cuda.is_available() is False)")
+count = torch.cuda.device_count()
+if count < want:
+    sys.exit(f"torch {torch.__version__} sees {count} of the {want} GPUs")
+archs = torch.cuda.get_arch_list()
+def runs(arch, major, minor):
+    kind, _, digits = arch.partition("_")
+    digits = digits.rstrip("abcdefghijklmnopqrstuvwxyz")
+    if not digits.isdigit() or len(digits) < 2:
+        return False
+    a_major, a_minor = int(digits[:-1]), int(digits[-1])
+    if kind == "sm":
+        return a_major == major and a_minor <= minor
+    return kind == "compute" and (a_major, a_minor) <= (major, minor)
+for i in range(count):
+    major, minor = torch.cuda.get_device_capability(i)
+    if not any(runs(a, major, minor) for a in archs):
+        sys.exit(f"torch {torch.__version__} has no kernels for sm_{major}{minor} (GPU {i}, "
+                 f"{torch.cuda.get_device_name(i)}); its arch list is {archs}")
+print(f"torch {torch.__version__} sees {count} GPUs, sm_{major}{minor}, arch list {archs}")
+'
 
 log() { printf '%s bootstrap: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$BOOT_DIR/bootstrap.log"; }
 fail() { log "FAILED: $*"; printf '%s\n' "$*" >"$BOOT_DIR/failed"; exit 1; }
@@ -37,6 +85,47 @@ pick_python() {
     fi
   done
   return 1
+}
+
+# An image without PyTorch (the proprietary-driver base image for Volta): a venv with the pinned
+# torch, built once per instance; a rerun with the same requirements finds it done.
+install_torch() {
+  local done_marker="$BOOT_DIR/torch.done" base="" candidate
+  if [ -f "$done_marker" ] && [ "$(cat "$done_marker")" = "$TORCH_PIP" ] && [ -x "$VENV/bin/python" ]; then
+    log "torch venv already at $VENV"
+    return 0
+  fi
+  for candidate in $BASE_PYTHONS; do
+    if command -v "$candidate" >/dev/null 2>&1; then
+      base="$(command -v "$candidate")"
+      break
+    fi
+  done
+  [ -n "$base" ] || fail "no Python to build the torch venv from (looked for: $BASE_PYTHONS)"
+  "$base" -m venv "$VENV" || fail "cannot create a venv at $VENV with $base"
+  # shellcheck disable=SC2086  # TORCH_PIP is a list of requirements, one word each
+  "$VENV/bin/python" -m pip install --quiet --no-cache-dir $TORCH_PIP >>"$BOOT_DIR/bootstrap.log" 2>&1 ||
+    fail "cannot install $TORCH_PIP into $VENV (see bootstrap.log)"
+  printf '%s\n' "$TORCH_PIP" >"$done_marker"
+  log "installed $TORCH_PIP into $VENV"
+}
+
+check_gpus() {
+  local python="$1" listed count out
+  listed="$("$NVIDIA_SMI" -L 2>&1)" ||
+    fail "nvidia-smi failed, so the NVIDIA driver is not running these GPUs: $(printf '%s' "$listed" | head -c 300)"
+  count="$(printf '%s\n' "$listed" | grep -c '^GPU ' || true)"
+  [ "$count" -ge "$GPUS" ] || fail "nvidia-smi lists $count GPUs, but this instance type has $GPUS"
+  out="$("$python" -c "$TORCH_CHECK" "$GPUS" 2>&1)" || fail "$(printf '%s' "$out" | tail -n 1)"
+  log "gpus: $out"
+}
+
+# The trainer runs as the login user, so the data directory must be theirs (a recipe that downloads
+# its own data writes there). A read-only snapshot is left as it is.
+own() {
+  if id "$LOGIN_USER" >/dev/null 2>&1; then
+    "$CHOWN" -R "$LOGIN_USER:" "$1" || fail "cannot give $1 to $LOGIN_USER"
+  fi
 }
 
 default_data_dir() {
@@ -82,6 +171,7 @@ download() {
   fi
   mkdir -p "$data_dir"
   "$AWS" s3 sync --only-show-errors "$DATA_S3" "$data_dir" || fail "cannot copy $DATA_S3 to $data_dir"
+  own "$data_dir"
   printf '%s\n' "$DATA_S3" >"$done_marker"
   log "copied $DATA_S3 to $data_dir"
 }
@@ -90,7 +180,15 @@ main() {
   mkdir -p "$BOOT_DIR"
   log "start"
   local python data_dir source tmp
-  python="$(pick_python)" || fail "no PyTorch environment (/opt/pytorch/bin/python or conda's pytorch env)"
+  if [ -n "$TORCH_PIP" ]; then
+    install_torch
+    python="$VENV/bin/python"
+  else
+    python="$(pick_python)" || fail "no PyTorch environment (/opt/pytorch/bin/python or conda's pytorch env)"
+  fi
+  if [ "$GPUS" -gt 0 ]; then
+    check_gpus "$python"
+  fi
   data_dir="${SPOTRAIN_DATA_DIR:-$(default_data_dir)}"
   if [ -n "$DATA_S3" ]; then
     download "$data_dir"
@@ -99,6 +197,7 @@ main() {
     source="snapshot"
   else
     mkdir -p "$data_dir"
+    own "$data_dir"
     source="none"
     log "no data source: the recipe downloads its own data into $data_dir"
   fi

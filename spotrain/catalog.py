@@ -22,15 +22,29 @@ class GpuModel:
     memory_gib: int  # per GPU
     peak_tflops: float  # dense fp16/bf16 tensor, per GPU
     compute_capability: tuple[int, int]  # decides which CUDA (and so which Deep Learning AMI) runs it
+    architecture: str  # NVIDIA's name for the generation: Volta, Turing, Ampere, Ada, Hopper
+
+    @property
+    def sm(self) -> str:
+        """The CUDA target a torch build must carry kernels for, e.g. 'sm_70' for a V100."""
+        return "sm_{}{}".format(*self.compute_capability)
+
+    @property
+    def needs_proprietary_driver(self) -> bool:
+        """NVIDIA's open kernel modules (the "OSS Nvidia Driver" AMIs) support Turing (7.5) and newer
+        only; its driver install guide says the proprietary driver is required for Maxwell, Pascal
+        and Volta. AWS's DLAMI page "Important NVIDIA driver changes" splits the AMIs the same way."""
+        return self.compute_capability < (7, 5)
 
 
-V100 = GpuModel("V100", 16, 125.0, (7, 0))
-V100_32 = GpuModel("V100", 32, 125.0, (7, 0))
-T4 = GpuModel("T4", 16, 65.0, (7, 5))
-A10G = GpuModel("A10G", 24, 70.0, (8, 6))  # AWS's lower-clocked A10: half the A10's 125
-L4 = GpuModel("L4", 24, 121.0, (8, 9))
-A100 = GpuModel("A100", 40, 312.0, (8, 0))
-H100 = GpuModel("H100", 80, 989.0, (9, 0))
+V100 = GpuModel("V100", 16, 125.0, (7, 0), "Volta")
+V100_32 = GpuModel("V100", 32, 125.0, (7, 0), "Volta")
+T4 = GpuModel("T4", 16, 65.0, (7, 5), "Turing")
+A10G = GpuModel("A10G", 24, 70.0, (8, 6), "Ampere")  # AWS's lower-clocked A10: half the A10's 125
+L4 = GpuModel("L4", 24, 121.0, (8, 9), "Ada")
+L40S = GpuModel("L40S", 48, 362.0, (8, 9), "Ada")
+A100 = GpuModel("A100", 40, 312.0, (8, 0), "Ampere")
+H100 = GpuModel("H100", 80, 989.0, (9, 0), "Hopper")
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,8 @@ _TYPES = [
     InstanceType("g5.48xlarge", 8, A10G, 192, 768, 16.288),
     InstanceType("g6.xlarge", 1, L4, 4, 16, 0.8048),
     InstanceType("g6.12xlarge", 4, L4, 48, 192, 4.6016),
+    InstanceType("g6e.xlarge", 1, L40S, 4, 32, 1.861),
+    InstanceType("g6e.12xlarge", 4, L40S, 48, 384, 10.493),
     InstanceType("p4d.24xlarge", 8, A100, 96, 1152, 21.9576),
     InstanceType("p5.48xlarge", 8, H100, 192, 2048, 55.04),
 ]
@@ -124,6 +140,14 @@ RECIPES: dict[str, RecipeDefaults] = {
         # The small CNN on 8x8 digits: about 1.3 MFLOPs forward; it runs anywhere, the dry-run on a CPU.
         RecipeDefaults("digits", "g4dn.xlarge", 120, "top1", 0.98, 3 * 1.3e6, 1_437, 5, 0.001),
     ]
+}
+
+
+# What `--data` must hold for the recipes that read it (trainer/data.py's layouts); digits brings its own.
+# A launch without it is refused here: the trainer would exit 2 on an instance already billed.
+DATA_LAYOUT: dict[str, str] = {
+    "imagenet": "ImageFolder directories train/CLASS/*.jpg and val/CLASS/*.jpg",
+    "cifar10": "the CIFAR-10 python batches (data_batch_1 .. data_batch_5, test_batch)",
 }
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -22,7 +24,7 @@ def cli() -> None:
 
     \b
     Examples:
-      spotrain launch --dry-run --recipe digits --inject-interruption 50% --auto-resume -y   # no AWS
+      spotrain launch --dry-run --recipe digits --inject-interruption step:30 --auto-resume -y   # no AWS
       spotrain init                                                   # once per account and region
       spotrain launch --instance p3.16xlarge --recipe imagenet --data snap-0abc --auto-resume
       spotrain status
@@ -141,7 +143,10 @@ def _print_event(console):
     "--dry-run", is_flag=True, default=None, help="The whole flow on this machine: moto, local instances."
 )
 @click.option(
-    "--inject-interruption", "inject", multiple=True, help="Dry-run: interrupt attempt N at AT (20s or 50%)."
+    "--inject-interruption",
+    "inject",
+    multiple=True,
+    help="Dry-run: interrupt the next attempt at AT: step:30, 50% (of the steps) or 20s (repeatable).",
 )
 @click.option("--boot-delay", type=float, help="Dry-run: simulated boot seconds (default 2).")
 @click.option("-y", "--yes", is_flag=True, help="Launch without asking.")
@@ -151,10 +156,11 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
     \b
     Examples:
       spotrain launch --instance p3.16xlarge --recipe imagenet --data snap-0abc --auto-resume
-      spotrain launch --dry-run --recipe digits --inject-interruption 50% --auto-resume -y
+      spotrain launch --dry-run --recipe digits --inject-interruption step:30 --auto-resume -y
 
     Ctrl-C leaves the run going on its instance; `spotrain resume RUN` watches it again.
-    Exit status: 0 the run succeeded, 75 interrupted (resume it), 1 failed or cancelled, 2 bad input.
+    Exit status: 0 the run succeeded, 75 interrupted (resume it), 1 failed, 2 bad input, 3 cancelled
+    by `spotrain down`, 130 Ctrl-C (the run goes on).
     """
     from spotrain import controller
     from spotrain.config import load_spec
@@ -175,8 +181,9 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
             raise click.exceptions.Abort()
         run_id = controller.create_run(ctl, spec, plan)
         console.print(f"run {run_id}")
-        outcome = controller.launch(ctl, run_id, on_event=_print_event(console))
-        console.print(f"run {run_id}: {outcome.state.value} ({outcome.reason})")
+        with _watching(console, run_id):
+            outcome = controller.launch(ctl, run_id, on_event=_print_event(console))
+        console.print(_outcome_line(run_id, outcome), markup=False, highlight=False)
         from spotrain.bill import run_bill
 
         console.print(cost_table(run_bill(ctl.store, run_id)))
@@ -185,14 +192,45 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
     _exit_for(outcome)
 
 
+EXIT_FAILED, EXIT_CANCELLED, EXIT_INTERRUPTED, EXIT_CTRL_C = 1, 3, 75, 130
+
+
+@contextlib.contextmanager
+def _watching(console, run_id: str) -> Iterator[None]:
+    """Ctrl-C stops the watching, not the run: say so, and how to go on; exit 130 (128 + SIGINT)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(
+            f"\nstopped watching; run {run_id} goes on without this terminal.\n"
+            f"  watch it:   spotrain logs {run_id} -f   (or spotrain status {run_id})\n"
+            f"  resume it:  spotrain resume {run_id}   (watches it again; relaunches after an interruption)\n"
+            f"  stop it:    spotrain down {run_id}",
+            markup=False,
+            highlight=False,
+        )
+        sys.exit(EXIT_CTRL_C)
+
+
 def _exit_for(outcome) -> None:
-    """0 succeeded; 75 interrupted and waiting for `spotrain resume`; 1 failed or cancelled."""
+    """0 succeeded; 75 interrupted and waiting for `spotrain resume`; 1 failed; 3 cancelled (by
+    `spotrain down`, from here or another terminal)."""
     from spotrain.store import RunState
 
     if outcome.state == RunState.INTERRUPTED:
-        sys.exit(75)
+        sys.exit(EXIT_INTERRUPTED)
+    if outcome.state == RunState.CANCELLED:
+        sys.exit(EXIT_CANCELLED)
     if outcome.state != RunState.SUCCEEDED:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
+
+
+def _outcome_line(run_id: str, outcome) -> str:
+    from spotrain.store import RunState
+
+    if outcome.state == RunState.CANCELLED:
+        return f"run {run_id}: {outcome.reason}"
+    return f"run {run_id}: {outcome.state.value} ({outcome.reason})"
 
 
 def _print_report(console, ctl, run_id: str) -> None:
@@ -273,8 +311,9 @@ def resume(run_id: str) -> None:
 
     console = _console()
     with controller.controller_for_run(run_id) as ctl:
-        outcome = ctl.orchestrator(_print_event(console)).resume(run_id)
-        console.print(f"run {run_id}: {outcome.state.value} ({outcome.reason})")
+        with _watching(console, run_id):
+            outcome = ctl.orchestrator(_print_event(console)).resume(run_id)
+        console.print(_outcome_line(run_id, outcome), markup=False, highlight=False)
         console.print(cost_table(run_bill(ctl.store, run_id)))
     _exit_for(outcome)
 
@@ -426,9 +465,15 @@ def main(argv: list[str] | None = None) -> None:
         if err.hint:
             click.echo(f"hint: {err.hint}", err=True)
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as err:
+        if isinstance(err.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("interrupted (Ctrl-C)", err=True)
+            sys.exit(EXIT_CTRL_C)
         click.echo("aborted", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted (Ctrl-C)", err=True)
+        sys.exit(EXIT_CTRL_C)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)

@@ -37,8 +37,16 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 _SNAPSHOT = re.compile(r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")
 _AMI = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_INTERRUPTION = re.compile(r"^(\d+(?:\.\d+)?)(s|%)$")
+_INTERRUPTION = re.compile(r"^(?:(\d+(?:\.\d+)?)(s|%)|step:([1-9]\d*))$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min)?$")
+
+# A spec is a page of settings. These bounds refuse, before anything is launched, what would exhaust
+# this machine (a 1 GB file, an alias bomb, nesting deep enough to overflow the stack) or the
+# instance (an environment larger than a command line may carry).
+SPEC_FILE_MAX_BYTES = 1 << 20
+YAML_MAX_DEPTH = 32
+ENV_MAX_VARIABLES = 256
+ENV_MAX_BYTES = 64 << 10  # names and values together
 
 
 class Settings(BaseModel):
@@ -94,12 +102,13 @@ EXPECTED: dict[str, str] = {
     "includes": "paths of files or directories to send to the instance",
     "env": "a map of environment variable names to values (KEY=VALUE,... from the environment)",
     "ami": "an AMI id: ami- and 8 or 17 hex digits",
-    "ssh_cidr": "an IP network such as 203.0.113.7/32",
+    "ssh_cidr": "an IPv4 network such as 203.0.113.7/32",
     "target_acc": "an accuracy above 0 and at most 1, e.g. 0.94",
     "max_epochs": "a whole number of epochs, 1 or more",
     "seed": "a whole number, 0 or more",
     "dry_run": "true or false",
-    "inject_interruptions": "times such as 20s (after training started) or 50% (of the schedule)",
+    "inject_interruptions": "step:30 (after training step 30), 50% (of the schedule's steps) "
+    "or 20s (after training started)",
     "boot_delay_s": "a number of seconds, 0 or more",
     "state_dir": "a directory path",
     "profile": "an AWS profile name",
@@ -114,10 +123,10 @@ def _region(v: str) -> str:
 
 
 def _interruption(v: str) -> str:
-    m = _INTERRUPTION.match(v.strip())
+    m = _INTERRUPTION.match(v.strip().lower())
     if not m or (m.group(2) == "%" and not 0 < float(m.group(1)) < 100):
         raise ValueError(EXPECTED["inject_interruptions"] + "; a share must be above 0% and below 100%")
-    return v.strip()
+    return v.strip().lower()
 
 
 Region = Annotated[str, AfterValidator(_region)]
@@ -134,8 +143,9 @@ class RunSpec(BaseModel):
     nodes: int = Field(1, ge=1)  # instances; each runs one torchrun with every GPU it has
     regions: list[Region] = Field(["us-east-1"], min_length=1)  # searched in order for the cheapest zone
     zones: list[str] = []  # empty: any zone of `regions`
-    max_price: float | None = Field(None, gt=0)  # $/h: never pay more than this for the spot price
-    budget: float | None = Field(None, gt=0)  # $: stop when spent + projected would pass it
+    # $/h: never pay more than this for the spot price (finite: inf would be no limit at all)
+    max_price: float | None = Field(None, gt=0, allow_inf_nan=False)
+    budget: float | None = Field(None, gt=0, allow_inf_nan=False)  # $: stop when spent + projected passes it
     max_attempts: int = Field(10, ge=1)  # instances, interruptions included
     auto_resume: bool = False  # relaunch after an interruption without asking
     checkpoint_every: Literal["auto"] | float = "auto"  # seconds; auto = Young's interval
@@ -145,12 +155,12 @@ class RunSpec(BaseModel):
     env: dict[str, str] = {}  # set for the trainer; secret-looking values never reach the state DB
     ami: str | None = None  # overrides the Deep Learning AMI lookup
     ssh_cidr: str | None = None  # who may SSH in; None: this machine's public /32
-    target_acc: float | None = Field(None, gt=0, le=1)  # None: the recipe's target
+    target_acc: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)  # None: the recipe's target
     max_epochs: int | None = Field(None, ge=1)  # None: the recipe's schedule
     seed: int = Field(0, ge=0)
     dry_run: bool = False  # run on this machine against cloud/local.py
-    inject_interruptions: list[Interruption] = []  # dry-run only: "20s" or "50%", one per attempt in order
-    boot_delay_s: float = Field(2.0, ge=0)  # dry-run only: simulated boot time
+    inject_interruptions: list[Interruption] = []  # dry-run only: step:N, P% or Ns, one per attempt
+    boot_delay_s: float = Field(2.0, ge=0, allow_inf_nan=False)  # dry-run only: simulated boot time
 
     @model_validator(mode="before")
     @classmethod
@@ -221,8 +231,13 @@ class RunSpec(BaseModel):
         if isinstance(v, dict):  # YAML gives numbers and booleans; the trainer's environment wants text
             v = {k: str(x).lower() if isinstance(x, bool) else x for k, x in v.items()}
             v = {k: str(x) if isinstance(x, int | float) else x for k, x in v.items()}
-            if not all(isinstance(k, str) and _ENV_NAME.match(k) for k in v):
-                raise ValueError(EXPECTED["env"])
+            bad = [k for k in v if not (isinstance(k, str) and _ENV_NAME.match(k))]
+            if bad:
+                raise ValueError(
+                    f"{EXPECTED['env']}; names such as LR or WANDB_PROJECT: a letter or _, then letters,"
+                    f" digits or _ ({_show(bad[0])} is not one)"
+                )
+            _env_bounds(v)
         return v
 
     @field_validator("ami")
@@ -238,9 +253,21 @@ class RunSpec(BaseModel):
         if v is None:
             return v
         try:
-            return str(ipaddress.ip_network(v, strict=True))
+            net = ipaddress.ip_network(v, strict=True)
         except ValueError:
             raise ValueError(EXPECTED["ssh_cidr"] + " (with no host bits set)") from None
+        if net.version == 6:  # default VPCs give instances no IPv6 address: the rule would admit no one
+            raise ValueError(EXPECTED["ssh_cidr"] + "; IPv6 cannot reach an instance in a default VPC")
+        return str(net)
+
+    @model_validator(mode="after")
+    def _data_for_the_recipe(self) -> RunSpec:
+        needs = catalog.DATA_LAYOUT.get(self.recipe)
+        if needs and self.data is None:
+            raise ValueError(
+                f"data: missing; recipe {self.recipe} needs data: {EXPECTED['data']} holding {needs}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _zones_in_regions(self) -> RunSpec:
@@ -283,22 +310,7 @@ def load_spec(file: Path | None, flags: dict[str, Any], env: Mapping[str, str] =
 
 
 def _read_yaml(file: Path) -> dict[str, Any]:
-    try:
-        text = Path(file).read_text()
-    except OSError as e:
-        raise SpotrainError(
-            f"cannot read the spec file {file}: {e.strerror}", "check the path given to -f"
-        ) from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise SpotrainError(
-            f"{file} is not valid YAML{where}: {problem}",
-            "a spec is a YAML mapping of field: value, e.g. 'recipe: digits'",
-        ) from None
+    doc = _parse_yaml(file, _read_text(file))
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -313,6 +325,87 @@ def _read_yaml(file: Path) -> dict[str, Any]:
     if isinstance(includes, list):
         out["includes"] = [str(Path(file).parent / p) if isinstance(p, str) else p for p in includes]
     return out
+
+
+def _read_text(file: Path) -> str:
+    """The file's text: at most SPEC_FILE_MAX_BYTES, UTF-8. Read in one bounded call, so that a FIFO
+    or /dev/zero given to -f is refused as too large rather than read forever."""
+    hint = "a spec is a short YAML text file of field: value lines, e.g. 'recipe: digits'"
+    try:
+        with open(file, "rb") as f:
+            raw = f.read(SPEC_FILE_MAX_BYTES + 1)
+            size = os.fstat(f.fileno()).st_size
+    except OSError as e:
+        raise SpotrainError(
+            f"cannot read the spec file {file}: {e.strerror}", "check the path given to -f"
+        ) from None
+    if len(raw) > SPEC_FILE_MAX_BYTES:
+        raise SpotrainError(
+            f"the spec file {file} is over 1 MB ({max(size, len(raw))} bytes); a spec holds at most"
+            f" {SPEC_FILE_MAX_BYTES} bytes",
+            "send large files with includes, or put them in S3 and pass their location in env",
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpotrainError(
+            f"the spec file {file} is not UTF-8 text (byte {e.start} is {raw[e.start : e.start + 1]!r})",
+            hint + "; check that -f names the YAML file, not a binary one",
+        ) from None
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, minus aliases and deep nesting. An alias makes a node shared, so a few
+    lines (`&a [*b, *b, ...]` nested ten deep) stand for 10^10 values, which pydantic and every
+    message would then walk; and the composer recurses once per level of nesting. A spec needs
+    neither, so both are refused where they are met, before anything is built."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            raise _Refused(
+                mark,
+                "YAML aliases (*name) are not allowed in a spec",
+                "write the value out where it is used (no &anchor and *alias), as plain field: value lines",
+            )
+        if self._depth >= YAML_MAX_DEPTH:
+            raise _Refused(
+                mark,
+                f"values nested more than {YAML_MAX_DEPTH} deep are not allowed",
+                "a spec's values are numbers, text, lists of text and one env map",
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _Refused(Exception):
+    def __init__(self, mark: Any, problem: str, hint: str) -> None:
+        super().__init__(problem)
+        self.mark, self.problem, self.hint = mark, problem, hint
+
+
+def _parse_yaml(file: Path, text: str) -> Any:
+    loader = _SpecLoader(text)
+    try:
+        return loader.get_single_data()
+    except _Refused as e:
+        where = f"line {e.mark.line + 1}, column {e.mark.column + 1}"
+        raise SpotrainError(f"{file}: {where}: {e.problem}", e.hint) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise SpotrainError(
+            f"{file} is not valid YAML{where}: {problem}",
+            "a spec is a YAML mapping of field: value, e.g. 'recipe: digits'",
+        ) from None
+    finally:
+        loader.dispose()
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -354,7 +447,8 @@ def _spec_error(e: ValidationError, sources: Mapping[str, str], what: str) -> Sp
         if not field:  # a model-level rule: its message starts with the field's name
             lines.append(rule)
             field = rule.split(":", 1)[0]
-            hints.append(sources.get(field, f"fix {field}"))
+            given = f"give {field} in the YAML file, as {ENV_PREFIX}{field.upper()} or as --{field}"
+            hints.append(sources.get(field, given))
             continue
         lines.append(f"{field}: {_show(err.get('input'))} is not allowed; expected {rule}")
         hints.append(sources.get(field, f"fix {field}"))
@@ -374,10 +468,32 @@ def _env_map(v: Any) -> Any:
     return v
 
 
-def _show(value: Any) -> str:
+def _env_bounds(env: Mapping[Any, Any]) -> None:
+    """What the trainer's environment may hold: it travels on one command line to the instance (a
+    Linux argument is at most 128 KiB) and is the environment of every process there."""
+    if len(env) > ENV_MAX_VARIABLES:
+        raise ValueError(
+            f"at most {ENV_MAX_VARIABLES} variables (this one has {len(env)}); "
+            "put settings in a file sent with includes"
+        )
+    for k, x in env.items():
+        if isinstance(x, str) and "\x00" in x:
+            raise ValueError(f"values with no NUL character ({k} has one)")
+    size = sum(len(str(k).encode()) + len(str(x).encode(errors="replace")) + 2 for k, x in env.items())
+    if size > ENV_MAX_BYTES:
+        raise ValueError(
+            f"at most {ENV_MAX_BYTES >> 10} KiB of names and values (this one has {size / 1024:.1f} KiB);"
+            " put large values in a file sent with includes, or in S3, and pass its path"
+        )
+
+
+def _show(value: Any, limit: int = 120) -> str:
+    """A value as a message shows it: whole when short, else its start (a 50 MB map is not printed)."""
     if isinstance(value, str):
-        return value if value and not any(c.isspace() for c in value) else repr(value)
-    return repr(value) if not isinstance(value, Path) else str(value)
+        text = value if value and not any(c.isspace() for c in value) else repr(value)
+    else:
+        text = repr(value) if not isinstance(value, Path) else str(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _did_you_mean(word: Any, choices: Any) -> str:

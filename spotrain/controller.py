@@ -179,11 +179,11 @@ def attempt_log(
             f"wait for its instance to start: `spotrain status {run_id}`",
         )
     numbers = [a.number for a in attempts]
-    number = attempt or numbers[-1]
+    number = numbers[-1] if attempt is None else attempt  # 0 is a number asked for, not "the newest"
     if number not in numbers:
         raise SpotrainError(
-            f"run {run_id} has no attempt {number}; it has {', '.join(map(str, numbers))}",
-            "pass one of those to --attempt",
+            f"run {run_id} has no attempt {number}; its attempts are {numbers[0]} to {numbers[-1]}",
+            f"pass --attempt N with N from {numbers[0]} to {numbers[-1]}, or leave it out for the newest",
         )
     record = attempts[numbers.index(number)]
     kept = log_path(ctl.state_dir, run_id, number)

@@ -18,6 +18,7 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,19 @@ def find_outputs(
         return None
     _save(region, stack_name, _outputs(stack), home)
     return _outputs(stack)
+
+
+def find_instance_profile(
+    sess: boto3.Session, *, regions: Sequence[str], home: Path | None = None
+) -> str | None:
+    """The instance profile of spotrain's stack in the first of `regions` that has one. IAM is global
+    (an instance profile is not a regional resource), so a stack made by `spotrain init` in any region
+    the run may use gives a role that instances launched in every other region can take."""
+    for region in regions:
+        found = find_outputs(sess, region=region, home=home)
+        if found is not None:
+            return found.instance_profile_arn
+    return None
 
 
 def outputs(

@@ -6,7 +6,6 @@ kill-and-resume tests use."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shlex
 import signal
@@ -96,6 +95,8 @@ def log_path(state_dir: Path, run_id: str, attempt: int) -> Path:
 @contextlib.contextmanager
 def run_lock(state_dir: Path, run_id: str) -> Iterator[None]:
     """One controller per run: an exclusive lock file in the state directory, released on exit (or death)."""
+    import fcntl  # POSIX only: imported here so that the controller still imports on Windows
+
     locks = Path(state_dir) / "locks"
     locks.mkdir(parents=True, exist_ok=True)
     with open(locks / f"{run_id}.lock", "a+") as f:

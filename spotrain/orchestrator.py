@@ -36,7 +36,9 @@ from spotrain.remote import (
 )
 from spotrain.store import TERMINAL, RunState, Store
 
-EXIT_DONE, EXIT_INTERRUPTED = 0, 75
+EXIT_DONE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 69, 75  # the trainer's contract (trainer/__init__.py)
+MAX_RESTARTS = 3  # an attempt starts a trainer that could not reach S3 again at most this often
+CANCELLED_BY_DOWN = "cancelled by `spotrain down`"
 OnEvent = Callable[[dict[str, Any]], None]
 
 
@@ -78,7 +80,12 @@ class Orchestrator:
                     run = self.store.get_run(run_id)  # a limit (attempts, budget) may have ended it
                     if run.state in TERMINAL:
                         continue
-                STEPS[run.state](self, run)
+                try:
+                    STEPS[run.state](self, run)
+                except Exception as err:
+                    if run.state == RunState.REQUESTING:
+                        self._refused(run, err)
+                    raise
 
     def resume(self, run_id: str) -> Outcome:
         run = self.store.get_run(run_id)
@@ -96,7 +103,7 @@ class Orchestrator:
         """Terminate and remove everything the run owns; the run ends CANCELLED (if it had not ended)."""
         run = self.store.get_run(run_id)
         if run.state not in TERMINAL:
-            self._transition(run_id, RunState.CANCELLED, "spotrain down", clean_up=False)
+            self._transition(run_id, RunState.CANCELLED, CANCELLED_BY_DOWN, clean_up=False)
         live = self.store.live_attempt(run_id)
         if live is not None:
             self.store.update_attempt(run_id, live.number, ended_at=time.time(), end_reason="user")
@@ -135,6 +142,7 @@ class Orchestrator:
                 ssh_cidr=spec.get("ssh_cidr"),
                 ami=spec.get("ami"),
                 demote_zones=demote,
+                zones=spec.get("zones") or (),
             )
         )
         crash_point("launched")  # an instance exists that the store does not know yet
@@ -154,6 +162,16 @@ class Orchestrator:
             f"{inst.instance_id} in {inst.zone} at ${inst.spot_usd_per_hour or 0:.3f}/h; "
             f"image {started.image.image_id}: {started.image.reason}",
         )
+
+    def _refused(self, run, err: Exception) -> None:
+        """The launch was refused (no capacity, a bad value the plan could not see): the run does not
+        stay REQUESTING. Before any attempt it ends FAILED; after one it waits, INTERRUPTED, for
+        `spotrain resume` (its checkpoints are safe in S3)."""
+        why = err.message if isinstance(err, SpotrainError) else f"{type(err).__name__}: {err}"
+        if self.store.attempts(run.run_id):
+            self._transition(run.run_id, RunState.INTERRUPTED, f"no instance launched: {why}")
+        else:
+            self._transition(run.run_id, RunState.FAILED, f"the launch was refused: {why}")
 
     def _provision(self, run) -> None:
         """PROVISIONING: wait for the instance, sync the bundle, start the trainer detached."""
@@ -188,9 +206,14 @@ class Orchestrator:
                     self._trainer_argv(run, attempt, run_dir, ready),
                     run_dir=run_dir,
                     cwd=bundle,
-                    env={**self.cloud.instance_env(attempt.instance_id), **run.spec.get("env", {})},
+                    env={
+                        **self.cloud.instance_env(attempt.instance_id),
+                        **self.store.run_env(run),
+                        **self._injection_env(run, attempt),
+                    },
                 )
                 self._inject(run, attempt, run_dir)
+                crash_point("started")  # the trainer runs; the store does not say TRAINING yet
         except RemoteError as err:
             return self._lost_contact(run, attempt, err)
         finally:
@@ -209,6 +232,8 @@ class Orchestrator:
         run_dir, _ = self._paths(attempt, run.run_id)
         try:
             self._follow(run, attempt, transport, run_dir)
+            if self.store.get_run(run.run_id).state in TERMINAL:
+                return self._keep_log(run, attempt, transport, run_dir)  # down's word stands
             proc = self._final_status(transport, run_dir)
             self._keep_log(run, attempt, transport, run_dir)
             if proc.exit_code not in (EXIT_DONE, EXIT_INTERRUPTED):
@@ -218,6 +243,7 @@ class Orchestrator:
         finally:
             transport.close()
         if proc.exit_code == EXIT_DONE:
+            self._missed_injection(run, attempt)
             self._finish_attempt(run, attempt, "finished", proc.exit_code)
             return self._transition(run.run_id, RunState.SUCCEEDED, "the trainer finished")
         if proc.exit_code == EXIT_INTERRUPTED:
@@ -229,6 +255,8 @@ class Orchestrator:
                 exit_code=proc.exit_code,
             )
         status = self.cloud.describe(attempt.region, attempt.instance_id)
+        if proc.exit_code == EXIT_UNAVAILABLE and status.end == EndKind.RUNNING:
+            return self._restart(run, attempt, tail)
         if status.end != EndKind.RUNNING:  # the instance was taken (no notice honoured): it took the trainer
             return self._ended(
                 run,
@@ -240,6 +268,29 @@ class Orchestrator:
         self._finish_attempt(run, attempt, "error", proc.exit_code)
         self._transition(run.run_id, RunState.FAILED, f"the trainer exited {proc.exit_code}:\n{tail}")
 
+    def _restart(self, run, attempt, tail: str) -> None:
+        """The trainer could not reach S3 (exit 69): the infrastructure, not the run. Start it again on
+        the same instance a few times; past that the attempt ends and the run waits, INTERRUPTED."""
+        done = [e for e in self.store.events(run.run_id, kinds=["restart"]) if e.attempt == attempt.number]
+        last = tail.strip().splitlines()[-2:] if tail.strip() else ["(no log)"]
+        if len(done) < MAX_RESTARTS:
+            self._event(
+                run.run_id,
+                "restart",
+                attempt=attempt.number,
+                message=f"the trainer could not reach its storage ({' '.join(last)}); starting it again "
+                f"({len(done) + 1} of {MAX_RESTARTS})",
+            )
+            return self._transition(run.run_id, RunState.PROVISIONING, "starting the trainer again")
+        self._ended(
+            run,
+            attempt,
+            EndKind.RUNNING,
+            f"the trainer could not reach its storage {MAX_RESTARTS + 1} times: {' '.join(last)}; "
+            "`spotrain resume` tries again",
+            exit_code=EXIT_UNAVAILABLE,
+        )
+
     def _requeue(self, run) -> None:
         """INTERRUPTED with --auto-resume: back to REQUESTING (drive checked attempts and budget)."""
         self._transition(run.run_id, RunState.REQUESTING, "automatic resume after an interruption")
@@ -247,6 +298,8 @@ class Orchestrator:
     # ------------------------------------------------------------------------------ helpers
     def _follow(self, run, attempt, transport, run_dir: str) -> None:
         def finished() -> bool:
+            if self.store.get_run(run.run_id).state in TERMINAL:
+                return True  # `spotrain down` ended the run from another process: stop watching
             if self._over_budget(run):
                 stop(transport, run_dir, grace_s=60)
             return not process_status(transport, run_dir).running
@@ -284,14 +337,41 @@ class Orchestrator:
             return self.store.update_attempt(run.run_id, attempt.number, **fields)
         return attempt
 
+    def _injection(self, run, attempt) -> str | None:
+        """Dry-run: this attempt's --inject-interruption AT (one per attempt, in order), if any."""
+        ats = run.spec.get("inject_interruptions") or []
+        return (
+            ats[attempt.number - 1] if self.cloud.name == "dry-run" and attempt.number <= len(ats) else None
+        )
+
+    def _injection_env(self, run, attempt) -> dict[str, str]:
+        at = self._injection(run, attempt)
+        return self.cloud.injection_env(at) if at else {}
+
     def _inject(self, run, attempt, run_dir: str) -> None:
         """Dry-run: --inject-interruption AT, one per attempt in order, posted at that instance's IMDS."""
-        ats = run.spec.get("inject_interruptions") or []
-        if self.cloud.name == "dry-run" and attempt.number <= len(ats):
-            self.cloud.schedule_interruption(
-                attempt.instance_id, ats[attempt.number - 1], f"{run_dir}/events.jsonl"
-            )
-            self._event(run.run_id, "inject", attempt=attempt.number, at=ats[attempt.number - 1])
+        at = self._injection(run, attempt)
+        if at:
+            self.cloud.schedule_interruption(attempt.instance_id, at, f"{run_dir}/events.jsonl")
+            self._event(run.run_id, "inject", attempt=attempt.number, at=at)
+
+    def _missed_injection(self, run, attempt) -> None:
+        """A run asked to be interrupted in this attempt, and it finished first: say so, with where."""
+        at = self._injection(run, attempt)
+        if not at:
+            return
+        done = [e for e in self.store.events(run.run_id, kinds=["done"]) if e.attempt == attempt.number]
+        where = ""
+        if done:
+            d = done[-1].data
+            why = "reached its target" if d.get("reason") == "target" else f"ended ({d.get('reason')})"
+            where = f" (the run {why} at step {d.get('step')}, epoch {d.get('epoch')})"
+        self._event(
+            run.run_id,
+            "warning",
+            attempt=attempt.number,
+            message=f"the injected interruption {at} never came{where}",
+        )
 
     def _keep_log(self, run, attempt, transport, run_dir: str) -> None:
         """Every attempt's train.log is kept in the state directory: the instance will not be."""
@@ -335,9 +415,11 @@ class Orchestrator:
 
     def _finish_attempt(self, run, attempt, reason: str, exit_code: int | None) -> None:
         now = time.time()
-        self.store.update_attempt(
-            run.run_id, attempt.number, ended_at=now, end_reason=reason, exit_code=exit_code
-        )
+        live = self.store.live_attempt(run.run_id)
+        if live is not None and live.number == attempt.number:  # `down` may have ended it meanwhile
+            self.store.update_attempt(
+                run.run_id, attempt.number, ended_at=now, end_reason=reason, exit_code=exit_code
+            )
         with contextlib.suppress(SpotrainError):
             self.cloud.terminate(attempt.region, [attempt.instance_id])
         self._record_prices(attempt.region, attempt.instance_type, attempt.zone, attempt.requested_at, now)
@@ -447,7 +529,8 @@ class Orchestrator:
         )
 
     def _transition(self, run_id: str, state: RunState, reason: str, *, clean_up: bool = True) -> None:
-        self.store.set_state(run_id, state, reason=reason)
+        if not self.store.set_state(run_id, state, reason=reason):
+            return  # already there, or ended by another process (`spotrain down`): that stands
         self.on_event(
             {
                 "run": run_id,

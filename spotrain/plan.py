@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 
 from spotrain import catalog
 from spotrain.cloud import ImageChoice, ZoneQuote
-from spotrain.cloud.aws import images, prices
+from spotrain.cloud.aws import attempt, client, images, instances, prices, translated
+from spotrain.errors import SpotrainError
 
 MIN_INTERVAL_S, MAX_INTERVAL_S = 60.0, 1800.0
 # Before any interruption of ours was seen for a type: the Spot Instance Advisor's worst bucket (>20% a
@@ -119,10 +120,12 @@ def make_plan(
     """Prices and image from the cloud (real boto3 calls), figures from the caller's store."""
     itype = catalog.instance_type(spec.instance)
     region = spec.regions[0]
+    check_zones(sess, spec)
+    check_snapshot(sess, spec)
     table = prices.quote(
         instance_type=itype.name, region=region, sess=sess, now=now or datetime.now(timezone.utc)
     )
-    zones = [z for z in table.zones if not spec.zones or z.zone in spec.zones] or table.zones
+    zones = allowed_quotes(table.zones, spec, region)
     image = images.choose_image(sess, region=region, instance_type=itype.name, override=spec.ami)
     est = estimate(
         catalog.recipe(spec.recipe),
@@ -140,3 +143,52 @@ def make_plan(
             float(spec.checkpoint_every), measured_cost_s or 0.0, 0.0, "given with --checkpoint-every"
         )
     return Plan(itype.name, region, image, zones, est, ckpt)
+
+
+def check_zones(sess, spec) -> None:
+    """Every --zone must be a zone of one of the run's regions, as AWS lists them."""
+    if not spec.zones:
+        return
+    known = {z for r in spec.regions for z in instances.region_zones(sess, r)}
+    unknown = [z for z in spec.zones if z not in known]
+    if unknown:
+        raise SpotrainError(
+            f"--zone {', '.join(unknown)}: not an availability zone of {', '.join(spec.regions)}",
+            f"the zones there are {', '.join(sorted(known))}; pass one of those, or no --zone for any",
+        )
+
+
+@translated("look up the data snapshot")
+def check_snapshot(sess, spec) -> None:
+    """A --data snapshot must exist in at least one of the run's regions (snapshots are regional: the
+    launch skips the regions without it)."""
+    if not (spec.data or "").startswith("snap-"):
+        return
+    missing = [attempt.snapshot_missing(client(sess, "ec2", r), r, spec.data) for r in spec.regions]
+    if all(missing):
+        raise SpotrainError(
+            f"--data {spec.data}: no such EBS snapshot in {', '.join(spec.regions)}",
+            f"check the id with `aws ec2 describe-snapshots --snapshot-ids {spec.data}`; a snapshot is "
+            "regional: copy it into a region of the run (`aws ec2 copy-snapshot`)",
+        )
+
+
+def allowed_quotes(quotes: list[ZoneQuote], spec, region: str) -> list[ZoneQuote]:
+    """The zones the run may use (--zone), cheapest first, under --max-price; refused when none is left,
+    before anything is launched or billed."""
+    allowed = [q for q in quotes if not spec.zones or q.zone in spec.zones]
+    if not allowed:
+        raise SpotrainError(
+            f"{spec.instance} has no spot price in --zone {', '.join(spec.zones)} of {region}",
+            f"spot prices exist in {', '.join(q.zone for q in quotes)}: allow one of those",
+        )
+    under = [q for q in allowed if spec.max_price is None or q.usd_per_hour <= spec.max_price]
+    if not under:
+        cheapest = min(allowed, key=lambda q: q.usd_per_hour)
+        raise SpotrainError(
+            f"--max-price ${spec.max_price:g}/h is below every allowed zone's spot price: the cheapest is "
+            f"{cheapest.zone} at ${cheapest.usd_per_hour:.4f}/h",
+            f"raise --max-price to at least {cheapest.usd_per_hour:.4f}, or leave it out (AWS then caps "
+            "at the on-demand price)",
+        )
+    return under

@@ -56,7 +56,7 @@ def progress_line(event: dict[str, Any]) -> str | None:
             return f"[{event['run']}] {event['to'].upper()}: {event['reason']}"
         if kind == "budget":
             return f"[{event['run']}] BUDGET: {event['message']}"
-        if kind in ("launch", "sync", "inject", "warning"):
+        if kind in ("launch", "sync", "inject", "warning", "restart"):
             extra = {k: v for k, v in event.items() if k not in ("run", "source", "kind", "t")}
             return f"[{event['run']}] {kind}: " + ", ".join(f"{k} {v}" for k, v in extra.items())
         return None

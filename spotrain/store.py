@@ -12,7 +12,6 @@ import contextlib
 import difflib
 import hashlib
 import json
-import re
 import secrets
 import sqlite3
 import threading
@@ -23,14 +22,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from spotrain import secret_env
 from spotrain.cost import PriceSample
 from spotrain.errors import SpotrainError
 from spotrain.store_schema import connect, dump, migrate, sqlite_errors
 
 DB_NAME = "state.db"
 BUSY_TIMEOUT_S = 10.0
-REDACTED = "***"
-_SECRET_KEY = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 
 
 class RunState(str, Enum):
@@ -155,14 +153,25 @@ class Store:
         with self._tx() as c:
             if c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 raise SpotrainError(f"run '{run_id}' already exists", "pick another id, or resume that run")
-            c.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, '')",
-                (run_id, now, now, RunState.REQUESTING.value, dump(redact(spec)), int(dry_run)),
-            )
-            _insert_event(
-                c, run_id, None, now, "state", {"from": None, "to": "requesting", "reason": "created"}
-            )
+            # The secrets are on disk before the run exists: a run is never without its values
+            secret_env.save(self.path.parent, run_id, spec.get("env") or {})
+            try:
+                c.execute(
+                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, '')",
+                    (run_id, now, now, RunState.REQUESTING.value, dump(redact(spec)), int(dry_run)),
+                )
+                _insert_event(
+                    c, run_id, None, now, "state", {"from": None, "to": "requesting", "reason": "created"}
+                )
+            except BaseException:
+                secret_env.remove(self.path.parent, run_id)
+                raise
         return self.get_run(run_id)
+
+    def run_env(self, run: RunRecord) -> dict[str, str]:
+        """The environment the run's trainer is given: its spec's, secret values read back from the
+        0600 file beside the database (see secret_env)."""
+        return secret_env.run_env(self.path.parent, run.run_id, run.spec.get("env") or {})
 
     def get_run(self, run_id: str) -> RunRecord:
         rows = self._read("SELECT * FROM runs WHERE run_id = ?", [run_id])
@@ -176,11 +185,13 @@ class Store:
 
     def set_state(
         self, run_id: str, state: RunState, *, reason: str = "", data: Mapping[str, Any] | None = None
-    ) -> None:
-        """Move the run to `state`, writing the `state` event in the same transaction.
+    ) -> bool:
+        """Move the run to `state`, writing the `state` event in the same transaction; True if it moved.
 
         Setting the state it already has is a no-op (no event), so a restarted controller may repeat it.
-        Entering a terminal state records `reason` as the run's end reason.
+        An ended run stays ended: a controller still watching a run that `spotrain down` cancelled
+        meanwhile (another process) cannot overwrite that (False). Entering a terminal state records
+        `reason` as the run's end reason.
         """
         state = RunState(state)
         now = time.time()
@@ -188,15 +199,20 @@ class Store:
             row = c.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 raise self._unknown_run(run_id)
-            if row["state"] == state.value:
-                return
-            end_reason = reason if state in TERMINAL else ""
-            c.execute(
-                "UPDATE runs SET state = ?, updated_at = ?, end_reason = ? WHERE run_id = ?",
-                (state.value, now, end_reason, run_id),
-            )
-            payload = {**(data or {}), "from": row["state"], "to": state.value, "reason": reason}
-            _insert_event(c, run_id, None, now, "state", payload)
+            if row["state"] == state.value or RunState(row["state"]) in TERMINAL:
+                moved = False
+            else:
+                end_reason = reason if state in TERMINAL else ""
+                c.execute(
+                    "UPDATE runs SET state = ?, updated_at = ?, end_reason = ? WHERE run_id = ?",
+                    (state.value, now, end_reason, run_id),
+                )
+                payload = {**(data or {}), "from": row["state"], "to": state.value, "reason": reason}
+                _insert_event(c, run_id, None, now, "state", payload)
+                moved = True
+        if state in TERMINAL:  # an ended run is never started again: its secrets have no more use
+            secret_env.remove(self.path.parent, run_id)
+        return moved
 
     def _unknown_run(self, run_id: str) -> SpotrainError:
         ids = [r["run_id"] for r in self._read("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 200")]
@@ -380,11 +396,11 @@ class Store:
 
 
 def redact(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """`spec` with the values of secret-looking `env` keys (*KEY*, *SECRET*, *TOKEN*, ...) as "***"."""
+    """`spec` with the values of secret-looking `env` keys (see secret_env.is_secret) as "***"."""
     out = dict(spec)
     env = out.get("env")
     if isinstance(env, Mapping):
-        out["env"] = {k: REDACTED if _SECRET_KEY.search(str(k)) else v for k, v in env.items()}
+        out["env"] = secret_env.redact(env)
     return out
 
 

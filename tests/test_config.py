@@ -35,7 +35,8 @@ def error(
 
 @pytest.mark.parametrize("recipe", list(catalog.RECIPES))
 def test_instance_defaults_to_the_recipes(recipe: str) -> None:
-    s = load_spec(None, {"recipe": recipe}, {})
+    data = {"data": "s3://my-data/set"} if recipe in catalog.DATA_LAYOUT else {}
+    s = load_spec(None, {"recipe": recipe, **data}, {})
     assert s.instance == catalog.RECIPES[recipe].instance
     assert (s.nodes, s.regions, s.zones, s.max_attempts, s.checkpoint_every) == (
         1,
@@ -50,6 +51,7 @@ def test_yaml_then_environment_then_flags(tmp_path: Path) -> None:
     f = tmp_path / "run.yaml"
     f.write_text(
         "recipe: cifar10\ninstance: p3.2xlarge\nbudget: 10\nnodes: 2\nenv: {A: 1, B: yes}\nseed: 4\n"
+        "data: s3://my-data/cifar10\n"
     )
     env = {"SPOTRAIN_BUDGET": "20", "SPOTRAIN_NODES": "3", "SPOTRAIN_ENV": "B=env,C=3", "SPOTRAIN_HOME": "/x"}
     flags = {"nodes": 4, "seed": None, "zones": (), "env": ("C=flag",), "recipe": None}
@@ -111,6 +113,10 @@ def test_a_spec_reloads_from_its_json_form_and_is_frozen() -> None:
 BAD = [
     ("budget", -3, "budget: -3 is not allowed; expected a positive number of dollars"),
     ("budget", "abc", "budget: abc is not allowed"),
+    ("budget", float("inf"), "budget: inf is not allowed; expected a positive number of dollars"),
+    ("budget", "nan", "budget: nan is not allowed; expected a positive number of dollars"),
+    ("budget", 0, "budget: 0 is not allowed"),
+    ("max_price", "inf", "max_price: inf is not allowed; expected a positive spot price"),
     ("max_price", 0, "max_price: 0 is not allowed; expected a positive spot price"),
     ("nodes", 0, "nodes: 0 is not allowed; expected a whole number of instances, 1 or more"),
     ("nodes", 1.5, "nodes: 1.5 is not allowed"),
@@ -144,8 +150,9 @@ BAD = [
     ("env", {"1BAD": "x"}, "env: {'1BAD': 'x'} is not allowed; expected a map of environment variable names"),
     ("env", ("NOEQUALS",), "env: ['NOEQUALS'] is not allowed"),
     ("ami", "ami-xyz", "ami: ami-xyz is not allowed; expected an AMI id"),
-    ("ssh_cidr", "10.0.0.1/24", "ssh_cidr: 10.0.0.1/24 is not allowed; expected an IP network"),
+    ("ssh_cidr", "10.0.0.1/24", "ssh_cidr: 10.0.0.1/24 is not allowed; expected an IPv4 network"),
     ("ssh_cidr", "everyone", "ssh_cidr: everyone is not allowed"),
+    ("ssh_cidr", "2001:db8::7/128", "ssh_cidr: 2001:db8::7/128 is not allowed; expected an IPv4 network"),
     ("target_acc", 1.5, "target_acc: 1.5 is not allowed; expected an accuracy above 0 and at most 1"),
     ("target_acc", 0, "target_acc: 0 is not allowed"),
     ("max_epochs", 0, "max_epochs: 0 is not allowed"),
@@ -154,10 +161,11 @@ BAD = [
     (
         "inject_interruptions",
         ["50%", "20x"],
-        "inject_interruptions: 20x is not allowed; expected times such as 20s",
+        "inject_interruptions: 20x is not allowed; expected step:30 (after training step 30)",
     ),
     ("inject_interruptions", ["100%"], "inject_interruptions: 100% is not allowed"),
     ("boot_delay_s", -1, "boot_delay_s: -1 is not allowed"),
+    ("boot_delay_s", "inf", "boot_delay_s: inf is not allowed"),
 ]
 
 
@@ -166,6 +174,15 @@ def test_each_bad_value_is_named_with_what_is_allowed(field: str, value: Any, me
     e = error({field: value})
     assert message in e.message
     assert e.hint == "fix it on the command line"
+
+
+@pytest.mark.parametrize("recipe", sorted(catalog.DATA_LAYOUT))
+def test_a_recipe_that_reads_data_is_refused_without_it(recipe: str) -> None:
+    e = error({"recipe": recipe})
+    assert e.message.startswith(f"data: missing; recipe {recipe} needs data: an S3 URI")
+    assert catalog.DATA_LAYOUT[recipe] in e.message
+    assert e.hint == "give data in the YAML file, as SPOTRAIN_DATA or as --data"
+    assert spec({"recipe": recipe, "data": "snap-0123456789abcdef0"}).data == "snap-0123456789abcdef0"
 
 
 def test_a_bad_environment_variable_is_named_in_the_hint() -> None:
@@ -261,3 +278,55 @@ def test_settings_default_to_the_home_directory(tmp_path: Path, monkeypatch: pyt
     assert load_settings().state_dir == tmp_path / ".spotrain"
     assert load_settings(state_dir="rel", profile=None).state_dir == Path(os.getcwd()) / "rel"
     assert isinstance(load_settings(), Settings)
+
+
+# ---- spec files a user did not mean, or that would exhaust this machine ----
+
+
+def test_a_spec_file_of_binary_bytes_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "run.yaml"
+    f.write_bytes(b"recipe: digits\n\xff\xfe\x00\x01\x89PNG")
+    e = error(file=f)
+    assert str(f) in e.message and "not UTF-8 text" in e.message and "byte 15" in e.message
+    assert "YAML" in e.hint
+
+
+def test_a_spec_file_over_1_mb_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    f = tmp_path / "run.yaml"
+    f.write_text("recipe: digits\n" + "#" * (1 << 20) + "\n")
+    e = error(file=f)
+    assert str(f) in e.message and "1 MB" in e.message and "1048592 bytes" in e.message
+    assert "env" in e.hint or "includes" in e.hint
+
+
+def test_a_yaml_alias_bomb_is_refused_without_expanding_it(tmp_path: Path) -> None:
+    levels = ["  - &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"  - &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]  # 10^7 leaves
+    f = tmp_path / "run.yaml"
+    f.write_text("recipe: digits\nincludes:\n" + "\n".join(levels) + "\n")
+    e = error(file=f)
+    assert str(f) in e.message and "line 4" in e.message and "aliases" in e.message
+    assert "write the value out" in e.hint
+
+
+def test_yaml_nested_past_any_spec_s_need_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "run.yaml"
+    f.write_text("recipe: digits\nenv: " + "[" * 5000 + "]" * 5000 + "\n")
+    e = error(file=f)
+    assert str(f) in e.message and "nested" in e.message
+
+
+BAD_ENV = [
+    ({f"V{i}": "1" for i in range(300)}, "at most 256 variables (this one has 300)"),
+    ({"BIG": "x" * 70_000}, "at most 64 KiB of names and values (this one has 68.4 KiB)"),
+    ({"A": "x\x00y"}, "no NUL character (A has one)"),
+    ({"A-B": "1"}, "names such as LR or WANDB_PROJECT"),
+]
+
+
+@pytest.mark.parametrize(("env", "message"), BAD_ENV, ids=["count", "bytes", "nul", "name"])
+def test_env_is_bounded(env: dict[str, str], message: str) -> None:
+    e = error({"env": env})
+    assert e.message.startswith("env: ") and message in e.message, e.message
+    assert len(e.message) < 400  # the value is shown cut short, not 70 kB of it
+    assert e.hint == "fix it on the command line"

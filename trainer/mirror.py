@@ -17,11 +17,14 @@ import threading
 import time
 from pathlib import Path
 
-from trainer import TrainerError
+from trainer import TrainerError, Unavailable
 from trainer.checkpoint import LATEST, MANIFEST, step_of, verify
 from trainer.events import EventLog
 
 LOG_FILES = ("events.jsonl", "train.log", "status.json")
+# How long a resume waits for S3 to answer (SPOTRAIN_S3_RETRY_S) before exiting 69: long enough for an
+# endpoint to come back (a restarted dry-run controller brings its S3 back within seconds).
+S3_RETRY_S = 120.0
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -177,18 +180,33 @@ def restore(uri: str, local_root: Path, events: EventLog) -> Path | None:
 
     bucket, prefix = parse_s3_uri(uri)
     s3 = _client()
-    try:
-        names = remote_checkpoints(s3, bucket, prefix)
+    deadline = time.monotonic() + float(os.environ.get("SPOTRAIN_S3_RETRY_S", S3_RETRY_S))
+    warned = False
+    while True:
         try:
-            latest = (
-                s3.get_object(Bucket=bucket, Key=_key(prefix, "ckpt", LATEST))["Body"].read().decode().strip()
-            )
-        except ClientError:
-            latest = ""
-    except (BotoCoreError, ClientError) as err:
-        raise TrainerError(
-            f"cannot read {uri}: {err}", "check the URI, the credentials and the endpoint"
-        ) from None
+            names = remote_checkpoints(s3, bucket, prefix)
+            try:
+                key = _key(prefix, "ckpt", LATEST)
+                latest = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().strip()
+            except ClientError as err:
+                if _unavailable(err):
+                    raise
+                latest = ""
+            break
+        except (BotoCoreError, ClientError) as err:
+            if not _unavailable(err):
+                raise TrainerError(
+                    f"cannot read {uri}: {err}", "check the URI, the credentials and the endpoint"
+                ) from None
+            if not warned:
+                events.write("warning", message=f"cannot reach {uri} ({err}); retrying until it answers")
+                warned = True
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"cannot reach {uri}: {err}",
+                    "S3 or its endpoint did not answer; the controller starts the trainer again",
+                ) from None
+            time.sleep(1.0)  # a short outage (an endpoint restarting, a network blip): ask again
     order = ([latest] if latest in names else []) + [n for n in names if n != latest]
     for name in order:
         directory = _download(s3, bucket, _key(prefix, "ckpt", name), Path(local_root) / name)
@@ -208,3 +226,18 @@ def _download(s3, bucket: str, key_prefix: str, directory: Path) -> Path:
         for obj in page.get("Contents", []):
             s3.download_file(bucket, obj["Key"], str(directory / obj["Key"].rsplit("/", 1)[-1]))
     return directory
+
+
+def _unavailable(err: Exception) -> bool:
+    """Errors that say S3 is not answering now, not that the request is wrong: connection failures,
+    throttling and 5xx; NoSuchBucket too (a dry-run's S3 restarting comes back without it for a
+    moment; on AWS a bucket that vanished is the infrastructure's fault, not the input's)."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(err, ClientError):
+        return True  # BotoCoreError: EndpointConnectionError, ConnectTimeout, ReadTimeout, ...
+    code = str(err.response.get("Error", {}).get("Code", ""))
+    status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return code in {"NoSuchBucket", "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"} or (
+        status >= 500
+    )

@@ -18,6 +18,11 @@ from dataclasses import dataclass
 
 DEFAULT_IMDS_URL = "http://169.254.169.254"
 TOKEN_TTL_S = 21600  # the longest IMDSv2 allows; the token is renewed well before it expires
+# Fault injection for dry-runs and tests: `step:N` (after training step N) or `P%` (of the schedule's
+# steps). A notice polled from an IMDS lands a few steps after it was posted, depending on the machine's
+# speed; one pinned to progress lands at that step on every machine, thread count and load.
+INJECT_ENV = "SPOTRAIN_NOTICE_AT"
+NOTICE_GRACE_S = 120  # AWS gives two minutes between the notice and the reclaim
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,20 @@ class SpotWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures = 0
+        self.inject_step: int | None = None
+
+    # -- fault injection ---------------------------------------------------------------------------
+    def arm(self, total_steps: int, at: str | None = None) -> int | None:
+        """Read `SPOTRAIN_NOTICE_AT` (or `at`): the step at which `check_step` raises the notice."""
+        at = os.environ.get(INJECT_ENV, "") if at is None else at
+        self.inject_step = injection_step(at, total_steps)
+        return self.inject_step
+
+    def check_step(self, step: int) -> None:
+        """Called at every step boundary: an armed injection becomes the notice at its step exactly."""
+        if self.inject_step is not None and self.notice is None and step >= self.inject_step:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + NOTICE_GRACE_S))
+            self.notice = Notice(source="injected", notice_time=when, action="terminate")
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> SpotWatcher:
@@ -113,3 +132,20 @@ class SpotWatcher:
     def _agent(self) -> str:
         # Names the rank so a test's fake IMDS can serve a notice to one rank only.
         return f"spotrain-trainer/rank-{self.rank}"
+
+
+def injection_step(at: str, total_steps: int) -> int | None:
+    """`step:N` -> N, `P%` -> that share of `total_steps` (at least step 1), empty -> None."""
+    text = at.strip().lower()
+    if not text:
+        return None
+    if text.startswith("step:") and text[5:].isdigit() and int(text[5:]) >= 1:
+        return int(text[5:])
+    if text.endswith("%"):
+        try:
+            share = float(text[:-1]) / 100.0
+        except ValueError:
+            share = -1.0
+        if 0 < share < 1:
+            return max(1, round(share * total_steps))
+    raise ValueError(f"{INJECT_ENV}={at!r}: expected step:N (N >= 1) or a share such as 50%")

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer import EXIT_BAD_INPUT, EXIT_DONE, TrainerError
+from trainer import EXIT_DONE, TrainerError
 from trainer.args import check_args, parse_args
 from trainer.checkpoint import Checkpointer, Progress, rng_state
 from trainer.data import ResumableSampler, load_datasets
@@ -34,10 +34,14 @@ from trainer.precision import choose_precision, compile_model, configure_backend
 from trainer.recipes import Recipe, get_recipe
 from trainer.resume import phase_for, resume
 from trainer.schedule import OneCycle, set_lr_momentum
-from trainer.spot import SpotWatcher
+from trainer.spot import INJECT_ENV, SpotWatcher
 from trainer.util import code_hash, make_logger
 
-NOTICE_FLAG = {"imds": 1, "sigterm": 2}  # agreed by all-reduce MAX; the value says where it came from
+NOTICE_FLAG = {
+    "imds": 1,
+    "sigterm": 2,
+    "injected": 3,
+}  # agreed by all-reduce MAX; the value says where it came from
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return train(args)
     except TrainerError as err:
         print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return err.exit_code
 
 
 def train(args: argparse.Namespace) -> int:
@@ -204,6 +208,15 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
 
     # ----------------------------------------------------------------------------- Training
     watcher = SpotWatcher(rank=ddp.rank).start()
+    try:
+        watcher.arm(
+            sum(
+                sampler.steps_per_epoch(phase_for(recipe, phases, e, epochs).batch_size)
+                for e in range(epochs)
+            )
+        )
+    except ValueError as err:
+        raise TrainerError(str(err), f"unset {INJECT_ENV}, or give it as step:30 or 50%") from None
     last_save = time.monotonic()
     window_t, window_images, loss_sum = time.perf_counter(), 0, 0.0
     stop_reason = None
@@ -261,6 +274,7 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
 
             # One tiny all-reduce a step: a notice on any rank, or rank 0's checkpoint clock.
             due = ddp.master and time.monotonic() - last_save >= args.checkpoint_every
+            watcher.check_step(progress.step)
             notice, due = ddp.agree(NOTICE_FLAG[watcher.notice.source] if watcher.notice else 0, int(due))
             if notice:
                 return interrupted(ddp, watcher, save, mirror, events, status, progress, log, started)

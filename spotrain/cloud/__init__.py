@@ -43,8 +43,9 @@ class PriceTable:
     region: str
     now: datetime
     on_demand_usd_per_hour: float
-    on_demand_as_of: str  # the date of the catalog's on-demand price
+    on_demand_as_of: str  # the on-demand price's date, and where it comes from
     zones: list[ZoneQuote]  # cheapest first
+    on_demand_source: str = "table"  # "pricing-api" (AWS Price List Query API) or "table" (catalog)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class ImageChoice:
     source: str  # "override" (--ami), "ssm" (the DLAMI parameter) or "describe_images" (the fallback)
     reason: str  # one sentence a user can read: which image and why this one
     root_device_name: str = "/dev/sda1"
+    ssh_user: str = "ubuntu"  # the image's login user ("ec2-user" on Amazon Linux)
+    torch_pip: str | None = None  # pip requirements the bootstrap installs when the image has no torch
 
 
 @dataclass(frozen=True)

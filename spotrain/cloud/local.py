@@ -4,7 +4,8 @@
     cloud = LocalCloud(state_dir)                         # moto seeded: prices, DLAMI, quotas, bucket
     started = cloud.start_attempt(req)                    # real boto3 calls, zone plan and failover
     t = cloud.transport(started)                          # LocalTransport(state_dir/instances/ID)
-    cloud.schedule_interruption(id, "50%", events_path)   # or inject_interruption(id) at once
+    env = cloud.injection_env("step:30")                  # for the trainer: a notice at step 30
+    cloud.schedule_interruption(id, "step:30", events_path)  # or inject_interruption(id) at once
 
 How long the "cloud" lives: moto keeps its state in the memory of the process that started it, so the
 dry-run's cloud lives as long as the controller process. To survive a killed controller, each instance
@@ -42,7 +43,7 @@ from spotrain.cloud import local_fakes as fakes
 from spotrain.cloud.aws import attempt, client, instances
 from spotrain.cloud.aws import sweep as aws_sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
-from spotrain.cloud.local_imds import EventsProgress, FakeImds, Schedule, trainer_pids
+from spotrain.cloud.local_imds import TRAINER_INJECT_ENV, EventsProgress, FakeImds, Schedule, trainer_pids
 from spotrain.errors import SpotrainError
 from spotrain.remote import LocalTransport, SSHTarget, Transport, connect
 
@@ -54,8 +55,8 @@ BUCKET = "spotrain-dry-run"  # the bucket name the dry-run deploys infra/spotrai
 HOME_REGION = "us-east-1"  # where its stack (bucket, instance role and profile) lives
 DUMMY_KEY = fakes.DUMMY_KEY
 POLL_S = 0.1
-# A dry-run trains digits at ~200 steps/s: the schedule watcher and the trainer's IMDS poll must react
-# within a few steps, or a `50%` notice lands after the target was reached (both are cheap local reads).
+# How often the schedule watcher reads the events (a cheap local read): a `20s` notice is posted within
+# this of its time, a pinned one's reclaim starts within this of the trainer's `interruption` event.
 SCHEDULE_POLL_S = 0.005
 
 
@@ -339,9 +340,17 @@ class LocalCloud:
         self._spawn(instance_id, self._reclaim_after_notice)
         return live.record.notice
 
+    def injection_env(self, at: str) -> dict[str, str]:
+        """What the trainer's environment needs for `--inject-interruption AT`: a notice pinned to
+        progress (`step:30`, `50%`) is raised by the trainer itself at that step."""
+        schedule = Schedule.parse(at)
+        return {TRAINER_INJECT_ENV: schedule.text} if schedule.pinned else {}
+
     def schedule_interruption(self, instance_id: str, at: str, events_path: str | Path) -> Schedule:
-        """Inject an interruption when `at` (`20s` after the first step event, or `50%` of the
-        schedule) is reached by the trainer writing `events_path` (relative or `~/`: in the instance)."""
+        """Interrupt the instance as `at` says, watching the trainer's `events_path` (relative or `~/`:
+        in the instance): `20s` after the first step event the notice is posted at the IMDS; for a
+        pinned `step:N` or `P%` (see `injection_env`) it is posted when the trainer reports it stopped
+        for it, so the instance is reclaimed as EC2 would."""
         schedule = Schedule.parse(at)
         path = Path(str(events_path).removeprefix("~/"))
         progress = EventsProgress(path if path.is_absolute() else self.instance_dir(instance_id) / path)
@@ -349,7 +358,8 @@ class LocalCloud:
         def watch(live: _Live) -> None:
             while not self._closing.is_set() and live.record.state == "running":
                 if progress.due(schedule):
-                    self.inject_interruption(instance_id)
+                    with contextlib.suppress(SpotrainError):  # ended meanwhile: nothing to post
+                        self.inject_interruption(instance_id)
                     return
                 self._closing.wait(SCHEDULE_POLL_S)
 

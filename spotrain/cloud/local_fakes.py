@@ -255,12 +255,9 @@ def saved_objects(root: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def seed_dlamis(region: str) -> None:
-    """The newest CUDA 13 and CUDA 12 PyTorch DLAMIs, by SSM parameter, so p3 and newer types boot."""
-    for dlami in (images.CUDA13[0], images.CUDA12[0]):
-        name = (
-            f"Deep Learning OSS Nvidia Driver AMI GPU PyTorch {dlami.torch} (Ubuntu {dlami.ubuntu}) 20250601"
-        )
-        add_dlami(region, name=name, ssm_name=dlami.ssm_name("x86_64"))
+    """The newest image of each group, by SSM parameter, so every family in the catalog boots."""
+    for name, ssm_name in images.dry_run_images():
+        add_dlami(region, name=name, ssm_name=ssm_name)
 
 
 def restore_instance(

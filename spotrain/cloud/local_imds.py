@@ -2,9 +2,9 @@
 
 `FakeImds` is IMDSv2 on 127.0.0.1 for one instance: a token from `PUT /latest/api/token`, then
 `GET /latest/meta-data/spot/instance-action` answers 404 until a notice is posted, as EC2 does in the
-two minutes before it takes a spot instance back. `Schedule` reads `--inject-interruption AT`: `20s`
-(seconds after the attempt's first `step` event) or `50%` (a share of the training schedule, from the
-epoch of `step`/`eval` events over the `start` event's `config.epochs`).
+two minutes before it takes a spot instance back. `Schedule` reads `--inject-interruption AT`:
+`step:30` or `50%` (pinned to the trainer's progress: the trainer raises the notice at that step) or
+`20s` (seconds after the attempt's first `step` event, posted here by the clock).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 from spotrain.errors import SpotrainError
 
 ACTION_PATH = "/latest/meta-data/spot/instance-action"
+TRAINER_INJECT_ENV = "SPOTRAIN_NOTICE_AT"  # trainer/spot.py's INJECT_ENV (the contract's fault injection)
 
 
 class FakeImds:
@@ -104,24 +105,38 @@ def _bind(port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServ
 
 @dataclass(frozen=True)
 class Schedule:
-    """When to interrupt: `seconds` after training started, or at `share` of the schedule done."""
+    """When to interrupt: at training `step`, at `share` of the schedule's steps, or `seconds` after
+    training started. The first two are pinned to progress: the trainer raises the notice itself at
+    that step (SPOTRAIN_NOTICE_AT), so no machine's speed can make it land late; the instance's IMDS
+    then posts it, and the instance is reclaimed, when the trainer's `interruption` event says so.
+    `20s` is posted at the IMDS when the clock says, and lands whenever the trainer next polls."""
 
     text: str
     seconds: float | None = None
     share: float | None = None
+    step: int | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.seconds is None
 
     @classmethod
     def parse(cls, at: str) -> Schedule:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|%)\s*", at)
+        text = at.strip().lower()
+        step = re.fullmatch(r"step:([1-9]\d*)", text)
+        if step:
+            return cls(text, step=int(step.group(1)))
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|%)\s*", text)
         value = float(m.group(1)) if m else -1.0
         if m is None or (m.group(2) == "%" and not 0 < value < 100):
             raise SpotrainError(
-                f"--inject-interruption '{at}' is neither seconds nor a share of the schedule",
-                "give seconds after training starts, e.g. 20s, or a share between 0% and 100%, e.g. 50%",
+                f"--inject-interruption '{at}' is neither a step, a share of the schedule nor seconds",
+                "give a training step, e.g. step:30, a share between 0% and 100%, e.g. 50%, "
+                "or seconds after training starts, e.g. 20s",
             )
         if m.group(2) == "s":
-            return cls(at.strip(), seconds=value)
-        return cls(at.strip(), share=value / 100.0)
+            return cls(text, seconds=value)
+        return cls(text, share=value / 100.0)
 
 
 class EventsProgress:
@@ -132,8 +147,7 @@ class EventsProgress:
         self._offset = 0
         self._partial = b""
         self.first_step_t: float | None = None  # the trainer's clock (unix s) at its first step
-        self.epochs: float | None = None
-        self.done_share = 0.0
+        self.injected = False  # the trainer stopped for an injected (pinned) notice
 
     def read(self) -> None:
         try:
@@ -153,19 +167,17 @@ class EventsProgress:
 
     def _see(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
-        if kind == "start":
-            self.epochs = float((event.get("config") or {}).get("epochs") or 0) or None
+        if kind == "interruption" and event.get("source") == "injected":
+            self.injected = True
         elif kind == "step" and self.first_step_t is None:
             self.first_step_t = float(event.get("t") or time.time())
-        if kind in {"step", "eval"} and self.epochs and event.get("epoch") is not None:
-            self.done_share = max(self.done_share, float(event["epoch"]) / self.epochs)
 
     def due(self, schedule: Schedule, now: float | None = None) -> bool:
         self.read()
-        if schedule.seconds is not None:
-            t = time.time() if now is None else now
-            return self.first_step_t is not None and t - self.first_step_t >= schedule.seconds
-        return schedule.share is not None and self.done_share >= schedule.share
+        if schedule.pinned:
+            return self.injected
+        t = time.time() if now is None else now
+        return self.first_step_t is not None and t - self.first_step_t >= float(schedule.seconds or 0)
 
 
 def trainer_pids(home: Path) -> list[int]:

@@ -273,6 +273,8 @@ def _start_ticks(pid: int):
 
 
 def cmd_launch(run_dir: str, cwd: str, env_json: str, argv: list) -> None:
+    if env_json == "-":  # on stdin, so that no value shows on a command line
+        env_json = sys.stdin.read()
     os.makedirs(run_dir, exist_ok=True)
     current = status(run_dir)
     if current["state"] == "running":

@@ -60,8 +60,10 @@ def start_detached(
     """Start `argv` in `cwd`, detached. Refuses (AlreadyRunning) if RUN's last process is alive."""
     if not argv:
         raise ValueError("argv is empty")
-    args = ["launch", run_dir, cwd, json.dumps(dict(env or {})), "--", *argv]
-    result = call_agent(transport, args, timeout=60)
+    # The environment goes on stdin, not the command line: a command line shows in ps, in timeout and
+    # error messages (and from there in the run's events), and a Linux argument is at most 128 KiB
+    args = ["launch", run_dir, cwd, "-", "--", *argv]
+    result = call_agent(transport, args, stdin=json.dumps(dict(env or {})).encode(), timeout=60)
     if result.exit_code == _ALREADY_RUNNING:
         raise AlreadyRunning(
             f"{transport.name}: {result.stderr.decode(errors='replace').strip()}",

@@ -37,10 +37,11 @@ def test_prices_prints_one_row_a_zone(moto_server: str) -> None:
         out = run_cli(["prices", "--instance", P3], moto_server)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    rows = [line for line in lines if "us-east-1" in line and "$" not in line and "prices" not in line]
+    rows = [line for line in lines if line.lstrip().startswith("│") and "us-east-1" in line]
     assert [r.split()[1] for r in rows] == ["us-east-1a", "us-east-1c", "us-east-1b"]
     assert "7.3400" in rows[0] and "-70%" in rows[0]  # 1 - 7.34/24.48 = 70%
-    assert "24.480" in out.stdout  # the on-demand price in the caption
+    assert "24.480" in out.stdout  # the on-demand price in the caption, and where it comes from
+    assert "spotrain's us-east-1 table" in " ".join(out.stdout.split())  # moto has no Pricing API
 
 
 def test_prices_bad_input_is_exit_2(moto_server: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,15 +11,16 @@ import boto3
 import pytest
 
 from spotrain.cloud import EndKind
-from spotrain.cloud.aws import instances, sweep
+from spotrain.cloud.aws import cloud, instances, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt, start_attempt
+from spotrain.cloud.aws.cloud import AwsCloud
 from spotrain.errors import SpotrainError
 
 from .aws_fakes import NOW, P3, add_dlami, fail_zones, history, interrupt, quotas, spot_prices
 
 R = "us-east-1"
-DLAMI = "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.8 (Ubuntu 22.04) 20251001"
-SSM = "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.8-ubuntu-22.04/latest/ami-id"
+DLAMI = "Deep Learning Base Proprietary Nvidia Driver AMI (Amazon Linux 2) Version 71.6"  # for P3's V100
+SSM = "/aws/service/deeplearning/ami/x86_64/base-proprietary-nvidia-driver-amazon-linux-2/latest/ami-id"
 CAPACITY = "InsufficientInstanceCapacity"
 
 
@@ -93,12 +95,30 @@ def test_the_instance_is_spot_imdsv2_encrypted_tagged_and_ssh_only(world, isolat
     assert vols and all(v["Encrypted"] for v in vols)
     root = next(v for v in vols if v["Size"] == 400)
     assert root["VolumeType"] == "gp3" and {"Key": "spotrain:run", "Value": "r1"} in root["Tags"]
-    assert [g["GroupId"] for g in inst["SecurityGroups"]] == [started.security_group.group_id]
+    # The groups sit on the primary interface (moto 5 leaves the instance's own SecurityGroups empty
+    # when they come through NetworkInterfaces; EC2 lists them in both places).
+    (eni,) = inst["NetworkInterfaces"]
+    assert [g["GroupId"] for g in eni["Groups"]] == [started.security_group.group_id]
     (sg,) = client.describe_security_groups(GroupIds=[started.security_group.group_id])["SecurityGroups"]
     assert [(p["IpProtocol"], p["FromPort"], p["ToPort"]) for p in sg["IpPermissions"]] == [("tcp", 22, 22)]
     assert [r["CidrIp"] for r in sg["IpPermissions"][0]["IpRanges"]] == ["203.0.113.7/32"]
     assert not sg["IpPermissions"][0].get("Ipv6Ranges")
     assert inst["KeyName"] == started.key.name and "V100" in started.image.reason
+    assert tags["spotrain:ssh-user"] == "ec2-user"  # Amazon Linux: the proprietary-driver image for V100
+
+
+def test_user_data_tells_the_bootstrap_the_gpus_the_user_and_the_torch(world, isolated_env) -> None:
+    req = request(isolated_env)
+    spec = instances.LaunchSpec(**{**req.spec.__dict__, "user_data": "#!/usr/bin/env bash\nset -e\n"})
+    started = start_attempt(world, AttemptRequest(**{**req.__dict__, "spec": spec}))
+    iid = started.instance.instance_id
+    raw = ec2(world).describe_instance_attribute(InstanceId=iid, Attribute="userData")["UserData"]["Value"]
+    lines = base64.b64decode(raw).decode().splitlines()
+    assert lines[0] == "#!/usr/bin/env bash" and lines[-1] == "set -e"
+    assert "export SPOTRAIN_GPUS=8" in lines and "export SPOTRAIN_LOGIN_USER=ec2-user" in lines
+    assert "export SPOTRAIN_TORCH_PIP='torch==2.6.0 torchvision==0.21.0 numpy scikit-learn boto3'" in lines
+    status = instances.describe(world, region=R, instance_id=iid)
+    assert cloud.ssh_user(status) == "ec2-user"
 
 
 def test_the_zone_that_just_interrupted_the_run_is_tried_last(world, isolated_env) -> None:
@@ -156,6 +176,7 @@ def test_orphan_sweep_removes_exactly_the_runs_resources(world, isolated_env) ->
     ("change", "needle"),
     [
         ({"ssh_cidr": "203.0.113.7/33"}, "'203.0.113.7/33'"),
+        ({"ssh_cidr": "2001:db8::7/128"}, "'2001:db8::7/128' is IPv6"),
         ({"ami": "ami-0123456789abcdef0"}, "'ami-0123456789abcdef0'"),
         ({"regions": ["us-east-9"]}, "'us-east-9'"),
         ({"regions": ["eu-north-1"]}, "not offered as spot in eu-north-1"),
@@ -212,8 +233,55 @@ def test_a_region_without_the_image_is_skipped_and_said(world, isolated_env) -> 
     fail_zones(world, {f"us-east-1{z}": CAPACITY for z in "abc"})
     with spot_prices(history(R) + history("us-east-2")), pytest.raises(SpotrainError) as err:
         start_attempt(world, request(isolated_env, regions=[R, "us-east-2"]))
-    assert "us-east-2/*: NoImage: no PyTorch Deep Learning AMI" in err.value.message
+    assert "us-east-2/*: NoImage: no Deep Learning AMI" in err.value.message
     lines = err.value.message.splitlines()
     assert (
         sum(f"/us-east-1{z}: {CAPACITY}" in line for line in lines for z in "abc") == 3 and live(world) == []
     )
+
+
+def test_a_zone_without_a_default_subnet_is_skipped_and_the_next_gets_its_own(world, isolated_env) -> None:
+    client = ec2(world)
+    subnets = {s["AvailabilityZone"]: s["SubnetId"] for s in client.describe_subnets()["Subnets"]}
+    client.delete_subnet(SubnetId=subnets["us-east-1a"])  # the cheapest zone has no default subnet
+    started = start_attempt(world, request(isolated_env))
+    assert started.instance.zone == "us-east-1c"  # the next cheapest, not an error
+    (failure,) = started.instance.tried
+    assert (failure.zone, failure.code) == ("us-east-1a", "NoDefaultSubnet")
+    assert "create-default-subnet --availability-zone us-east-1a" in failure.message
+    params = instances.run_params(request(isolated_env).spec, "us-east-1c", started.resources[R])
+    (eni,) = params["NetworkInterfaces"]
+    assert eni["SubnetId"] == subnets["us-east-1c"] and eni["AssociatePublicIpAddress"] is True
+    assert eni["Groups"] == [started.security_group.group_id] and "SecurityGroupIds" not in params
+    inst = client.describe_instances(InstanceIds=[started.instance.instance_id])["Reservations"][0]
+    assert inst["Instances"][0]["SubnetId"] == subnets["us-east-1c"]
+
+
+def test_a_second_region_without_the_snapshot_is_skipped_with_why(world, isolated_env) -> None:
+    vol = ec2(world).create_volume(AvailabilityZone="us-east-1a", Size=150)
+    snap = ec2(world).create_snapshot(VolumeId=vol["VolumeId"])["SnapshotId"]
+    req = request(isolated_env, regions=["us-west-2", R])  # the snapshot is in the second one only
+    spec = instances.LaunchSpec(**{**req.spec.__dict__, "data_snapshot_id": snap})
+    started = start_attempt(world, AttemptRequest(**{**req.__dict__, "spec": spec}))
+    assert started.instance.region == R and live(world, "us-west-2") == []
+    (failure,) = started.instance.tried
+    assert (failure.region, failure.zone, failure.code) == ("us-west-2", "*", "NoSnapshot")
+    assert snap in failure.message and "copy-snapshot" in failure.message
+    fail_zones(world, {f"us-east-1{z}": CAPACITY for z in "abc"})
+    with pytest.raises(SpotrainError) as err:  # and when the home region is full too: one message
+        start_attempt(world, AttemptRequest(**{**req.__dict__, "spec": instances.LaunchSpec(
+            **{**spec.__dict__, "attempt_id": "a2"})}))  # fmt: skip
+    assert f"us-west-2/*: NoSnapshot: data snapshot {snap}" in err.value.message
+
+
+def test_an_instance_gone_from_ec2_reads_as_terminated_with_why(world, isolated_env) -> None:
+    # EC2 answers InvalidInstanceID.NotFound an hour after a termination; moto does for an unknown id.
+    old = "i-0123456789abcdef0"
+    status = instances.describe(world, region=R, instance_id=old)
+    assert (status.state, status.end, status.reason_code) == (
+        "terminated",
+        EndKind.UNKNOWN,
+        "InvalidInstanceID.NotFound",
+    )
+    assert old in status.reason_message and "over an hour ago" in status.reason_message
+    assert AwsCloud(regions=[R]).describe(R, old).state == "terminated"

@@ -20,11 +20,19 @@ R = "us-east-1"
     [
         ("203.0.113.7", "203.0.113.7/32"),
         (" 198.51.100.0/24 ", "198.51.100.0/24"),
-        ("2001:db8::1", "2001:db8::1/128"),
     ],
 )
 def test_ssh_cidr_accepted(value: str, cidr: str) -> None:
     assert network.parse_ssh_cidr(value) == cidr
+
+
+@pytest.mark.parametrize("value", ["2001:db8::1", "2001:db8::/64"])
+def test_ipv6_ssh_cidr_is_refused_saying_why(value: str) -> None:
+    # A default VPC gives its instances no IPv6 address: such a rule would admit nobody.
+    with pytest.raises(SpotrainError) as err:
+        network.parse_ssh_cidr(value)
+    assert f"'{value}' is IPv6" in err.value.message and "default VPC" in err.value.message
+    assert "IPv4" in err.value.hint and "/32" in err.value.hint
 
 
 @pytest.mark.parametrize("value", ["203.0.113.7/33", "203.0.113.300", "my-laptop", "", "203.0.113.7/24"])

@@ -84,6 +84,40 @@ def test_a_bad_spec_file_names_the_key_and_starts_nothing(tmp_path: Path, yaml: 
     assert not (tmp_path / "dry-run" / "instances").exists()
 
 
+_BOMB = "recipe: digits\nincludes:\n  - &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"  - &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)
+)  # 10^9 leaves once expanded: minutes, then MemoryError, if the loader followed the aliases
+HURTFUL = [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xd8", ["{spec} is not UTF-8 text", "byte 0"]),
+    (_BOMB.encode(), ["{spec}: line 4", "aliases"]),
+    (b"recipe: digits\n" + b"#" * (1 << 20), ["{spec} is over 1 MB"]),
+    (b"recipe: digits\nenv: {BIG: " + b"x" * 200_000 + b"}\n", ["env: ", "at most 64 KiB"]),
+    (b"recipe: cifar10\n", ["recipe cifar10 needs data", "CIFAR-10 python batches"]),
+]
+
+
+@pytest.mark.parametrize(
+    "content, phrases", HURTFUL, ids=["binary", "alias-bomb", "over-1mb", "env-200kb", "cifar10-no-data"]
+)
+def test_a_spec_file_that_would_hurt_is_refused_before_anything_starts(
+    tmp_path: Path, content: bytes, phrases: list
+) -> None:
+    db = make_run(tmp_path, "digits-old-0001", RunState.SUCCEEDED, attempt=True)
+    before = db.read_bytes()
+    spec = tmp_path / "run.yaml"
+    spec.write_bytes(content)
+    out = spotrain("launch", "-f", str(spec), "--dry-run", "-y", home=tmp_path)
+    refused(out, *(p.format(spec=spec) for p in phrases))
+    assert db.read_bytes() == before  # no run was created, nothing was launched
+    assert not (tmp_path / "dry-run" / "instances").exists()
+
+
+def test_a_budget_of_inf_is_refused(tmp_path: Path) -> None:
+    out = spotrain("launch", "--dry-run", "--recipe", "digits", "--budget", "inf", "-y", home=tmp_path)
+    refused(out, "budget: inf is not allowed; expected a positive number of dollars", "command line")
+    assert not (tmp_path / "dry-run" / "instances").exists()
+
+
 # ------------------------------------------------------------------------------------------- commands
 def test_resume_of_an_unknown_run_lists_the_known_ones(tmp_path: Path) -> None:
     make_run(tmp_path, "digits-old-0001", RunState.SUCCEEDED, attempt=True)
@@ -106,6 +140,13 @@ def test_logs_of_a_run_with_no_attempt_yet(tmp_path: Path) -> None:
     make_run(tmp_path, "digits-new-0001", RunState.REQUESTING)
     refused(spotrain("logs", "digits-new-0001", home=tmp_path), "has no attempt yet", "spotrain status")
     assert runs_in(tmp_path) == [("digits-new-0001", "requesting")]
+
+
+@pytest.mark.parametrize("number", ["0", "-1", "2"])
+def test_logs_of_an_attempt_outside_the_run_s_names_the_range(tmp_path: Path, number: str) -> None:
+    make_run(tmp_path, "digits-old-0001", RunState.SUCCEEDED, attempt=True)
+    out = spotrain("logs", "digits-old-0001", "--attempt", number, home=tmp_path)
+    refused(out, f"run digits-old-0001 has no attempt {number}; its attempts are 1 to 1", "--attempt")
 
 
 def test_down_of_a_run_already_down(tmp_path: Path) -> None:

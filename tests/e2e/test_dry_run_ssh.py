@@ -34,7 +34,7 @@ def test_demo_through_a_real_sshd(sshd: Sshd, monkeypatch: pytest.MonkeyPatch) -
         {
             "recipe": "digits",
             "dry_run": True,
-            "inject_interruptions": ["50%"],
+            "inject_interruptions": ["step:30"],
             "auto_resume": True,
             "boot_delay_s": 0.2,
         },

@@ -33,7 +33,7 @@ def assert_nothing_left(home: Path, run_id: str) -> None:
 
 def test_max_attempts_one_ends_failed_after_the_interruption(tmp_path: Path) -> None:
     out = spotrain(
-        *DIGITS, "--inject-interruption", "40%", "--auto-resume", "--max-attempts", "1", home=tmp_path
+        *DIGITS, "--inject-interruption", "step:30", "--auto-resume", "--max-attempts", "1", home=tmp_path
     )
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]  # the run failed
     row = only_run(tmp_path)
@@ -47,7 +47,7 @@ def test_max_attempts_one_ends_failed_after_the_interruption(tmp_path: Path) -> 
 
 
 def test_without_auto_resume_the_limit_ends_the_run_and_resume_says_why(tmp_path: Path) -> None:
-    out = spotrain(*DIGITS, "--inject-interruption", "40%", "--max-attempts", "1", home=tmp_path)
+    out = spotrain(*DIGITS, "--inject-interruption", "step:30", "--max-attempts", "1", home=tmp_path)
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]  # the run failed
     row = only_run(tmp_path)
     assert row["state"] == "failed" and row["attempts"] == 1
@@ -81,7 +81,7 @@ def test_budget_refuses_another_attempt_that_would_pass_it(tmp_path: Path) -> No
     """One attempt (~$0.003) fits $0.004; a second one's billed minute would not: no relaunch."""
     budget = "0.004"
     out = spotrain(
-        *DIGITS, "--budget", budget, "--inject-interruption", "40%", "--auto-resume", home=tmp_path
+        *DIGITS, "--budget", budget, "--inject-interruption", "step:30", "--auto-resume", home=tmp_path
     )
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]  # the run failed
     row = only_run(tmp_path)

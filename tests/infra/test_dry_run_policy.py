@@ -29,7 +29,7 @@ def test_the_dry_run_uses_the_stack_and_calls_only_what_the_policy_allows(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    flags = {"recipe": "digits", "dry_run": True, "inject_interruptions": ["50%"], "auto_resume": True}
+    flags = {"recipe": "digits", "dry_run": True, "inject_interruptions": ["step:30"], "auto_resume": True}
     spec = config.load_spec(None, {**flags, "boot_delay_s": 0.5})
     with open_controller(dry_run=True, boot_delay_s=0.5) as ctl:
         with record_operations() as rec:

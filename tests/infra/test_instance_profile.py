@@ -44,3 +44,11 @@ def test_no_profile_before_init_then_the_stacks(aws: boto3.Session, isolated_env
     rec.calls += later.calls
     assert [c.operation for c in rec.calls] == ["DescribeStacks", "DescribeStacks"]
     assert check_policies(rec).used["controller"] == {"cloudformation:DescribeStacks"}
+
+
+def test_the_profile_is_found_in_any_region_the_run_uses(aws: boto3.Session, isolated_env: Path) -> None:
+    add_dlami("us-west-2", name=DLAMI, ssm_name=SSM)
+    done = infra.init(aws, region="us-west-2")  # the stack is in the run's second region only
+    cloud = AwsCloud(regions=[R, "us-west-2"], bucket=done.outputs.bucket)  # --bucket: no stack needed
+    assert cloud.instance_profile() == done.outputs.instance_profile_arn
+    assert AwsCloud(regions=[R], bucket="b").instance_profile() is None  # a region without it: none

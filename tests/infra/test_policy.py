@@ -31,8 +31,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
 
 R = "us-east-1"
 P3 = "p3.16xlarge"
-DLAMI = "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.8 (Ubuntu 22.04) 20251001"
-SSM = "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.8-ubuntu-22.04/latest/ami-id"
+DLAMI = "Deep Learning Base Proprietary Nvidia Driver AMI (Amazon Linux 2) Version 71.6"  # P3's V100
+SSM = "/aws/service/deeplearning/ami/x86_64/base-proprietary-nvidia-driver-amazon-linux-2/latest/ami-id"
 G5_DLAMI = "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.9 (Ubuntu 24.04) 20260101"
 G5_SSM = "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.9-ubuntu-24.04/latest/ami-id"
 
@@ -130,6 +130,7 @@ def controller_reads(sess: boto3.Session, out: infra.InfraOutputs) -> None:
     storage.list_attempts(sess, bucket=out.bucket, run_id="r1")
     infra.state_file(R).unlink()
     infra.outputs(sess, region=R)  # init ran elsewhere: read the stack's outputs back
+    instances.region_zones(sess, R)  # the plan checks --zone against the region's zones
 
 
 def test_every_call_of_every_flow_is_allowed_and_nothing_more(

@@ -48,15 +48,17 @@ def events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def start_trainer(cloud: LocalCloud, started: StartedAttempt, *args: str) -> tuple[DetachedProcess, Path]:
+def start_trainer(
+    cloud: LocalCloud, started: StartedAttempt, *args: str, env: dict[str, str] | None = None
+) -> tuple[DetachedProcess, Path]:
     """The real trainer on the instance, detached, as the orchestrator starts it; the repo is its bundle."""
     instance_id = started.instance.instance_id
     transport = cloud.transport(started)
     run_dir = f"{cloud.workdir(instance_id)}/runs/run1"
     argv = [cloud.python(instance_id), "-m", "trainer.train", "--recipe", "digits", "--run-dir", run_dir]
     argv += ["--batch-size", "8", "--log-every", "5", *args]
-    env = {**cloud.instance_env(instance_id), "OMP_NUM_THREADS": "1"}
-    proc = start_detached(transport, argv, run_dir=run_dir, cwd=str(REPO), env=env)
+    full = {**cloud.instance_env(instance_id), "OMP_NUM_THREADS": "1", **(env or {})}
+    proc = start_detached(transport, argv, run_dir=run_dir, cwd=str(REPO), env=full)
     return proc, Path(run_dir)
 
 

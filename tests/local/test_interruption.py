@@ -1,6 +1,6 @@
 """Interruptions on a dry-run instance, with the real trainer running there as the orchestrator starts
 it: the notice reaches it through its own IMDS, it checkpoints and exits 75, and then the instance ends
-with the spot reason. Scheduled by share of the schedule, it fires at about that share."""
+with the spot reason. Pinned to a step (or a share of the steps), it lands at exactly that step."""
 
 from __future__ import annotations
 
@@ -43,21 +43,28 @@ def test_injected_notice_stops_the_trainer_then_the_instance_ends(cloud: LocalCl
     assert cloud.find_instances("run1") == []
 
 
-def test_schedule_at_half_fires_at_about_half(cloud: LocalCloud) -> None:
+def test_pinned_injection_stops_at_that_step_then_the_instance_is_reclaimed(cloud: LocalCloud) -> None:
     started = launch(cloud)
-    schedule = cloud.schedule_interruption(
-        started.instance.instance_id, "50%", "spotrain/runs/run1/events.jsonl"
-    )
-    assert schedule.share == 0.5
-    _, run = start_trainer(cloud, started, "--max-epochs", "4", "--target-acc", "0.9999")
+    inst = started.instance
+    at = "step:40"
+    env = cloud.injection_env(at)
+    assert env == {"SPOTRAIN_NOTICE_AT": "step:40"}
+    schedule = cloud.schedule_interruption(inst.instance_id, at, "spotrain/runs/run1/events.jsonl")
+    assert schedule.pinned and schedule.step == 40
+    _, run = start_trainer(cloud, started, "--max-epochs", "50", "--target-acc", "1.0", env=env)
     assert wait_for(lambda: exit_code(run) is not None, 18, "the trainer to exit") and exit_code(run) == 75
-    evs = events(run / "events.jsonl")
-    epochs = next(e for e in evs if e["kind"] == "start")["config"]["epochs"]
-    last = max(e["epoch"] for e in evs if e["kind"] == "step")
-    assert 0.5 <= last / epochs <= 0.7, (last, epochs)
+    stop = next(e for e in events(run / "events.jsonl") if e["kind"] == "interruption")
+    assert (stop["step"], stop["source"]) == (40, "injected")
+    assert max(e["step"] for e in events(run / "events.jsonl") if e["kind"] == "step") <= 40
+    ended = wait_for(
+        lambda: (s := cloud.describe(inst.region, inst.instance_id)).state == "terminated" and s,
+        5,
+        "the reclaim",
+    )
+    assert ended.end is EndKind.SPOT_INTERRUPTION
 
 
-def test_progress_reads_seconds_and_shares_from_events(tmp_path: Path) -> None:
+def test_progress_reads_seconds_and_injected_stops_from_events(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     progress = EventsProgress(path)
     assert not progress.due(Schedule.parse("20s"))  # no file yet
@@ -66,10 +73,16 @@ def test_progress_reads_seconds_and_shares_from_events(tmp_path: Path) -> None:
         {"t": 1001.0, "kind": "step", "step": 1, "epoch": 0.1},
         {"t": 1030.0, "kind": "eval", "step": 90, "epoch": 1.0},
     ]
-    path.write_text("".join(json.dumps(e) + "\n" for e in lines) + '{"t": 1040, "kind": "st')  # a torn line
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines) + '{"t": 1040, "kind": "in')  # a torn line
     assert progress.due(Schedule.parse("20s"), now=1021.0)
     assert not progress.due(Schedule.parse("20s"), now=1020.0)
-    assert progress.due(Schedule.parse("25%")) and not progress.due(Schedule.parse("26%"))
+    assert not progress.due(Schedule.parse("step:90")) and not progress.due(Schedule.parse("25%"))
     with path.open("a") as f:
-        f.write('ep", "step": 150, "epoch": 2.2}\n')
-    assert progress.due(Schedule.parse("55%"))
+        f.write('terruption", "source": "injected", "step": 90}\n')
+    assert progress.due(Schedule.parse("step:90")) and progress.due(Schedule.parse("25%"))
+
+
+def test_schedule_forms() -> None:
+    assert Schedule.parse("step:30").step == 30 and Schedule.parse("STEP:30").pinned
+    assert Schedule.parse("50%").share == 0.5 and Schedule.parse("50%").pinned
+    assert Schedule.parse("20s").seconds == 20 and not Schedule.parse("20s").pinned

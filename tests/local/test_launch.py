@@ -83,7 +83,7 @@ def test_close_leaves_no_threads_or_servers(tmp_path: Path) -> None:
 
 def test_bad_schedule_and_unknown_instance(cloud: LocalCloud) -> None:
     started = launch(cloud)
-    with pytest.raises(SpotrainError, match="neither seconds nor a share"):
+    with pytest.raises(SpotrainError, match="neither a step, a share of the schedule nor seconds"):
         cloud.schedule_interruption(started.instance.instance_id, "half", "events.jsonl")
     with pytest.raises(SpotrainError, match="not running"):
         cloud.inject_interruption("i-0000000000000000")

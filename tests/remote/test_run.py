@@ -106,6 +106,33 @@ def test_cwd_and_env_reach_the_process(transport: Transport, tmp_path: Path) -> 
     assert read_tail(transport, str(run / "train.log")) == [f"{work} http://127.0.0.1:9"]
 
 
+class Recording:
+    """A transport that keeps every command line it runs (what ps, errors and timeouts would show)."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner, self.commands = inner, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def exec(self, command: str, **kwargs):
+        self.commands.append(command)
+        return self.inner.exec(command, **kwargs)
+
+
+def test_env_values_reach_the_process_but_never_a_command_line(transport: Transport, tmp_path: Path) -> None:
+    run, work = tmp_path / "run", tmp_path / "bundle"
+    work.mkdir()
+    recording = Recording(transport)
+    script = "import os; print(os.environ['DB_PASS'])"
+    env = {"DB_PASS": "pa55-only-in-env"}
+    start_detached(recording, [sys.executable, "-c", script], run_dir=str(run), cwd=str(work), env=env)
+    ended = wait_until(lambda: process_status(transport, str(run)), lambda s: s.state == "exited")
+    assert ended.exit_code == 0
+    assert read_tail(transport, str(run / "train.log")) == ["pa55-only-in-env"]
+    assert recording.commands and not any("pa55" in c for c in recording.commands)
+
+
 def test_a_command_that_cannot_start_is_reported(transport: Transport, tmp_path: Path) -> None:
     with pytest.raises(RemoteCommandError, match="cannot start /nonexistent/python"):
         start_detached(

@@ -34,7 +34,7 @@ def demo(tmp_path_factory) -> SimpleNamespace:
     """One dry-run demo launch for the module: its stdout, `cost --json`, home and run id."""
     home = tmp_path_factory.mktemp("home")
     out = spotrain(
-        *("launch", "--dry-run", "--recipe", "digits", "--inject-interruption", "50%"),
+        *("launch", "--dry-run", "--recipe", "digits", "--inject-interruption", "step:30"),
         *("--auto-resume", "-y", "--boot-delay", "0.5"),
         home=home,
     )

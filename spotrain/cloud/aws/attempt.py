@@ -5,7 +5,8 @@ Steps, in order, so that a mistake is found before anything is created and nothi
   2. plan zones from the spot prices, cheapest first, the zone that just interrupted the run last;
   3. choose the image for the first region to try (a bad --ami fails here);
   4. check the spot vCPU quota of every region, before any launch call (in launch_spot);
-  5. per region, when first needed: image, key pair, the run's security group; launch with failover;
+  5. per region, when first needed: image, the data snapshot (regional), key pair, the run's security
+     group, the default subnet of each zone; launch with failover, skipping what a region or zone lacks;
   6. on failure, delete the security groups this call made, so nothing is left running or open.
 """
 
@@ -16,12 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import boto3
 
 from spotrain import catalog
 from spotrain.cloud import ImageChoice, KeyPair, LaunchedInstance, SecurityGroup, ZoneFailure
-from spotrain.cloud.aws import ClientError, client, images, network, region_of, translated
+from spotrain.cloud.aws import ClientError, client, error_code, images, network, region_of, translated
 from spotrain.cloud.aws.instances import LaunchSpec, RegionResources, all_failed, launch_spot, plan_zones
 from spotrain.errors import SpotrainError
 
@@ -35,6 +37,7 @@ class AttemptRequest:
     ami: str | None = None  # overrides the Deep Learning AMI (an id is per region: one region only)
     public_key: Path | None = None  # the user's own key instead of spotrain's
     demote_zones: Sequence[str] = ()  # zones that just interrupted this run: tried last
+    zones: Sequence[str] = ()  # allowed zones (--zone); empty: any zone of `regions`
     now: datetime | None = None  # for the price plan; None: now
 
 
@@ -71,6 +74,27 @@ def _nothing_to_try(spec: LaunchSpec, regions: list[str], skipped: list[ZoneFail
     return all_failed(spec, skipped)
 
 
+def snapshot_missing(ec2: Any, region: str, snapshot_id: str | None) -> ZoneFailure | None:
+    """EBS snapshots are regional ("Copy an Amazon EBS snapshot", EBS user guide): a region without
+    the data snapshot is skipped with why, instead of its launch call stopping the whole failover."""
+    if not snapshot_id:
+        return None
+    try:
+        ec2.describe_snapshots(SnapshotIds=[snapshot_id])
+        return None
+    except ClientError as err:
+        if error_code(err) not in {"InvalidSnapshot.NotFound", "InvalidSnapshotID.Malformed"}:
+            raise
+    return ZoneFailure(
+        region,
+        "*",
+        "NoSnapshot",
+        f"data snapshot {snapshot_id} is not in {region} (snapshots are regional; "
+        f"`aws ec2 copy-snapshot --region {region} --source-region HOME --source-snapshot-id "
+        f"{snapshot_id}` copies it)",
+    )
+
+
 @translated("start an attempt")
 def start_attempt(sess: boto3.Session, req: AttemptRequest) -> StartedAttempt:
     """Launch one spot instance for `req.spec`'s run, trying zones and regions in price order."""
@@ -82,6 +106,7 @@ def start_attempt(sess: boto3.Session, req: AttemptRequest) -> StartedAttempt:
         regions=regions,
         demote=req.demote_zones,
         max_price=spec.max_price,
+        zones=req.zones,
         now=req.now,
     )
     if not candidates:
@@ -100,13 +125,18 @@ def start_attempt(sess: boto3.Session, req: AttemptRequest) -> StartedAttempt:
                 image = images.choose_image(sess, region=region, instance_type=spec.instance_type)
             except SpotrainError as err:  # no image there: that region is out, the others are not
                 return ZoneFailure(region, "*", "NoImage", err.message)
+        ec2 = client(sess, "ec2", region)
+        missing = snapshot_missing(ec2, region, spec.data_snapshot_id)
+        if missing is not None:
+            return missing
         keys[region] = network.ensure_key_pair(
             sess, region=region, owner=spec.owner, state_dir=req.state_dir, public_key=req.public_key
         )
         groups[region] = network.ensure_security_group(
             sess, region=region, run_id=spec.run_id, owner=spec.owner, ssh_cidr=cidr
         )
-        made[region] = RegionResources(region, image, keys[region].name, groups[region].group_id)
+        subnets = network.default_subnets(ec2, groups[region].vpc_id)
+        made[region] = RegionResources(region, image, keys[region].name, groups[region].group_id, subnets)
         return made[region]
 
     try:

@@ -15,7 +15,12 @@ from spotrain.errors import SpotrainError
 from spotrain.remote import SSHTarget, Transport, connect
 
 DLAMI_PYTHON = "/opt/pytorch/bin/python"  # the PyTorch Deep Learning AMI's environment
-SSH_USER = "ubuntu"
+SSH_USER = "ubuntu"  # the Ubuntu DLAMIs' login user, for an instance launched without the ssh-user tag
+
+
+def ssh_user(status: InstanceStatus) -> str:
+    """The login user of the instance's image (Amazon Linux's is ec2-user), from the tag put at launch."""
+    return status.tags.get(instances.TAG_SSH_USER) or SSH_USER
 
 
 class AwsCloud:
@@ -66,7 +71,7 @@ class AwsCloud:
         return sweep.sweep(self._session, leftovers)
 
     def transport(self, target: StartedAttempt | InstanceStatus, *, ssh: bool = True) -> Transport:
-        """SSH to the instance's public address as `ubuntu`, with the key pair's private key."""
+        """SSH to the instance's public address as its image's login user, with the key pair's key."""
         if isinstance(target, StartedAttempt):
             target = self.describe(target.instance.region, target.instance.instance_id)
         if not target.public_ip or self.key_file is None:
@@ -75,7 +80,7 @@ class AwsCloud:
                 + ("it has no public address" if not target.public_ip else "no private key known"),
                 "check that it runs in a subnet with public addresses, and the key in the state directory",
             )
-        ssh_target = SSHTarget(target.public_ip, SSH_USER, self.key_file, target.instance_id)
+        ssh_target = SSHTarget(target.public_ip, ssh_user(target), self.key_file, target.instance_id)
         return connect(ssh_target, python=self.python(target.instance_id))
 
     def instance_env(self, instance_id: str) -> dict[str, str]:
@@ -102,11 +107,11 @@ class AwsCloud:
         return self._bucket
 
     def instance_profile(self) -> str | None:
-        """The profile of spotrain's stack in the home region: the one `spotrain init` stored, else read
-        back from the stack (init ran on another machine); None when init never ran there."""
+        """The profile of spotrain's stack in the first of the run's regions that has one (IAM is
+        global): the one `spotrain init` stored, else read back from the stack (init ran on another
+        machine); None when init ran in none of them."""
         if self._profile is None and self.regions:
-            found = infra.find_outputs(self._session, region=self.regions[0])
-            self._profile = found.instance_profile_arn if found else None
+            self._profile = infra.find_instance_profile(self._session, regions=self.regions)
         return self._profile
 
     def user_data(self, spec: dict) -> str | None:

@@ -30,7 +30,16 @@ from spotrain.cloud import (
     ZoneFailure,
     tags,
 )
-from spotrain.cloud.aws import ClientError, client, error_code, error_message, prices, quotas, translated
+from spotrain.cloud.aws import (
+    ClientError,
+    client,
+    error_code,
+    error_message,
+    images,
+    prices,
+    quotas,
+    translated,
+)
 from spotrain.errors import SpotrainError
 
 # Errors that say "not here, not now": try the next zone.
@@ -49,6 +58,7 @@ ZONE_ERRORS = {
 REGION_ERRORS = {"MaxSpotInstanceCountExceeded", "VcpuLimitExceeded", "InstanceLimitExceeded"}
 THROTTLED = {"RequestLimitExceeded", "Throttling", "ThrottlingException"}
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+TAG_SSH_USER = "spotrain:ssh-user"  # the image's login user, read back by AwsCloud.transport
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,20 @@ class RegionResources:
     image: ImageChoice
     key_name: str
     security_group_id: str
+    subnets: dict[str, str] | None = None  # zone -> its default subnet; None: let EC2 choose
+
+
+def subnet_missing(res: RegionResources, zone: str) -> ZoneFailure | None:
+    """Why `zone` cannot be used when the region's default VPC has no default subnet there."""
+    if res.subnets is None or zone in res.subnets:
+        return None
+    return ZoneFailure(
+        res.region,
+        zone,
+        "NoDefaultSubnet",
+        f"the default VPC has no default subnet in {zone} "
+        f"(`aws ec2 create-default-subnet --availability-zone {zone}` makes one)",
+    )
 
 
 @dataclass(frozen=True)
@@ -93,10 +117,12 @@ def plan_zones(
     regions: Sequence[str],
     demote: Iterable[str] = (),
     max_price: float | None = None,
+    zones: Sequence[str] = (),
     now: datetime | None = None,
 ) -> tuple[list[ZoneCandidate], list[ZoneFailure]]:
     """Zones to try, region by region, cheapest first, the `demote`d ones (that just interrupted
-    the run) last of all; and the zones or regions left out, with why."""
+    the run) last of all; only the allowed `zones` when any are given (--zone); and the zones or
+    regions left out, with why."""
     itype = catalog.instance_type(instance_type)
     now = now or datetime.now(timezone.utc)
     last = set(demote)
@@ -110,6 +136,8 @@ def plan_zones(
         if not quotes:
             skipped.append(ZoneFailure(region, "*", "NotOffered", f"no spot price for {itype.name}"))
         for q in prices.cheapest(quotes):
+            if zones and q.zone not in zones:
+                continue  # not allowed by --zone: not a failure, just not ours to try
             if max_price is not None and q.usd_per_hour > max_price:
                 msg = f"spot price ${q.usd_per_hour:.4f}/h is above --max-price ${max_price:.4f}/h"
                 skipped.append(ZoneFailure(region, q.zone, "MaxPrice", msg))
@@ -120,6 +148,16 @@ def plan_zones(
 
 
 # -- launch -----------------------------------------------------------------------------------
+
+
+@translated("list availability zones")
+def region_zones(sess: boto3.Session, region: str) -> list[str]:
+    """The availability zones of `region` that this account can launch in."""
+    ec2 = client(sess, "ec2", region)
+    found = ec2.describe_availability_zones(Filters=[{"Name": "region-name", "Values": [region]}])
+    return sorted(
+        z["ZoneName"] for z in found["AvailabilityZones"] if z.get("State", "available") == "available"
+    )
 
 
 def client_token(spec: LaunchSpec, zone: str) -> str:
@@ -143,13 +181,14 @@ def run_params(spec: LaunchSpec, zone: str, res: RegionResources) -> dict[str, A
         {"Key": "spotrain:attempt", "Value": spec.attempt_id},
         {"Key": "Name", "Value": f"spotrain-{spec.run_id}"},
     ]
+    # The login user goes on the instance so that a fresh controller process (resume, logs) knows it.
+    inst_tags = [*tag_list, {"Key": TAG_SSH_USER, "Value": res.image.ssh_user}]
     params: dict[str, Any] = {
         "ImageId": res.image.image_id,
         "InstanceType": spec.instance_type,
         "MinCount": 1,
         "MaxCount": 1,
         "KeyName": res.key_name,
-        "SecurityGroupIds": [res.security_group_id],
         "Placement": {"AvailabilityZone": zone},
         "InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": spot},
         "MetadataOptions": {
@@ -159,16 +198,34 @@ def run_params(spec: LaunchSpec, zone: str, res: RegionResources) -> dict[str, A
         },
         "BlockDeviceMappings": disks,
         "TagSpecifications": [
-            {"ResourceType": kind, "Tags": tag_list}
-            for kind in ("instance", "volume", "spot-instances-request")
+            {"ResourceType": "instance", "Tags": inst_tags},
+            *({"ResourceType": kind, "Tags": tag_list} for kind in ("volume", "spot-instances-request")),
         ],
         "ClientToken": client_token(spec, zone),
     }
+    subnet = (res.subnets or {}).get(zone)
+    if subnet:
+        # The zone's own subnet, as SkyPilot passes it: without one EC2 picks the VPC's default subnet
+        # for the zone and fails when there is none. A public address is asked for explicitly (a
+        # default subnet gives one, another subnet may not); with NetworkInterfaces the groups go on
+        # the interface, since RunInstances refuses SecurityGroupIds beside it.
+        params["NetworkInterfaces"] = [
+            {
+                "DeviceIndex": 0,
+                "SubnetId": subnet,
+                "Groups": [res.security_group_id],
+                "AssociatePublicIpAddress": True,
+                "DeleteOnTermination": True,
+            }
+        ]
+    else:
+        params["SecurityGroupIds"] = [res.security_group_id]
     if spec.instance_profile:
         key = "Arn" if spec.instance_profile.startswith("arn:") else "Name"
         params["IamInstanceProfile"] = {key: spec.instance_profile}
     if spec.user_data:
-        params["UserData"] = spec.user_data
+        itype = catalog.instance_type(spec.instance_type)
+        params["UserData"] = images.with_exports(spec.user_data, images.boot_exports(res.image, itype))
     return params
 
 
@@ -220,6 +277,10 @@ def launch_spot(
                 blocked.add(cand.region)
                 continue
             ready[cand.region] = got
+        no_subnet = subnet_missing(ready[cand.region], cand.zone)
+        if no_subnet is not None:
+            failures.append(no_subnet)
+            continue
         ec2 = client(sess, "ec2", cand.region, fast=True)
         try:
             inst = _run_once(ec2, run_params(spec, cand.zone, ready[cand.region]))
@@ -282,9 +343,42 @@ def _status(region: str, inst: dict[str, Any]) -> InstanceStatus:
     )
 
 
+GONE = "InvalidInstanceID.NotFound"
+
+
+def gone(region: str, instance_id: str) -> InstanceStatus:
+    """An instance EC2 no longer lists. Terminated instances stay visible for about an hour after
+    they end ("Terminate Amazon EC2 instances", EC2 user guide), then describe_instances answers
+    InvalidInstanceID.NotFound: it ended long ago, and how is no longer known."""
+    return InstanceStatus(
+        instance_id=instance_id,
+        region=region,
+        zone="",
+        instance_type="",
+        state="terminated",
+        end=EndKind.UNKNOWN,
+        reason_code=GONE,
+        reason_message=(
+            f"EC2 no longer lists {instance_id} in {region}: it was terminated over an hour ago "
+            "(EC2 shows a terminated instance for about an hour), so how it ended is not known"
+        ),
+        public_ip=None,
+        launch_time=None,
+        spot=False,
+    )
+
+
 @translated("describe an instance")
 def describe(sess: boto3.Session, *, region: str, instance_id: str) -> InstanceStatus:
-    res = client(sess, "ec2", region).describe_instances(InstanceIds=[instance_id])["Reservations"]
+    """How the instance is now; one gone from EC2's listing reads as terminated, with why."""
+    try:
+        res = client(sess, "ec2", region).describe_instances(InstanceIds=[instance_id])["Reservations"]
+    except ClientError as err:
+        if error_code(err) == GONE:
+            return gone(region, instance_id)
+        raise
+    if not res or not res[0]["Instances"]:  # eventual consistency may also answer with nothing
+        return gone(region, instance_id)
     return _status(region, res[0]["Instances"][0])
 
 
@@ -307,8 +401,21 @@ def wait(
 
 @translated("terminate instances")
 def terminate(sess: boto3.Session, *, region: str, instance_ids: Sequence[str]) -> None:
-    if instance_ids:
-        client(sess, "ec2", region).terminate_instances(InstanceIds=list(instance_ids))
+    """Terminate; one already terminated is left as it is (EC2 answers that call as a no-op)."""
+    if not instance_ids:
+        return
+    ec2 = client(sess, "ec2", region)
+    try:
+        ec2.terminate_instances(InstanceIds=list(instance_ids))
+    except ClientError as err:
+        # moto 5.2 answers a second TerminateInstances of an instance whose launch-time interface was
+        # DeleteOnTermination with this error, where EC2 succeeds: terminate only those still live.
+        if error_code(err) != "InvalidNetworkInterfaceID.NotFound":
+            raise
+        res = ec2.describe_instances(InstanceIds=list(instance_ids))["Reservations"]
+        live = [i["InstanceId"] for r in res for i in r["Instances"] if i["State"]["Name"] != "terminated"]
+        if live:
+            ec2.terminate_instances(InstanceIds=live)
 
 
 def run_instances_live(ec2: Any, run_id: str | None) -> list[dict[str, Any]]:

@@ -45,6 +45,14 @@ def parse_ssh_cidr(value: str) -> str:
             f"--ssh-cidr '{value}' is not a valid CIDR ({err}){fixed}",
             "give an address with its prefix length, e.g. 203.0.113.7/32 (one address) or 203.0.113.0/24",
         ) from None
+    if net.version == 6:
+        # A default VPC has no IPv6 CIDR block, so its instances get no IPv6 address ("IPv6 support
+        # for your VPC", VPC user guide): an IPv6 rule would let nobody in, and SSH would time out.
+        raise SpotrainError(
+            f"--ssh-cidr '{value}' is IPv6, but instances in a default VPC have no IPv6 address",
+            "give this machine's IPv4 address as a /32 (`curl -4 https://checkip.amazonaws.com`), "
+            "or leave --ssh-cidr out to use it",
+        )
     return str(net)
 
 
@@ -157,6 +165,14 @@ def default_vpc(ec2: Any, region: str) -> str:
             f"create one with `aws ec2 create-default-vpc --region {region}`",
         )
     return vpcs[0]["VpcId"]
+
+
+def default_subnets(ec2: Any, vpc_id: str) -> dict[str, str]:
+    """Zone -> the default subnet of `vpc_id` there (the one EC2 uses when no subnet is named)."""
+    found = ec2.describe_subnets(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "default-for-az", "Values": ["true"]}]
+    )["Subnets"]
+    return {s["AvailabilityZone"]: s["SubnetId"] for s in found}
 
 
 def _ssh_permission(cidr: str, run_id: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import boto3
 
 from spotrain import catalog
 from spotrain.cloud import PriceTable, ZoneQuote
-from spotrain.cloud.aws import client, region_of, session, translated
+from spotrain.cloud.aws import client, pricing, region_of, session, translated
 from spotrain.cost import PriceCurve, PriceSample, curves
 from spotrain.errors import SpotrainError
 
@@ -101,7 +101,8 @@ def quote(
     region = region_of(sess, region)
     now = now or datetime.now(timezone.utc)
     samples = history(sess, region=region, instance_type=itype.name, start=now - timedelta(days=1), end=now)
-    zones = zone_quotes(samples, now=now.timestamp(), on_demand=itype.on_demand_usd_per_hour)
+    od = pricing.on_demand(sess, region=region, instance_type=itype.name)
+    zones = zone_quotes(samples, now=now.timestamp(), on_demand=od.usd_per_hour)
     if not zones:
         raise SpotrainError(
             f"{itype.name} has no spot price in region {region}: it is not offered there as spot",
@@ -111,7 +112,8 @@ def quote(
         instance_type=itype.name,
         region=region,
         now=now,
-        on_demand_usd_per_hour=itype.on_demand_usd_per_hour,
-        on_demand_as_of=catalog.PRICES_AS_OF,
+        on_demand_usd_per_hour=od.usd_per_hour,
+        on_demand_as_of=od.label,
         zones=zones,
+        on_demand_source=od.source,
     )
