@@ -37,11 +37,8 @@ from trainer.schedule import OneCycle, set_lr_momentum
 from trainer.spot import INJECT_ENV, SpotWatcher
 from trainer.util import code_hash, make_logger
 
-NOTICE_FLAG = {
-    "imds": 1,
-    "sigterm": 2,
-    "injected": 3,
-}  # agreed by all-reduce MAX; the value says where it came from
+# Agreed by all-reduce MAX; the value says where the notice came from.
+NOTICE_FLAG = {"imds": 1, "sigterm": 2, "injected": 3}
 
 
 def main(argv: list[str] | None = None) -> int:
