@@ -133,8 +133,10 @@ RECIPES: dict[str, RecipeDefaults] = {
         # ResNet-50: 8.18 GFLOPs forward at 224 px; 128/224/288 px phases average 0.78 of that.
         # fast.ai's 2018 run (3 h on 8 V100) implies about 10% of peak: data loading bounds ImageNet.
         RecipeDefaults("imagenet", "p3.16xlarge", 400, "top5", 0.93, 3 * 0.78 * 8.18e9, 1_281_167, 35, 0.10),
+        # airbench's whitened 3-group net: 0.24 GFLOPs forward at 32 px (torch.utils.flop_counter).
+        RecipeDefaults("cifar10", "g5.xlarge", 150, "top1", 0.94, 3 * 0.24e9, 50_000, 10, 0.15),
         # ResNet-9 (DAWNBench): about 0.41 GFLOPs forward at 32 px.
-        RecipeDefaults("cifar10", "g5.xlarge", 150, "top1", 0.94, 3 * 0.41e9, 50_000, 24, 0.15),
+        RecipeDefaults("cifar10_resnet9", "g5.xlarge", 150, "top1", 0.94, 3 * 0.41e9, 50_000, 24, 0.15),
         # The small CNN on 8x8 digits: about 1.3 MFLOPs forward; it runs anywhere, the dry-run on a CPU.
         RecipeDefaults("digits", "g4dn.xlarge", 120, "top1", 0.98, 3 * 1.3e6, 1_437, 5, 0.001),
     ]

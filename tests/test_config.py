@@ -124,7 +124,7 @@ BAD = [
     (
         "recipe",
         "digitz",
-        "recipe: digitz is not allowed; expected one of imagenet, cifar10, digits (did you mean digits?)",
+        "recipe: digitz is not allowed; expected one of imagenet, cifar10, cifar10_resnet9, digits (did you mean digits?)",
     ),
     (
         "instance",
@@ -207,7 +207,7 @@ def test_every_bad_field_is_reported_at_once() -> None:
 def test_a_missing_recipe_says_how_to_give_one() -> None:
     with pytest.raises(SpotrainError) as e:
         load_spec(None, {}, {})
-    assert e.value.message == "recipe: missing; expected one of imagenet, cifar10, digits"
+    assert e.value.message == "recipe: missing; expected one of imagenet, cifar10, cifar10_resnet9, digits"
     assert "SPOTRAIN_RECIPE" in e.value.hint
 
 

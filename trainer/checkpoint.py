@@ -27,6 +27,7 @@ import torch
 
 from trainer import TrainerError
 from trainer.events import EventLog
+from trainer.precision import load_scaler_state
 
 LATEST = "LATEST"
 MANIFEST = "manifest.json"
@@ -319,7 +320,7 @@ def restore_state(files: dict[str, Any], model, optimizer, scaler, progress: Pro
     state = files["state.pt"]
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
+    load_scaler_state(scaler, state.get("scaler"))  # across precisions: an empty state is no error
     for key, value in state["progress"].items():
         setattr(progress, key, value)
     ranks = files["rng.pt"]["ranks"]

@@ -67,8 +67,10 @@ class InMemory:
     y: torch.Tensor  # (N,) int64
     mean: torch.Tensor  # (C,) per-channel mean in x's units
     std: torch.Tensor
-    crop_pad: int = 0  # random crop after reflect padding by this many pixels (0: none)
-    flip: bool = False  # random horizontal flip
+    crop_pad: int = 0  # random translation: a crop after reflect padding by this many pixels (0: none)
+    flip: str = "none"  # "random": each image flipped with p=0.5 each epoch; "alternate": a random half
+    # in even epochs and exactly the other half in odd ones (airbench: each image seen both ways in two
+    # epochs, as plain random flips only do by chance); "none"
 
     def __len__(self) -> int:
         return len(self.y)
@@ -90,15 +92,29 @@ class InMemory:
         train: bool,
         workers: int = 0,
     ) -> Iterator[Batch]:
-        for i, idx in enumerate(batches, start=first):
-            idx = idx.to(self.x.device)
+        if not batches:
+            return
+        # The epoch's indices go to the device in one copy (pinned, so it does not wait): a copy per
+        # batch from pageable memory would make the host wait for the GPU at every step.
+        order = torch.cat(batches)
+        if self.x.device.type == "cuda":
+            order = order.pin_memory()
+        order = order.to(self.x.device, non_blocking=True).split([len(b) for b in batches])
+        flip_bits = self._flip_bits(seed) if train and self.flip == "alternate" else None
+        for i, idx in enumerate(order, start=first):
             x = (self.x[idx].float() - self.mean[:, None, None]) / self.std[:, None, None]
-            if train and (self.crop_pad or self.flip):
+            if train and (self.crop_pad or self.flip != "none"):
                 g = torch.Generator(device=x.device).manual_seed(_mix(seed, epoch, i, rank))
-                x = self._augment(x, g)
+                flip = None if flip_bits is None else flip_bits[idx] ^ bool(epoch % 2)
+                x = self._augment(x, g, flip)
             yield x, self.y[idx]
 
-    def _augment(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def _flip_bits(self, seed: int) -> torch.Tensor:
+        """One random bit per image, fixed for the run (a function of the seed only)."""
+        g = torch.Generator(device=self.x.device).manual_seed(_mix(seed, 0xF11B))
+        return torch.rand(len(self), generator=g, device=self.x.device) < 0.5
+
+    def _augment(self, x: torch.Tensor, g: torch.Generator, flip: torch.Tensor | None) -> torch.Tensor:
         n, _, h, w = x.shape
         if self.crop_pad:
             p = self.crop_pad
@@ -109,15 +125,15 @@ class InMemory:
             cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]
             chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
             x = padded[torch.arange(n, device=x.device)[:, None, None, None], chans, rows, cols]
-        if self.flip:
-            mask = torch.rand(n, generator=g, device=x.device) < 0.5
+        if self.flip != "none":
+            mask = flip if flip is not None else torch.rand(n, generator=g, device=x.device) < 0.5
             x = torch.where(mask[:, None, None, None], x.flip(3), x)
         return x
 
 
 @dataclass
 class Datasets:
-    train: InMemory | FolderData  # noqa: F821 (defined below)
+    train: InMemory | FolderData  # noqa: F821 (trainer.folder)
     val: InMemory | FolderData  # noqa: F821
     num_classes: int
     description: str  # what was loaded, for the log
@@ -159,7 +175,7 @@ def load_cifar10(data_dir: Path | None) -> Datasets:
     x, y = torch.cat(train_x), torch.cat(train_y)
     mean = x.float().mean(dim=(0, 2, 3))
     std = x.float().std(dim=(0, 2, 3))
-    train = InMemory(x, y, mean, std, crop_pad=4, flip=True)
+    train = InMemory(x, y, mean, std, crop_pad=4, flip="random")  # the recipe may change both
     val = InMemory(test_x, test_y, mean, std)
     return Datasets(train, val, 10, f"cifar10: {len(y)} train, {len(test_y)} test from {root}")
 
@@ -198,114 +214,14 @@ def _require_dir(data_dir: Path | None, recipe: str, layout: str) -> Path:
     return Path(data_dir)
 
 
-# ----------------------------------------------------------------------------------------------------
-# ImageFolder (ImageNet): JPEGs decoded by DataLoader workers, the crop size set by the phase
-IMAGENET_LAYOUT = "ImageFolder directories train/CLASS/*.jpg and val/CLASS/*.jpg (the same classes in both)"
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-class _SeededSamples(torch.utils.data.Dataset):
-    """Decodes and transforms sample i with the torch RNG seeded from (seed, epoch, i), so the
-    augmentation does not depend on which worker draws it or on where a resume started."""
-
-    def __init__(self, samples: list[tuple[str, int]], transform, seed: int, epoch: int) -> None:
-        self.samples, self.transform, self.seed, self.epoch = samples, transform, seed, epoch
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int):
-        from torchvision.datasets.folder import default_loader
-
-        path, label = self.samples[i]
-        image = default_loader(path)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_mix(self.seed, self.epoch, i))
-            return self.transform(image), label
-
-
-@dataclass
-class FolderData:
-    samples: list[tuple[str, int]]
-    train: bool
-    device: torch.device = torch.device("cpu")
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def to(self, device: torch.device) -> FolderData:
-        self.device = device
-        return self
-
-    def transform(self, size: int):
-        from torchvision import transforms as T
-
-        norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-        if self.train:
-            return T.Compose(
-                [T.RandomResizedCrop(size, scale=(0.35, 1.0)), T.RandomHorizontalFlip(), T.ToTensor(), norm]
-            )
-        return T.Compose([T.Resize(int(size * 1.14)), T.CenterCrop(size), T.ToTensor(), norm])
-
-    def loader(
-        self,
-        batches: list[torch.Tensor],
-        *,
-        seed: int,
-        epoch: int,
-        first: int,
-        rank: int,
-        size: int,
-        train: bool,
-        workers: int = 0,
-    ) -> Iterator[Batch]:
-        dataset = _SeededSamples(self.samples, self.transform(size), seed, epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_sampler=[b.tolist() for b in batches],
-            num_workers=workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(seed),
-        )
-        for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
-
-def load_imagenet(data_dir: Path | None) -> Datasets:
-    """ImageFolder train/ and val/ under --data; the classes must match."""
-    root = _require_dir(data_dir, "imagenet", IMAGENET_LAYOUT)
-    from torchvision.datasets import ImageFolder
-
-    found = {}
-    for split in ("train", "val"):
-        try:
-            found[split] = ImageFolder(str(root / split))
-        except (FileNotFoundError, OSError) as err:
-            raise TrainerError(
-                f"--data {root}: {split}/ is not usable ({err}); expected {IMAGENET_LAYOUT}",
-                "point --data at the directory that holds train/ and val/",
-            ) from None
-    if found["train"].classes != found["val"].classes:
-        raise TrainerError(
-            f"--data {root}: train/ has {len(found['train'].classes)} classes and val/ has "
-            f"{len(found['val'].classes)}, or their names differ; expected {IMAGENET_LAYOUT}",
-            "give val/ the same class directories as train/",
-        )
-    train, val = found["train"], found["val"]
-    return Datasets(
-        FolderData(train.samples, True),
-        FolderData(val.samples, False),
-        len(train.classes),
-        f"imagenet: {len(train)} train, {len(val)} val images, {len(train.classes)} classes from {root}",
-    )
-
-
 def load_datasets(dataset: str, data_dir: Path | None) -> Datasets:
     if dataset == "digits":
         return load_digits()
     if dataset == "cifar10":
         return load_cifar10(data_dir)
     if dataset == "imagenet":
+        from trainer.folder import load_imagenet
+
         return load_imagenet(data_dir)
     raise TrainerError(
         f"unknown dataset {dataset!r}", "a recipe's dataset is one of digits, cifar10, imagenet"

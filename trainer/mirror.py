@@ -50,6 +50,15 @@ def _client():
     return boto3.client("s3")
 
 
+def _transfer_config():
+    """Uploads run on the mirror's own daemon thread, not in a pool: s3transfer's pool threads are not
+    daemons, and Python joins them at exit (concurrent.futures' atexit hook), so an upload hung on a
+    slow S3 would hold the process past the notice's deadline after the loop gave up on it."""
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(use_threads=False)
+
+
 def default_attempt_id() -> str:
     return (
         os.environ.get("SPOTRAIN_ATTEMPT")
@@ -66,7 +75,7 @@ class Mirror:
         self.bucket, self.prefix = parse_s3_uri(uri)
         self.run_dir, self.events, self.keep = Path(run_dir), events, keep
         self.attempt_id = attempt_id or default_attempt_id()
-        self._s3 = _client()
+        self._s3, self._config = _client(), _transfer_config()
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="s3-mirror", daemon=True)
         self._thread.start()
@@ -107,7 +116,7 @@ class Mirror:
         t0, sent = time.perf_counter(), 0
         base = _key(self.prefix, "ckpt", directory.name)
         for path in sorted(directory.iterdir(), key=lambda p: p.name == MANIFEST):  # manifest after data
-            self._s3.upload_file(str(path), self.bucket, f"{base}/{path.name}")
+            self._s3.upload_file(str(path), self.bucket, f"{base}/{path.name}", Config=self._config)
             sent += path.stat().st_size
         self._s3.put_object(
             Bucket=self.bucket, Key=_key(self.prefix, "ckpt", LATEST), Body=f"{directory.name}\n".encode()
@@ -128,7 +137,10 @@ class Mirror:
             path = self.run_dir / name
             if path.is_file():
                 self._s3.upload_file(
-                    str(path), self.bucket, _key(self.prefix, "attempts", self.attempt_id, name)
+                    str(path),
+                    self.bucket,
+                    _key(self.prefix, "attempts", self.attempt_id, name),
+                    Config=self._config,
                 )
 
     def _prune_remote(self, keep_name: str) -> None:

@@ -19,6 +19,7 @@ class OneCycle:
     final_div: float = 1e4  # end at max_lr / div / final_div
     pct_start: float = 0.25  # share of training spent warming up
     moms: tuple[float, float] = (0.95, 0.85)  # momentum at the ends and at the peak
+    shape: str = "cosine"  # "cosine" halves (fast.ai), or "linear" ones: a triangle (airbench)
 
     def __call__(self, progress: float) -> tuple[float, float]:
         """(lr, momentum) at `progress` in [0, 1] (clamped), a pure function."""
@@ -26,16 +27,21 @@ class OneCycle:
         start, peak = self.max_lr / self.div, self.max_lr
         end = start / self.final_div
         hi_mom, lo_mom = self.moms
+        ease = _cos if self.shape == "cosine" else _lin
         if p < self.pct_start:
             t = p / self.pct_start
-            return _cos(start, peak, t), _cos(hi_mom, lo_mom, t)
+            return ease(start, peak, t), ease(hi_mom, lo_mom, t)
         t = (p - self.pct_start) / (1.0 - self.pct_start)
-        return _cos(peak, end, t), _cos(lo_mom, hi_mom, t)
+        return ease(peak, end, t), ease(lo_mom, hi_mom, t)
 
 
 def _cos(a: float, b: float, t: float) -> float:
     """Cosine interpolation from a (t=0) to b (t=1)."""
     return b + (a - b) * (1.0 + math.cos(math.pi * t)) / 2.0
+
+
+def _lin(a: float, b: float, t: float) -> float:
+    return a + (b - a) * t
 
 
 def set_lr_momentum(optimizer, lr: float, momentum: float) -> None:

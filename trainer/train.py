@@ -12,78 +12,33 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from trainer import EXIT_DONE, EXIT_INTERRUPTED, TrainerError
-from trainer.checkpoint import Checkpointer, Progress, find_checkpoint, restore_state, rng_state
-from trainer.data import ResumableSampler, eval_batches, load_datasets
+from trainer import EXIT_DONE, TrainerError
+from trainer.args import check_args, parse_args
+from trainer.checkpoint import Checkpointer, Progress, rng_state
+from trainer.data import ResumableSampler, load_datasets
 from trainer.dist import Dist
+from trainer.evaluate import evaluate
 from trainer.events import EventLog, write_status
+from trainer.interrupt import interrupted
+from trainer.lookahead import Lookahead
+from trainer.precision import choose_precision, compile_model, configure_backends
 from trainer.recipes import Recipe, get_recipe
+from trainer.resume import phase_for, resume
 from trainer.schedule import OneCycle, set_lr_momentum
 from trainer.spot import INJECT_ENV, SpotWatcher
 from trainer.util import code_hash, make_logger
 
-NOTICE_FLAG = {
-    "imds": 1,
-    "sigterm": 2,
-    "injected": 3,
-}  # agreed by all-reduce MAX; the value says where it came from
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m trainer.train", description=__doc__.split("\n")[0])
-    p.add_argument("--recipe", required=True, help="digits | cifar10 | imagenet (a file in trainer/recipes/)")
-    p.add_argument("--run-dir", required=True, type=Path, help="events.jsonl, train.log, status.json, ckpt/")
-    p.add_argument("--data", type=Path, help="the data set's directory (not needed for digits)")
-    p.add_argument(
-        "--resume", help="auto (this run dir, then --mirror), a checkpoint PATH, or s3://BUCKET/runs/RUN"
-    )
-    p.add_argument("--mirror", help="s3://BUCKET/runs/RUN_ID: upload checkpoints and logs there")
-    p.add_argument(
-        "--target-acc", type=float, help="stop at this eval accuracy, in (0, 1] (recipe's default)"
-    )
-    p.add_argument("--max-epochs", type=int, help="the schedule's length in epochs (recipe's default)")
-    p.add_argument("--checkpoint-every", type=float, default=600.0, help="seconds between checkpoints")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--batch-size", type=int, help="per-process batch for every phase (the LR follows it)")
-    p.add_argument("--max-steps", type=int, help="stop after this many steps (an eval, then done)")
-    p.add_argument("--log-every", type=int, help="steps between step events (recipe's default)")
-    p.add_argument("--keep", type=int, default=3, help="checkpoints kept, locally and in S3")
-    p.add_argument("--workers", type=int, help="data loader processes per GPU (recipe's default)")
-    p.add_argument("--eval-every", type=int, default=1, help="epochs between evals; 0: only at the end")
-    return p.parse_args(argv)
-
-
-def check_args(args: argparse.Namespace, recipe: Recipe) -> None:
-    """Bad values are refused before anything is written."""
-    if args.target_acc is not None and not 0.0 < args.target_acc <= 1.0:
-        raise TrainerError(
-            f"--target-acc {args.target_acc} is outside (0, 1]", "give an accuracy as a fraction, e.g. 0.94"
-        )
-    for name in ("max_epochs", "batch_size", "max_steps", "log_every", "keep"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise TrainerError(
-                f"--{name.replace('_', '-')} {value} must be at least 1", "give a positive whole number"
-            )
-    if args.eval_every < 0:
-        raise TrainerError(f"--eval-every {args.eval_every} must be 0 or more", "give epochs, e.g. 1")
-    if not args.checkpoint_every > 0:
-        raise TrainerError(
-            f"--checkpoint-every {args.checkpoint_every} must be positive", "give seconds, e.g. 600"
-        )
+# Agreed by all-reduce MAX; the value says where the notice came from.
+NOTICE_FLAG = {"imds": 1, "sigterm": 2, "injected": 3}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +91,10 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
 
     # --------------------------------------------------------------------------------- Data
     data = load_datasets(recipe.dataset, args.data)
+    if recipe.translate is not None:  # in-memory sets: the recipe's augmentation over the loader's
+        data.train.crop_pad = recipe.translate
+    if recipe.flip is not None:
+        data.train.flip = recipe.flip
     data.train.to(device)
     data.val.to(device)
     sampler = ResumableSampler(len(data.train), ddp.world_size, ddp.rank, args.seed)
@@ -149,21 +108,30 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
 
     # -------------------------------------------------------------------------------- Model
     raw_model = recipe.model(data.num_classes).to(device)
+    if recipe.prepare is not None:  # e.g. a whitening layer computed from training images
+        recipe.prepare(raw_model, data.train)
     use_cuda = device.type == "cuda"
     if use_cuda and recipe.channels_last:
         raw_model = raw_model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(recipe, raw_model)
-    bf16 = use_cuda and torch.cuda.is_bf16_supported()
-    fp16 = use_cuda and not bf16  # V100 (compute capability 7.0) has no bf16: fp16 with a grad scaler
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16) if use_cuda else nullcontext()
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
-    model: nn.Module = torch.compile(raw_model) if args.compile else raw_model
+    precision = choose_precision(device)  # bf16 from compute capability 8.0, fp16 + scaler on 7.x
+    configure_backends(device)  # cudnn.benchmark, TF32
+    autocast, scaler = precision.autocast(), precision.scaler()
+    if args.compile:
+        compile_model(raw_model, phases)
+    model: nn.Module = raw_model
     if ddp.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[ddp.local_rank] if use_cuda else None)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    schedule = OneCycle(recipe.max_lr, recipe.div, recipe.final_div, recipe.pct_start)
+    schedule = OneCycle(
+        recipe.max_lr, recipe.div, recipe.final_div, recipe.pct_start, recipe.moms, recipe.schedule
+    )
+    lookahead = (
+        Lookahead(raw_model, recipe.lookahead_every, recipe.lookahead_decay)
+        if recipe.lookahead_every
+        else None
+    )
+    eval_every = args.eval_every if args.eval_every is not None else recipe.eval_every
 
     # ------------------------------------------------------------------------------- Resume
     mirror = None
@@ -175,8 +143,9 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
         run_dir / "ckpt", events, keep=args.keep, on_complete=mirror.checkpoint if mirror else None
     )
     progress = Progress()
+    stateful = {"model": raw_model, "optimizer": optimizer, "scaler": scaler, "lookahead": lookahead}
     resumed_from = resume(
-        args, ddp, run_dir, events, raw_model, optimizer, scaler, progress, sampler, recipe, phases, epochs
+        args, ddp, run_dir, events, stateful, precision, progress, sampler, recipe, phases, epochs
     )
     events.write(
         "start",
@@ -184,7 +153,9 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
         config={**recipe.to_config(), **_run_config(args, epochs, target, phases)},
         world_size=ddp.world_size,
         device=str(device),
-        amp="bf16" if bf16 else "fp16" if fp16 else "off",
+        amp=precision.name if precision.dtype is not None else "off",
+        precision=precision.name,
+        precision_why=precision.why,
         code_hash=code_hash(),
         data=data.description,
         num_classes=data.num_classes,
@@ -195,7 +166,8 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
     )
     log.info(
         f"{data.description}; {ddp.world_size} process(es) on {device}; {epochs} epochs; "
-        f"target {recipe.target_metric} {target}" + (f"; resumed from {resumed_from}" if resumed_from else "")
+        f"target {recipe.target_metric} {target}; {precision.name} ({precision.why})"
+        + (f"; resumed from {resumed_from}" if resumed_from else "")
     )
 
     def state_files() -> dict:
@@ -203,7 +175,9 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
             "state.pt": {
                 "model": raw_model.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
+                "scaler": scaler.state_dict(),  # {} when the scaler is off (bf16, fp32)
+                "precision": precision.name,
+                **({"lookahead": lookahead.state_dict()} if lookahead is not None else {}),
                 "progress": asdict(progress),
                 "world_size": ddp.world_size,
                 "recipe": recipe.name,
@@ -233,7 +207,10 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
     watcher = SpotWatcher(rank=ddp.rank).start()
     try:
         watcher.arm(
-            sum(sampler.steps_per_epoch(_phase(recipe, phases, e, epochs).batch_size) for e in range(epochs))
+            sum(
+                sampler.steps_per_epoch(phase_for(recipe, phases, e, epochs).batch_size)
+                for e in range(epochs)
+            )
         )
     except ValueError as err:
         raise TrainerError(str(err), f"unset {INJECT_ENV}, or give it as step:30 or 50%") from None
@@ -242,7 +219,7 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
     stop_reason = None
     model.train()
     while progress.epoch < epochs and stop_reason is None:
-        phase = _phase(recipe, phases, progress.epoch, epochs)
+        phase = phase_for(recipe, phases, progress.epoch, epochs)
         steps = sampler.steps_per_epoch(phase.batch_size)
         lr_scale = ddp.world_size * phase.batch_size / ref_batch  # linear scaling rule
         global_batch = phase.batch_size * ddp.world_size
@@ -259,16 +236,14 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
             workers=workers,
         )
         for x, y in loader:
-            lr, momentum = schedule((progress.epoch + progress.batch / steps) / epochs)
+            at = (progress.epoch + progress.batch / steps) / epochs  # progress through the schedule
+            lr, momentum = schedule(at)
             set_lr_momentum(optimizer, lr * lr_scale, momentum)
             if use_cuda and recipe.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                loss = criterion(model(x), y)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            loss = train_step(model, x, y, criterion, optimizer, autocast, scaler)
+            if lookahead is not None:
+                lookahead.step(raw_model, progress.step + 1, at)
             progress.step += 1
             progress.batch += 1
             progress.images_seen += global_batch
@@ -318,9 +293,14 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
                 size=phase.size,
                 batch_size=global_batch,
             )
-        every, last = args.eval_every, progress.epoch + 1 >= epochs
-        if stop_reason or epoch_done and (last or every and (progress.epoch + 1) % every == 0):
-            metrics = evaluate(model, data.val, ddp, recipe, phase.size, autocast, workers, args.seed)
+        final = stop_reason is not None or epoch_done and progress.epoch + 1 >= epochs
+        if final or epoch_done and eval_every and (progress.epoch + 1) % eval_every == 0:
+            if final and lookahead is not None:
+                lookahead.finish(raw_model)  # the weights become their average
+            # The last eval with the recipe's test-time augmentation, at its test size (FixRes).
+            size = round(phase.size * recipe.eval_size_scale) if final else phase.size
+            tta = recipe.tta if final else 0
+            metrics = evaluate(model, data.val, ddp, recipe, size, autocast, workers, args.seed, tta)
             value = metrics.get(recipe.target_metric, metrics["top1"])
             progress.best = max(progress.best, value)
             events.write(
@@ -328,6 +308,8 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
                 epoch=progress.epoch + (1 if epoch_done else progress.batch / steps),
                 step=progress.step,
                 images_seen=progress.images_seen,
+                size=size,
+                tta=tta,
                 **metrics,
             )
             log.info(
@@ -366,39 +348,6 @@ def _train(args, recipe: Recipe, ddp: Dist, run_dir: Path, events: EventLog, log
     return EXIT_DONE
 
 
-def interrupted(ddp, watcher, save, mirror, events, status, progress, log, started) -> int:
-    """All ranks agreed to stop for a notice: checkpoint now, upload, say so, exit 75."""
-    notices = [n for n in ddp.gather(watcher.notice) if n is not None]
-    notice = notices[0]
-    watcher.stop()
-    blocked = save(blocking=True)
-    uploaded = mirror.flush() if mirror is not None else None
-    ddp.barrier()  # no rank exits before rank 0 has saved: torchrun stops the others when one exits
-    events.write(
-        "interruption",
-        source=notice.source,
-        notice_time=notice.notice_time,
-        action=notice.action,
-        step=progress.step,
-        epoch=progress.epoch,
-        checkpoint_s=round(blocked, 3),
-        uploaded=uploaded,
-        seconds=round(time.time() - started, 3),
-    )
-    status("interrupted", source=notice.source)
-    if mirror is not None:
-        mirror.close()
-    log.info(
-        f"interrupted ({notice.source}, notice time {notice.notice_time}): checkpoint at step {progress.step} "
-        f"in {blocked:.2f} s; exit {EXIT_INTERRUPTED}"
-    )
-    return EXIT_INTERRUPTED
-
-
-def _phase(recipe: Recipe, phases, epoch: int, epochs: int):
-    return phases[recipe.phases.index(recipe.phase_at(epoch, epochs))]
-
-
 def _run_config(args, epochs, target, phases) -> dict:
     return {
         "epochs": epochs,
@@ -414,83 +363,37 @@ def _run_config(args, epochs, target, phases) -> dict:
     }
 
 
+def train_step(model, x, y, criterion, optimizer, autocast, scaler) -> torch.Tensor:
+    """One optimizer step; bench/gpu.py times this same function. The scaler is a pass-through unless
+    the precision is fp16, so there is no branch on the dtype."""
+    with autocast:
+        loss = criterion(model(x), y)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
 def build_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
     """SGD (Nesterov) or AdamW; BatchNorm parameters and biases get no weight decay when the recipe says so."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if recipe.no_decay_bn_bias:
+    groups = [{"params": params, "weight_decay": recipe.weight_decay}]
+    if recipe.no_decay_bn_bias or recipe.bias_lr_scale != 1.0:
+        # A bias's LR scaled up, its decay down by as much: lr x decay, the shrink a step, stays put.
+        small_decay = 0.0 if recipe.no_decay_bn_bias else recipe.weight_decay / recipe.bias_lr_scale
         groups = [
             {"params": [p for p in params if p.ndim >= 2], "weight_decay": recipe.weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+            {
+                "params": [p for p in params if p.ndim < 2],
+                "weight_decay": small_decay,
+                "lr_scale": recipe.bias_lr_scale,
+            },
         ]
-    else:
-        groups = [{"params": params, "weight_decay": recipe.weight_decay}]
-    lr, momentum = OneCycle(recipe.max_lr)(0.0)
+    lr, momentum = OneCycle(recipe.max_lr, moms=recipe.moms)(0.0)
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.99))
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
-
-
-@torch.no_grad()
-def evaluate(
-    model, val, ddp: Dist, recipe: Recipe, size: int, autocast, workers: int, seed: int
-) -> dict[str, float]:
-    """top-1 (and top-5 where there are more than five classes) over the whole held-out set, all ranks."""
-    model.eval()
-    totals = torch.zeros(3, dtype=torch.float64, device=ddp.device)  # top1 hits, top5 hits, samples
-    batches = eval_batches(len(val), ddp.world_size, ddp.rank, recipe.eval_batch_size)
-    for x, y in val.loader(
-        batches, seed=seed, epoch=0, first=0, rank=ddp.rank, size=size, train=False, workers=workers
-    ):
-        if ddp.device.type == "cuda" and recipe.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            logits = model(x)
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        hits = top == y[:, None]
-        totals += torch.stack(
-            [hits[:, 0].sum(), hits.any(dim=1).sum(), torch.tensor(len(y), device=y.device)]
-        ).double()
-    if ddp.enabled:
-        dist.all_reduce(totals)
-    model.train()
-    top1, top5, n = totals.tolist()
-    metrics = {"top1": round(top1 / n, 6)}
-    if logits.shape[1] > 5:
-        metrics["top5"] = round(top5 / n, 6)
-    return metrics
-
-
-def resume(
-    args,
-    ddp: Dist,
-    run_dir: Path,
-    events: EventLog,
-    model,
-    optimizer,
-    scaler,
-    progress: Progress,
-    sampler: ResumableSampler,
-    recipe: Recipe,
-    phases,
-    epochs: int,
-) -> str | None:
-    """Load what --resume names into everything; where it came from, or None for a fresh start."""
-    found = find_checkpoint(args.resume, run_dir, args.mirror, events, ddp)
-    if found is None:
-        return None
-    directory, files = found
-    old_world = restore_state(files, model, optimizer, scaler, progress, ddp.rank)
-    if old_world != ddp.world_size:  # another sharding of the epoch: keep the share of it that was done
-        batch = _phase(recipe, phases, progress.epoch, epochs).batch_size
-        old = ResumableSampler(sampler.num_samples, old_world, 0, sampler.seed)
-        fraction = progress.batch / max(old.steps_per_epoch(batch), 1)
-        progress.batch = math.floor(fraction * sampler.steps_per_epoch(batch))
-        events.write(
-            "warning",
-            message=f"world size changed from {old_world} to {ddp.world_size}: resuming at "
-            f"{fraction:.1%} of epoch {progress.epoch + 1}; the data order differs from an uninterrupted run",
-        )
-    return str(directory)
 
 
 if __name__ == "__main__":

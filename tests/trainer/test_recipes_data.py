@@ -112,7 +112,7 @@ def test_sampler_shards_are_disjoint_and_resume_mid_epoch() -> None:
 
 def test_augmentation_is_a_function_of_seed_epoch_and_batch() -> None:
     x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
-    data = InMemory(x, torch.arange(8), torch.zeros(3), torch.ones(3), crop_pad=4, flip=True)
+    data = InMemory(x, torch.arange(8), torch.zeros(3), torch.ones(3), crop_pad=4, flip="random")
     idx = [torch.arange(8)]
 
     def one(seed, epoch, first):

@@ -19,6 +19,7 @@ def test_digits_reaches_98_percent_held_out(trainer, tmp_path) -> None:
     start = events[0]
     assert start["kind"] == "start" and start["world_size"] == 1 and len(start["code_hash"]) == 16
     assert start["config"]["target_acc"] == 0.98 and start["config"]["seed"] == 0
+    assert start["precision"] == "fp32" and start["amp"] == "off" and "CPU" in start["precision_why"]
     assert {"step", "loss", "lr", "img_per_s"} <= set(next(e for e in events if e["kind"] == "step"))
     assert {"top1", "top5", "epoch", "images_seen"} <= set(evals[0])
     assert (run / "ckpt" / "LATEST").read_text().strip().startswith("step-")
@@ -31,7 +32,7 @@ def test_unknown_recipe_lists_known_ones(trainer, tmp_path) -> None:
     assert out.returncode == 2
     assert (
         "'mnist'" in out.stderr
-        and "cifar10, digits, imagenet" in out.stderr
+        and "cifar10, cifar10_resnet9, digits, imagenet" in out.stderr
         and "Traceback" not in out.stderr
     )
     assert not (tmp_path / "r").exists()  # nothing written for a refused command

@@ -88,6 +88,7 @@ class FakeIMDS:
 
     def __init__(self) -> None:
         self.armed = False
+        self.notice_time = "2026-11-29T12:00:00Z"  # the notice's `time` field: when AWS will act
         self.only_rank: int | None = None
         self.polls = 0
         self.tokenless = 0
@@ -113,7 +114,7 @@ class FakeIMDS:
                 agent = self.headers.get("User-Agent", "")
                 served = imds.armed and (imds.only_rank is None or agent.endswith(f"rank-{imds.only_rank}"))
                 if self.path == "/latest/meta-data/spot/instance-action" and served:
-                    body = json.dumps({"action": "terminate", "time": "2026-11-29T12:00:00Z"}).encode()
+                    body = json.dumps({"action": "terminate", "time": imds.notice_time}).encode()
                     return self._reply(200, body)
                 self._reply(404, b"Not Found")
 
@@ -155,3 +156,74 @@ def moto_s3(moto_server, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket="ckpts")
     return moto_server, "ckpts"
+
+
+class SlowS3:
+    """A proxy in front of the moto server that holds every checkpoint upload (a PUT under /ckpt/)
+    until the test ends: S3 answering too slowly for the notice's deadline. Other requests pass."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        self.held = 0
+        self.release = threading.Event()
+        target = urlsplit(upstream)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self._body()
+                if self.command == "PUT" and "/ckpt/" in self.path:
+                    proxy.held += 1
+                    proxy.release.wait()  # released at teardown: the upload never completes in time
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"}
+                headers["Content-Length"] = str(len(body))
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while size := int(self.rfile.readline().split(b";")[0], 16):
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def slow_s3(moto_s3):
+    """(proxy, bucket): the moto bucket of `moto_s3`, reached through a SlowS3 proxy."""
+    endpoint, bucket = moto_s3
+    proxy = SlowS3(endpoint)
+    yield proxy, bucket
+    proxy.close()

@@ -43,6 +43,18 @@ class Recipe:
     log_every: int = 50  # steps between `step` events
     channels_last: bool = True  # NHWC memory format on CUDA (faster convolutions with tensor cores)
     workers: int = 8  # data loader processes per GPU (folder data sets only)
+    schedule: str = "cosine"  # one-cycle's halves: "cosine" (fast.ai) or "linear" (a triangle, airbench)
+    moms: tuple[float, float] = (0.95, 0.85)  # momentum at the ends and at the LR's peak; equal: constant
+    bias_lr_scale: float = 1.0  # LR multiplier of biases and norm parameters (their decay divided by it)
+    lookahead_every: int = 0  # steps between lookahead updates (pull the weights to their EMA); 0: none
+    lookahead_decay: float = 0.95**5  # the EMA's decay at the end, ramped up from 0 as progress^3
+    eval_every: int = 1  # epochs between evals (--eval-every overrides); 0: one eval, at the end
+    tta: int = 0  # test-time augmentation at the last eval: 0 none, 1 + flip, 2 + 1-px translations
+    eval_size_scale: float = 1.0  # last eval's image side over the training side (FixRes: test larger)
+    translate: int | None = None  # in-memory sets: random translation by up to this many px (None: loader's)
+    flip: str | None = None  # in-memory sets: "random", "alternate" (airbench) or "none" (None: loader's)
+    prepare: Callable[[Any, Any], None] | None = field(default=None, repr=False)  # (model, train set):
+    # initialise the model from the training data before training (e.g. a whitening layer)
 
     def phase_at(self, epoch: int, epochs: int) -> Phase:
         """The progressive-resizing phase an epoch falls in."""
@@ -51,9 +63,12 @@ class Recipe:
 
     def to_config(self) -> dict[str, Any]:
         """The recipe as plain data for the `start` event (the model by its builder's name)."""
-        config = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+        skip = ("model", "prepare")
+        config = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         config["phases"] = [dataclasses.asdict(p) for p in self.phases]
-        config["model"] = getattr(self.model, "__name__", str(self.model))
+        for name in skip:
+            value = getattr(self, name)
+            config[name] = getattr(value, "__name__", str(value)) if value is not None else None
         return config
 
 
