@@ -335,27 +335,22 @@ def status(run_id: str | None, as_json: bool) -> None:
     from spotrain.render import status_rows, status_table
 
     rows = []
-    for dry_run in (False, True):
-        with controller.open_controller(dry_run=dry_run) as ctl:
-            runs = (
-                [ctl.store.get_run(run_id)]
-                if run_id and _has(ctl, run_id)
-                else []
-                if run_id
-                else ctl.store.list_runs()
-            )
-            rows += status_rows(ctl.store, runs)
-    if run_id and not rows:
-        with controller.controller_for_run(run_id):
-            pass  # raises the unknown-run message
+    if run_id:  # one run: caught up from its instance first when no controller watches it
+        with controller.controller_for_run(run_id) as ctl:
+            note = controller.refresh(ctl, run_id)
+            rows = [{**row, "trainer": note} for row in status_rows(ctl.store, [ctl.store.get_run(run_id)])]
+    else:
+        for dry_run in (False, True):
+            with controller.open_controller(dry_run=dry_run) as ctl:
+                rows += status_rows(ctl.store, ctl.store.list_runs())
     if as_json:
         click.echo(json.dumps(rows, indent=1))
-    else:
-        _console().print(status_table(rows))
-
-
-def _has(ctl, run_id: str) -> bool:
-    return any(r.run_id == run_id for r in ctl.store.list_runs())
+        return
+    console = _console()
+    console.print(status_table(rows))
+    for row in rows:
+        if row.get("trainer"):
+            console.print(f"{row['run']}: {row['trainer']}", markup=False, highlight=False, soft_wrap=True)
 
 
 @cli.command()

@@ -163,6 +163,20 @@ def launch(ctl: Controller, run_id: str, *, on_event: OnEvent | None = None, ssh
     return ctl.orchestrator(on_event, ssh=ssh).drive(run_id)
 
 
+def refresh(ctl: Controller, run_id: str) -> str | None:
+    """Catch an unwatched live run up before `status` shows it: its trainer's new events, from the
+    instance, into the store. Returns what the store cannot say yet (e.g. the trainer exited), or
+    None. A run a controller watches is left to it (its lock says so); an ended one needs nothing."""
+    from spotrain.layout import run_lock_if_free
+    from spotrain.store import TERMINAL
+
+    run = ctl.store.get_run(run_id)
+    if run.state in TERMINAL or ctl.store.live_attempt(run_id) is None:
+        return None  # nothing to pull, and no cloud (a moto server, AWS) made for nothing
+    with run_lock_if_free(ctl.state_dir, run_id) as free:
+        return ctl.orchestrator().catch_up(run_id) if free else None
+
+
 def attempt_log(
     ctl: Controller, run_id: str, attempt: int | None = None, *, follow: bool = False
 ) -> Iterator[str]:

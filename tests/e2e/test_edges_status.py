@@ -1,0 +1,73 @@
+"""Watching a run at its edges (issue 11, item 10): `status` of a run nobody watches, `logs -f` across
+attempts, run ids by prefix, an attempt's last step, and the log of an attempt whose controller died."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from spotrain.store import RunState, Store
+
+from . import cli
+
+
+def only_run(home: Path):
+    with Store.open(home / "dry-run") as store:
+        (run,) = store.list_runs()
+        return run, store.attempts(run.run_id)
+
+
+def instance_run_dir(home: Path, instance_id: str, run_id: str) -> Path:
+    return home / "dry-run" / "instances" / instance_id / "spotrain" / "runs" / run_id
+
+
+def wait_for_exit(run_dir: Path, timeout_s: float = 90) -> int:
+    """The trainer's exit code, once its supervisor on the instance has written it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return int((run_dir / "exit_code").read_text())
+        except (OSError, ValueError):
+            time.sleep(0.05)
+    raise AssertionError(f"the trainer in {run_dir} did not exit within {timeout_s} s")
+
+
+def killed_in_training(home: Path):
+    """The demo's launch killed (as by SIGKILL) just after it stored the trainer's first event; the
+    trainer goes on alone on its instance to the injected notice at step 30 and exits 75."""
+    killed = cli.spotrain(*cli.DEMO, home=home, env={"SPOTRAIN_CRASH_AT": "training"})
+    assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-2000:]
+    run, (attempt,) = only_run(home)
+    run_dir = instance_run_dir(home, attempt.instance_id, run.run_id)
+    assert wait_for_exit(run_dir) == 75
+    return run, attempt, run_dir
+
+
+def test_status_of_an_unwatched_run_refreshes_from_its_instance(tmp_path: Path) -> None:
+    from spotrain.layout import run_lock
+
+    home = tmp_path / "home"
+    run, attempt, _ = killed_in_training(home)
+    assert attempt.last_step is None  # the dead controller stored only the trainer's start
+
+    with run_lock(home / "dry-run", run.run_id):  # a controller watching: it pulls, status only reads
+        out = cli.spotrain("status", run.run_id, "--json", home=home)
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert row["step"] is None and row["epoch"] is None and not row["trainer"], row
+
+    t0 = time.monotonic()
+    out = cli.spotrain("status", run.run_id, "--json", home=home)  # nobody watching: status pulls
+    took = time.monotonic() - t0
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert row["state"] == RunState.TRAINING.value  # status reads, it never takes the run over
+    assert row["step"] == 30 and row["epoch"] is not None and row["epoch"] > 0.1, row
+    assert "trainer exited 75" in row["trainer"] and f"spotrain resume {run.run_id}" in row["trainer"]
+    _, (again,) = only_run(home)
+    assert again.ended_at is None and again.last_step == 30  # the events are stored, the attempt lives
+    assert took < 15, f"status took {took:.1f} s"
+
+    table = cli.spotrain("status", run.run_id, home=home)
+    assert table.returncode == 0 and "trainer exited 75" in table.stdout, table.stdout
