@@ -374,11 +374,15 @@ class Orchestrator:
             if attempt.training_started_at is None:
                 fields["training_started_at"] = event["t"]
             return self.store.update_attempt(run.run_id, attempt.number, **fields)
-        if kind in ("checkpoint", "interruption", "done") and isinstance(event.get("step"), int):
-            # `step` events come every --log-every steps only; the attempt's last step is where its
-            # trainer saved and stopped (the step the next attempt resumes from), when that is later
-            if event["step"] > (attempt.last_step or 0):
-                return self.store.update_attempt(run.run_id, attempt.number, last_step=event["step"])
+        step = event.get("step")
+        # `step` events come every --log-every steps only; the attempt's last step is where its trainer
+        # saved and stopped (the step the next attempt resumes from), when that is later
+        if (
+            kind in ("checkpoint", "interruption", "done")
+            and isinstance(step, int)
+            and step > (attempt.last_step or 0)
+        ):
+            return self.store.update_attempt(run.run_id, attempt.number, last_step=step)
         return attempt
 
     def _injection(self, run, attempt) -> str | None:

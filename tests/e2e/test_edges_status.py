@@ -71,3 +71,32 @@ def test_status_of_an_unwatched_run_refreshes_from_its_instance(tmp_path: Path) 
 
     table = cli.spotrain("status", run.run_id, home=home)
     assert table.returncode == 0 and "trainer exited 75" in table.stdout, table.stdout
+
+
+def test_an_attempts_last_step_is_where_its_trainer_saved_and_stopped(tmp_path: Path) -> None:
+    """`step` events come every --log-every steps (35 here); the checkpoint and interruption at 37 are
+    the attempt's last step, the step the next attempt resumes from (item d)."""
+    from spotrain.orchestrator import Orchestrator
+
+    with Store.open(tmp_path) as store:
+        store.create_run("r-1", {"recipe": "digits"}, dry_run=True)
+        store.add_attempt(
+            "r-1",
+            instance_id="i-1",
+            region="us-east-1",
+            zone="us-east-1a",
+            instance_type="c5.large",
+            spot_usd_per_hour=0.1,
+            requested_at=1.0,
+        )
+        orch, run = Orchestrator(store, None, tmp_path), store.get_run("r-1")
+        attempt = store.live_attempt("r-1")
+        for event in (
+            {"kind": "start", "t": 2.0, "step": 0},
+            {"kind": "step", "t": 3.0, "step": 35, "epoch": 0.2},
+            {"kind": "checkpoint", "t": 4.0, "step": 20, "where": "s3"},  # an older one, uploaded late
+            {"kind": "checkpoint", "t": 5.0, "step": 37, "where": "local"},
+            {"kind": "interruption", "t": 6.0, "step": 37, "source": "imds"},
+        ):
+            attempt = orch._note_progress(run, attempt, event)
+        assert store.live_attempt("r-1").last_step == 37
