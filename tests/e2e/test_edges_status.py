@@ -10,6 +10,7 @@ from pathlib import Path
 from spotrain.store import RunState, Store
 
 from . import cli
+from .edges import bill, refused
 
 
 def only_run(home: Path):
@@ -100,3 +101,50 @@ def test_an_attempts_last_step_is_where_its_trainer_saved_and_stopped(tmp_path: 
         ):
             attempt = orch._note_progress(run, attempt, event)
         assert store.live_attempt("r-1").last_step == 37
+
+
+REAL, DRY, OTHER = "digits-20260101-0000-aaaa", "digits-20260101-0000-aabb", "cifar10-20260102-0000-cccc"
+
+
+def two_stores(home: Path, real: bool = True) -> None:
+    """Runs in the real store (unless not `real`) and in the dry-run's, none launched."""
+    if real:
+        with Store.open(home) as store:
+            store.create_run(REAL, {"recipe": "digits"}, dry_run=False)
+    with Store.open(home / "dry-run") as store:
+        store.create_run(DRY, {"recipe": "digits"}, dry_run=True)
+        store.create_run(OTHER, {"recipe": "cifar10"}, dry_run=True)
+
+
+def test_a_unique_prefix_names_a_run_in_either_store(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    two_stores(home)
+    for prefix, full in (
+        ("digits-20260101-0000-aaa", REAL),
+        ("digits-20260101-0000-aab", DRY),
+        ("cif", OTHER),
+    ):
+        out = cli.spotrain("status", prefix, "--json", home=home)
+        assert out.returncode == 0, out.stderr
+        assert [r["run"] for r in json.loads(out.stdout)] == [full]
+    assert bill(home, "cif")["run"] == OTHER  # every command that names a run takes a prefix
+    out = cli.spotrain("logs", "cif", home=home)
+    refused(out, f"run {OTHER} has no attempt yet")
+
+
+def test_an_ambiguous_prefix_is_refused_with_its_matches(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    two_stores(home)
+    out = cli.spotrain("status", "digits-2026", home=home)
+    refused(out, "'digits-2026' is ambiguous", REAL, DRY)
+    assert OTHER not in out.stderr
+
+
+def test_an_unknown_run_lists_the_known_ones_of_both_stores(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    two_stores(home, real=False)  # only dry-run runs: the real store is empty (or absent)
+    out = cli.spotrain("status", "nope", home=home)
+    refused(out, "run 'nope' is unknown", DRY, OTHER)
+    assert "there are no runs" not in out.stderr
+    out = cli.spotrain("cost", "digits-20260101-0000-aabc", home=home)
+    refused(out, "did you mean " + DRY)
