@@ -93,8 +93,9 @@ def log_path(state_dir: Path, run_id: str, attempt: int) -> Path:
 
 
 @contextlib.contextmanager
-def run_lock(state_dir: Path, run_id: str) -> Iterator[None]:
-    """One controller per run: an exclusive lock file in the state directory, released on exit (or death)."""
+def _run_lock(state_dir: Path, run_id: str, holder: str) -> Iterator[str | None]:
+    """The run's lock file, taken without waiting: None while this process holds it (the file then
+    names `holder`), else what the holder wrote there."""
     import fcntl  # POSIX only: imported here so that the controller still imports on Windows
 
     locks = Path(state_dir) / "locks"
@@ -104,11 +105,21 @@ def run_lock(state_dir: Path, run_id: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
+            yield f.read().strip()
+            return
+        f.seek(0), f.truncate(), f.write(holder), f.flush()
+        yield None
+
+
+@contextlib.contextmanager
+def run_lock(state_dir: Path, run_id: str) -> Iterator[None]:
+    """One controller per run: an exclusive lock file in the state directory, released on exit (or death)."""
+    with _run_lock(state_dir, run_id, f"pid {os.getpid()}") as held_by:
+        if held_by is not None:
             raise SpotrainError(
-                f"run {run_id} is already driven by another controller ({f.read().strip()})",
+                f"run {run_id} is already driven by another controller ({held_by})",
                 f"watch it with `spotrain logs {run_id} -f`, or stop that process first",
-            ) from None
-        f.seek(0), f.truncate(), f.write(f"pid {os.getpid()}"), f.flush()
+            )
         yield
 
 
@@ -117,15 +128,5 @@ def run_lock_if_free(state_dir: Path, run_id: str) -> Iterator[bool]:
     """The run's lock for this block if no controller holds it (True), else False: that controller
     watches the run. For a reader that may catch a run up (`status`) but must never compete with its
     controller; a controller started during the block is refused as by any other holder."""
-    import fcntl
-
-    locks = Path(state_dir) / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{run_id}.lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        f.seek(0), f.truncate(), f.write(f"pid {os.getpid()}, a reader catching the run up"), f.flush()
-        yield True
+    with _run_lock(state_dir, run_id, f"pid {os.getpid()}, a reader catching the run up") as held_by:
+        yield held_by is None
