@@ -410,7 +410,12 @@ def _newest_run() -> str:
 @cli.command()
 @click.argument("run_id", metavar="RUN", type=RUN_ID)
 @click.option("--attempt", type=int, help="Which attempt's log (default: the newest).")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing as the trainer writes (live attempt only).")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Keep printing as the trainer writes, on into later attempts, until the run ends.",
+)
 def logs(run_id: str, attempt: int | None, follow: bool) -> None:
     """The trainer's log of one attempt (every attempt's log is kept).
 

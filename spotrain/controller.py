@@ -214,11 +214,8 @@ def attempt_log(
     ctl: Controller, run_id: str, attempt: int | None = None, *, follow: bool = False
 ) -> Iterator[str]:
     """The lines of an attempt's train.log: kept in the state directory once the attempt ended, read
-    from the instance while it lives (and followed with `follow`)."""
-    from spotrain.layout import log_path, run_paths
-    from spotrain.remote import follow as follow_file
-    from spotrain.remote import process_status
-
+    from the instance while it lives. With `follow`, it goes on as the trainer writes, and on into the
+    run's later attempts (a separator line names each) until the run ends or waits for the user."""
     attempts = ctl.store.attempts(run_id)
     if not attempts:
         raise SpotrainError(
@@ -232,26 +229,110 @@ def attempt_log(
             f"run {run_id} has no attempt {number}; its attempts are {numbers[0]} to {numbers[-1]}",
             f"pass --attempt N with N from {numbers[0]} to {numbers[-1]}, or leave it out for the newest",
         )
-    record = attempts[numbers.index(number)]
-    kept = log_path(ctl.state_dir, run_id, number)
-    if record.ended_at is not None or not follow and kept.exists():
-        if not kept.exists():
-            raise SpotrainError(
-                f"the log of attempt {number} of {run_id} was not kept (its instance is gone)",
-                "the trainer's events are still in `spotrain status` and the run's S3 prefix",
-            )
-        yield from kept.read_text(encoding="utf-8").splitlines()
-        return
+    while True:
+        yield from _one_attempt_log(ctl, run_id, number, follow=follow)
+        if not follow:
+            return
+        after = _next_attempt(ctl, run_id, number)
+        if isinstance(after, str):
+            yield after
+            return
+        if after is None:
+            return
+        number = after.number
+        yield f"==> attempt {number} of run {run_id} ({after.instance_id}) <=="
+
+
+POLL_S = 0.2  # how often a follower asks the store whether the attempt or the run moved on
+
+
+def _attempt(ctl: Controller, run_id: str, number: int):
+    return next(a for a in ctl.store.attempts(run_id) if a.number == number)
+
+
+def _watched(ctl: Controller, run_id: str) -> bool:
+    from spotrain.layout import run_lock_if_free
+
+    with run_lock_if_free(ctl.state_dir, run_id) as free:
+        return not free
+
+
+def _one_attempt_log(ctl: Controller, run_id: str, number: int, *, follow: bool) -> Iterator[str]:
+    """One attempt's lines, each once: live from the instance (with `follow`, until its trainer ends
+    for good: a trainer started again in the same attempt is followed on), then what its kept log
+    holds beyond them."""
+    from spotrain.layout import log_path
+    from spotrain.store import TERMINAL
+
+    kept, shown = log_path(ctl.state_dir, run_id, number), 0
+    while True:
+        record = _attempt(ctl, run_id, number)
+        if record.ended_at is not None or not follow and kept.exists():
+            if not kept.exists() and not ctl.orchestrator().keep_lost_log(run_id, record):
+                raise SpotrainError(
+                    f"the log of attempt {number} of {run_id} was not kept, and neither its instance "
+                    "nor the run's S3 prefix has it any more",
+                    "the trainer's events are still in `spotrain status` and the run's S3 prefix",
+                )
+            yield from kept.read_text(encoding="utf-8").splitlines()[shown:]
+            return
+        for line in _live_lines(ctl, run_id, record, follow=follow, skip=shown):
+            shown += 1
+            yield line
+        if not follow:
+            return
+        # The trainer stopped: the attempt ends (its log is kept), or its trainer starts again (exit 69)
+        while True:
+            record, run = _attempt(ctl, run_id, number), ctl.store.get_run(run_id)
+            if record.ended_at is not None or _running(ctl, run_id, record):
+                break
+            if run.state in TERMINAL or not _watched(ctl, run_id):
+                return
+            time.sleep(POLL_S)
+
+
+def _running(ctl: Controller, run_id: str, record) -> bool:
+    from spotrain.layout import run_paths
+    from spotrain.remote import RemoteError, process_status
+
+    try:
+        transport = ctl.cloud.transport(ctl.cloud.describe(record.region, record.instance_id))
+    except SpotrainError:
+        return False
+    try:
+        run_dir, _ = run_paths(ctl.cloud.workdir(record.instance_id), run_id)
+        return process_status(transport, run_dir).running
+    except RemoteError:
+        return False
+    finally:
+        transport.close()
+
+
+def _live_lines(ctl: Controller, run_id: str, record, *, follow: bool, skip: int) -> Iterator[str]:
+    """The instance's train.log past its first `skip` lines; with `follow`, until its trainer has
+    started and ended (a trainer not started yet, the instance provisioning, is waited for)."""
+    from spotrain.layout import run_paths
+    from spotrain.remote import RemoteError, process_status
+    from spotrain.remote import follow as follow_file
+
     status = ctl.cloud.describe(record.region, record.instance_id)
     transport = ctl.cloud.transport(status)
     run_dir, _ = run_paths(ctl.cloud.workdir(record.instance_id), run_id)
+
+    def done() -> bool:
+        if not follow:
+            return True
+        proc = process_status(transport, run_dir)
+        if proc.state == "absent":  # not started yet: wait, unless the attempt ended meanwhile
+            return _attempt(ctl, run_id, record.number).ended_at is not None
+        return not proc.running
+
     try:
-
-        def done() -> bool:
-            return not follow or not process_status(transport, run_dir).running
-
-        for line in follow_file(transport, f"{run_dir}/train.log", stop=done):
-            yield line.text
+        for n, line in enumerate(follow_file(transport, f"{run_dir}/train.log", stop=done)):
+            if n >= skip:
+                yield line.text
+    except RemoteError:
+        return  # the instance went: what is left comes from the kept log
     finally:
         transport.close()
 
@@ -289,3 +370,21 @@ def down_all(settings: Settings | None = None) -> list[Swept]:
             removed += [*result.terminated, *result.deleted]
             done.append(Swept("dry-run" if dry_run else "aws", cancelled, sorted(set(removed))))
     return done
+
+
+def _next_attempt(ctl: Controller, run_id: str, number: int):
+    """The attempt after `number` once it exists; None when the run ended without one; a closing
+    line when the run waits for the user (no controller watches it)."""
+    from spotrain.store import TERMINAL, RunState
+
+    while True:
+        later = [a for a in ctl.store.attempts(run_id) if a.number > number]
+        if later:
+            return later[0]
+        run = ctl.store.get_run(run_id)
+        if run.state in TERMINAL:
+            return None
+        if not _watched(ctl, run_id):
+            what = "is interrupted" if run.state == RunState.INTERRUPTED else f"is {run.state.value}"
+            return f"==> run {run_id} {what} and no controller watches it: `spotrain resume {run_id}` goes on <=="
+        time.sleep(POLL_S)

@@ -212,6 +212,9 @@ class Orchestrator:
                         **self.cloud.instance_env(attempt.instance_id),
                         **self.store.run_env(run),
                         **self._injection_env(run, attempt),
+                        # the mirror's S3 name for this attempt's logs: runs/RUN/attempts/N/, so a log
+                        # the controller could not keep is found there by its number
+                        "SPOTRAIN_ATTEMPT": str(attempt.number),
                     },
                 )
                 self._inject(run, attempt, run_dir)
@@ -430,6 +433,54 @@ class Orchestrator:
         lines = [line.text for line in follow(transport, f"{run_dir}/train.log", stop=lambda: True)]
         path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
 
+    def keep_lost_log(self, run_id: str, attempt) -> bool:
+        """Keep the train.log of an attempt that ended without it kept (its controller died, or the
+        instance went first) from wherever it still is: the instance (a dry-run instance's directory
+        outlives it; a real one may still answer), else the run's S3 mirror (runs/RUN/attempts/N/).
+        True when the log is kept now."""
+        path = log_path(self.state_dir, run_id, attempt.number)
+        if path.exists():
+            return True
+        text = self._log_on_instance(run_id, attempt) or self._log_in_mirror(run_id, attempt)
+        if not text:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return True
+
+    def _log_on_instance(self, run_id: str, attempt) -> str | None:
+        if attempt.instance_id is None:
+            return None
+        try:
+            status = self.cloud.describe(attempt.region, attempt.instance_id)
+            if status.end != EndKind.RUNNING and self.cloud.name != "dry-run":
+                return None  # an ended EC2 instance answers no SSH (a dry-run's directory stays)
+            transport = self.cloud.transport(status, ssh=self.ssh)
+        except Exception:  # noqa: BLE001 - gone, unreachable, unknown to the API: try the mirror
+            return None
+        try:
+            run_dir, _ = self._paths(attempt, run_id)
+            lines = [line.text for line in follow(transport, f"{run_dir}/train.log", stop=lambda: True)]
+        except (RemoteError, SpotrainError):
+            return None
+        finally:
+            transport.close()
+        return "\n".join(lines) + "\n" if lines else None
+
+    def _log_in_mirror(self, run_id: str, attempt) -> str | None:
+        from spotrain.cloud.aws import storage
+
+        try:
+            found = storage.fetch_attempt(
+                self.cloud.session(),
+                bucket=self.cloud.bucket(),
+                run_id=run_id,
+                attempt_id=str(attempt.number),
+            )
+        except Exception:  # noqa: BLE001 - no bucket, no access, no network: the log is not there
+            return None
+        return found.log or None
+
     def _adopt(self, run) -> bool:
         """Reconcile with the cloud: a live instance tagged with the run is adopted (extras terminated)."""
         live = [s for s in self.cloud.find_instances(run.run_id) if s.end == EndKind.RUNNING]
@@ -465,6 +516,9 @@ class Orchestrator:
 
     def _finish_attempt(self, run, attempt, reason: str, exit_code: int | None) -> None:
         now = time.time()
+        # The instance goes next: an attempt that ends without its log kept (the controller died while
+        # it trained, and the instance ended meanwhile) keeps it now, while the instance or S3 has it
+        self.keep_lost_log(run.run_id, attempt)
         live = self.store.live_attempt(run.run_id)
         if live is not None and live.number == attempt.number:  # `down` may have ended it meanwhile
             self.store.update_attempt(

@@ -4,8 +4,13 @@ attempts, run ids by prefix, an attempt's last step, and the log of an attempt w
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from spotrain.store import RunState, Store
 
@@ -148,3 +153,69 @@ def test_an_unknown_run_lists_the_known_ones_of_both_stores(tmp_path: Path) -> N
     assert "there are no runs" not in out.stderr
     out = cli.spotrain("cost", "digits-20260101-0000-aabc", home=home)
     refused(out, "did you mean " + DRY)
+
+
+@pytest.fixture(scope="module")
+def followed_demo(tmp_path_factory) -> tuple[Path, str, subprocess.CompletedProcess]:
+    """The demo (interrupted at step 30, resumed by itself) with `logs RUN --attempt 1 -f` started
+    while its first attempt lives; shared by the tests of what it left."""
+    home = tmp_path_factory.mktemp("followed") / "home"
+    env = {**os.environ, "PYTHONPATH": str(cli.REPO), "OMP_NUM_THREADS": "1", "SPOTRAIN_HOME": str(home)}
+    env.pop("SPOTRAIN_CRASH_AT", None)
+    launch = subprocess.Popen(
+        [sys.executable, "-m", "spotrain.cli", *cli.DEMO],
+        cwd=cli.REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if (home / "dry-run" / "state.db").exists():
+                with Store.open(home / "dry-run") as store:
+                    runs = store.list_runs()
+                    if runs and store.attempts(runs[0].run_id):
+                        break
+            assert launch.poll() is None, launch.stdout.read()
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the demo made no attempt within 90 s")
+        logs = cli.spotrain("logs", runs[0].run_id, "--attempt", "1", "-f", home=home, timeout=180)
+        assert launch.wait(timeout=180) == 0, launch.stdout.read()
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+    return home, runs[0].run_id, logs
+
+
+def test_logs_follow_goes_on_across_attempts_until_the_run_ends(followed_demo) -> None:
+    home, run_id, logs = followed_demo
+    assert logs.returncode == 0, logs.stderr
+    _, attempts = only_run(home)
+    assert len(attempts) == 2
+    lines = logs.stdout.splitlines()
+    separator = f"==> attempt 2 of run {run_id} ({attempts[1].instance_id}) <=="
+    assert separator in lines, logs.stdout[-3000:]
+    cut = lines.index(separator)
+    kept = [
+        (home / "dry-run" / "logs" / run_id / f"attempt-{n}.log").read_text().splitlines() for n in (1, 2)
+    ]
+    assert lines[:cut] == kept[0] and lines[cut + 1 :] == kept[1]  # each line once, in order
+    assert kept[1], "attempt 2 wrote no log"
+
+
+def test_logs_of_an_attempt_ended_without_its_log_kept_reads_the_instance(tmp_path: Path) -> None:
+    """The controller died while attempt 1 trained; the attempt then ended (here by `down`) with no
+    controller to keep its log. `logs` reads it from where it still is, and keeps it."""
+    home = tmp_path / "home"
+    run, attempt, run_dir = killed_in_training(home)
+    down = cli.spotrain("down", run.run_id, "-y", home=home)
+    assert down.returncode == 0, down.stderr
+    kept = home / "dry-run" / "logs" / run.run_id / "attempt-1.log"
+    assert not kept.exists()
+    out = cli.spotrain("logs", run.run_id, home=home)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == (run_dir / "train.log").read_text().splitlines()
+    assert "checkpoint at step 30" in out.stdout and kept.read_text() == (run_dir / "train.log").read_text()
