@@ -14,6 +14,21 @@ from spotrain.cloud import PriceTable
 from spotrain.errors import SpotrainError
 
 
+class RunId(click.ParamType):
+    """A run named by its id or a unique prefix of it, in the real or the dry-run's store: the command
+    gets the full id. Looked up when the command runs (an unknown one exits 2 listing the known)."""
+
+    name = "RUN"
+
+    def convert(self, value, param, ctx) -> str:
+        from spotrain.controller import find_run
+
+        return find_run(value)[0]
+
+
+RUN_ID = RunId()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="spotrain")
 def cli() -> None:
@@ -246,7 +261,7 @@ def _print_report(console, ctl, run_id: str) -> None:
 
 
 @cli.command()
-@click.argument("run_id", metavar="RUN")
+@click.argument("run_id", metavar="RUN", type=RUN_ID)
 @click.option("--out", type=click.Path(path_type=Path), help="Directory for it (default: STATE/reports/RUN).")
 @click.option("--open", "open_it", is_flag=True, help="Open the HTML page in a browser.")
 def report(run_id: str, out: Path | None, open_it: bool) -> None:
@@ -272,7 +287,7 @@ def report(run_id: str, out: Path | None, open_it: bool) -> None:
 
 
 @cli.command()
-@click.argument("run_ids", metavar="RUN...", nargs=-1, required=True)
+@click.argument("run_ids", metavar="RUN...", nargs=-1, required=True, type=RUN_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def compare(run_ids: tuple[str, ...], as_json: bool) -> None:
     """The report's summary of several runs side by side (time and $ to target, savings, lost work).
@@ -297,7 +312,7 @@ def compare(run_ids: tuple[str, ...], as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("run_id", metavar="RUN")
+@click.argument("run_id", metavar="RUN", type=RUN_ID)
 def resume(run_id: str) -> None:
     """Continue a run: after an interruption from its last checkpoint, or watch one still going.
 
@@ -319,7 +334,7 @@ def resume(run_id: str) -> None:
 
 
 @cli.command()
-@click.argument("run_id", metavar="[RUN]", required=False)
+@click.argument("run_id", metavar="[RUN]", required=False, type=RUN_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def status(run_id: str | None, as_json: bool) -> None:
     """Runs, their state, attempts, epoch, best accuracy and $ so far.
@@ -335,31 +350,26 @@ def status(run_id: str | None, as_json: bool) -> None:
     from spotrain.render import status_rows, status_table
 
     rows = []
-    for dry_run in (False, True):
-        with controller.open_controller(dry_run=dry_run) as ctl:
-            runs = (
-                [ctl.store.get_run(run_id)]
-                if run_id and _has(ctl, run_id)
-                else []
-                if run_id
-                else ctl.store.list_runs()
-            )
-            rows += status_rows(ctl.store, runs)
-    if run_id and not rows:
-        with controller.controller_for_run(run_id):
-            pass  # raises the unknown-run message
+    if run_id:  # one run: caught up from its instance first when no controller watches it
+        with controller.controller_for_run(run_id) as ctl:
+            note = controller.refresh(ctl, run_id)
+            rows = [{**row, "trainer": note} for row in status_rows(ctl.store, [ctl.store.get_run(run_id)])]
+    else:
+        for dry_run in (False, True):
+            with controller.open_controller(dry_run=dry_run) as ctl:
+                rows += status_rows(ctl.store, ctl.store.list_runs())
     if as_json:
         click.echo(json.dumps(rows, indent=1))
-    else:
-        _console().print(status_table(rows))
-
-
-def _has(ctl, run_id: str) -> bool:
-    return any(r.run_id == run_id for r in ctl.store.list_runs())
+        return
+    console = _console()
+    console.print(status_table(rows))
+    for row in rows:
+        if row.get("trainer"):
+            console.print(f"{row['run']}: {row['trainer']}", markup=False, highlight=False, soft_wrap=True)
 
 
 @cli.command()
-@click.argument("run_id", metavar="[RUN]", required=False)
+@click.argument("run_id", metavar="[RUN]", required=False, type=RUN_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def cost(run_id: str | None, as_json: bool) -> None:
     """Wall-clock, GPU-hours, spot $, EBS $, S3 $, the on-demand equivalent, and time and $ to target.
@@ -398,7 +408,7 @@ def _newest_run() -> str:
 
 
 @cli.command()
-@click.argument("run_id", metavar="RUN")
+@click.argument("run_id", metavar="RUN", type=RUN_ID)
 @click.option("--attempt", type=int, help="Which attempt's log (default: the newest).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing as the trainer writes (live attempt only).")
 def logs(run_id: str, attempt: int | None, follow: bool) -> None:

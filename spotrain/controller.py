@@ -8,6 +8,7 @@ commands that name a run look in the real store first, then the dry-run's.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import statistics
 import time
 from collections.abc import Iterator
@@ -78,24 +79,56 @@ def open_controller(
         ctl.close()
 
 
-@contextlib.contextmanager
-def controller_for_run(run_id: str, *, settings: Settings | None = None) -> Iterator[Controller]:
-    """The controller whose store holds `run_id` (real runs first, then the dry-run's)."""
+def find_run(run_id: str, *, settings: Settings | None = None) -> tuple[str, bool]:
+    """The full id `run_id` names and whether it is the dry-run's: the run of exactly that id, else
+    the one run, in either store, whose id starts with it. An ambiguous prefix is refused with its
+    matches; an unknown id with the known ids of both stores (one may be empty, the other not)."""
     settings = settings or load_settings()
+    exact, matches, known = [], [], []
     for dry_run in (False, True):
         state_dir = settings.dry_run_dir() if dry_run else settings.state_dir
         if not (state_dir / "state.db").exists():
-            continue
-        with open_controller(dry_run=dry_run, settings=settings) as ctl:
-            if any(r.run_id == run_id for r in ctl.store.list_runs()):
-                run = ctl.store.get_run(run_id)
-                ctl.boot_delay_s = run.spec.get("boot_delay_s", 2.0)
-                ctl.seed = run.spec.get("seed", 0)
-                ctl.regions, ctl.bucket = run.spec.get("regions") or ["us-east-1"], run.spec.get("bucket")
-                yield ctl
-                return
-    with open_controller(dry_run=False, settings=settings) as ctl:
-        ctl.store.get_run(run_id)  # raises: names the run and lists the known ones
+            continue  # never create a store only to look in it
+        with Store.open(state_dir) as store:
+            ids = store.run_ids()
+        label = " (dry-run)" if dry_run else ""
+        exact += [(i, dry_run) for i in ids if i == run_id]
+        matches += [(i, dry_run) for i in ids if i.startswith(run_id)]
+        known += [(i, label) for i in ids]
+    if exact or len(matches) == 1:
+        return (exact or matches)[0]
+    if matches:
+        raise SpotrainError(
+            f"run '{run_id}' is ambiguous: {len(matches)} runs start with it: "
+            + ", ".join(i + (" (dry-run)" if d else "") for i, d in matches[:10]),
+            "give more of the id",
+        )
+    if not known:
+        raise SpotrainError(
+            f"run '{run_id}' is unknown: there are no runs in {settings.state_dir} "
+            f"(nor its dry-run's {settings.dry_run_dir()})",
+            "start one with `spotrain launch`; SPOTRAIN_HOME chooses the state directory",
+        )
+    close = difflib.get_close_matches(run_id, [i for i, _ in known], n=1, cutoff=0.6)
+    guess = f"; did you mean {close[0]}?" if close else ""
+    raise SpotrainError(
+        f"run '{run_id}' is unknown{guess}",
+        "known runs: "
+        + ", ".join(i + label for i, label in known[:10])
+        + (" ..." if len(known) > 10 else ""),
+    )
+
+
+@contextlib.contextmanager
+def controller_for_run(run_id: str, *, settings: Settings | None = None) -> Iterator[Controller]:
+    """The controller whose store holds `run_id` (an exact id; see `find_run` for prefixes)."""
+    settings = settings or load_settings()
+    full, dry_run = find_run(run_id, settings=settings)
+    with open_controller(dry_run=dry_run, settings=settings) as ctl:
+        run = ctl.store.get_run(full)
+        ctl.boot_delay_s = run.spec.get("boot_delay_s", 2.0)
+        ctl.seed = run.spec.get("seed", 0)
+        ctl.regions, ctl.bucket = run.spec.get("regions") or ["us-east-1"], run.spec.get("bucket")
         yield ctl
 
 
@@ -164,6 +197,20 @@ def create_run(ctl: Controller, spec: RunSpec, plan: Plan) -> str:
 
 def launch(ctl: Controller, run_id: str, *, on_event: OnEvent | None = None, ssh: bool = False) -> Outcome:
     return ctl.orchestrator(on_event, ssh=ssh).drive(run_id)
+
+
+def refresh(ctl: Controller, run_id: str) -> str | None:
+    """Catch an unwatched live run up before `status` shows it: its trainer's new events, from the
+    instance, into the store. Returns what the store cannot say yet (e.g. the trainer exited), or
+    None. A run a controller watches is left to it (its lock says so); an ended one needs nothing."""
+    from spotrain.layout import run_lock_if_free
+    from spotrain.store import TERMINAL
+
+    run = ctl.store.get_run(run_id)
+    if run.state in TERMINAL or ctl.store.live_attempt(run_id) is None:
+        return None  # nothing to pull, and no cloud (a moto server, AWS) made for nothing
+    with run_lock_if_free(ctl.state_dir, run_id) as free:
+        return ctl.orchestrator().catch_up(run_id) if free else None
 
 
 def attempt_log(

@@ -110,3 +110,22 @@ def run_lock(state_dir: Path, run_id: str) -> Iterator[None]:
             ) from None
         f.seek(0), f.truncate(), f.write(f"pid {os.getpid()}"), f.flush()
         yield
+
+
+@contextlib.contextmanager
+def run_lock_if_free(state_dir: Path, run_id: str) -> Iterator[bool]:
+    """The run's lock for this block if no controller holds it (True), else False: that controller
+    watches the run. For a reader that may catch a run up (`status`) but must never compete with its
+    controller; a controller started during the block is refused as by any other holder."""
+    import fcntl
+
+    locks = Path(state_dir) / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{run_id}.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        f.seek(0), f.truncate(), f.write(f"pid {os.getpid()}, a reader catching the run up"), f.flush()
+        yield True

@@ -26,6 +26,7 @@ from spotrain.errors import SpotrainError
 from spotrain.layout import DATA_DIR, TRAINER_DIR, crash_point, log_path, run_lock, run_paths, trainer_argv
 from spotrain.remote import (
     ConnectionLost,
+    RemoteError,
     Unreachable,
     follow,
     follow_events,
@@ -326,11 +327,50 @@ class Orchestrator:
         for event in follow_events(transport, path, offset=offset, poll_s=self.poll_s, stop=finished):
             if event.kind == "malformed":
                 continue
-            self.store.add_trainer_events(run.run_id, attempt.number, [event.data], offset=event.end)
+            attempt = self._store_trainer_event(run, attempt, event)
             self._in_contact(run, attempt)
-            attempt = self._note_progress(run, attempt, event.data)
             crash_point("training")
             self.on_event({"run": run.run_id, "attempt": attempt.number, "source": "trainer", **event.data})
+
+    def _store_trainer_event(self, run, attempt, event):
+        """One trainer event into the store (with the offset to follow on from) and the attempt's
+        progress; the watching controller and a catching-up `status` both pull through here."""
+        self.store.add_trainer_events(run.run_id, attempt.number, [event.data], offset=event.end)
+        return self._note_progress(run, attempt, event.data)
+
+    def catch_up(self, run_id: str) -> str | None:
+        """For a live run no controller watches (`spotrain status RUN`; the caller holds the run's
+        lock): store the trainer's events written since the last pull, from its instance. Returns
+        what the store cannot say yet (the trainer or its instance ended), or None. It changes no state
+        and ends no attempt: that is the next controller's to decide (`spotrain resume`)."""
+        run = self.store.get_run(run_id)
+        attempt = self.store.live_attempt(run_id)
+        if run.state in TERMINAL or attempt is None or attempt.instance_id is None:
+            return None
+        record = f"not yet recorded: `spotrain resume {run_id}` records it"
+        try:
+            status = self.cloud.describe(attempt.region, attempt.instance_id)
+            transport = self.cloud.transport(status, ssh=self.ssh)
+        except SpotrainError as err:
+            return f"instance {attempt.instance_id} cannot be read ({err.message}); showing what was stored"
+        run_dir, _ = self._paths(attempt, run_id)
+        try:
+            path = f"{run_dir}/events.jsonl"
+            for event in follow_events(transport, path, offset=attempt.events_offset, stop=lambda: True):
+                if event.kind != "malformed":
+                    attempt = self._store_trainer_event(run, attempt, event)
+            proc = process_status(transport, run_dir)
+        except RemoteError as err:
+            return f"instance {attempt.instance_id} cannot be read ({err.message}); showing what was stored"
+        finally:
+            transport.close()
+        if status.end != EndKind.RUNNING:
+            return f"instance {attempt.instance_id} ended ({status.reason_code}), {record}"
+        if proc.state == "exited":
+            return f"trainer exited {proc.exit_code}, {record}"
+        if proc.state == "lost":
+            return f"trainer is gone without an exit code, {record}"
+        return None
 
     def _final_status(self, transport, run_dir: str, settle_s: float = 5.0):
         """How the trainer ended. Between its death and its supervisor writing the exit code it reads
@@ -354,6 +394,15 @@ class Orchestrator:
             if attempt.training_started_at is None:
                 fields["training_started_at"] = event["t"]
             return self.store.update_attempt(run.run_id, attempt.number, **fields)
+        step = event.get("step")
+        # `step` events come every --log-every steps only; the attempt's last step is where its trainer
+        # saved and stopped (the step the next attempt resumes from), when that is later
+        if (
+            kind in ("checkpoint", "interruption", "done")
+            and isinstance(step, int)
+            and step > (attempt.last_step or 0)
+        ):
+            return self.store.update_attempt(run.run_id, attempt.number, last_step=step)
         return attempt
 
     def _injection(self, run, attempt) -> str | None:

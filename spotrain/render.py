@@ -183,6 +183,7 @@ def status_rows(store, runs) -> list[dict[str, Any]]:
                 "instance": run.spec.get("instance"),
                 "attempts": len(attempts),
                 "epoch": steps[-1].data.get("epoch") if steps else None,
+                "step": next((a.last_step for a in reversed(attempts) if a.last_step is not None), None),
                 "best_top1": max((e.data.get("top1", 0) for e in evals), default=None),
                 "usd": None if spent is None else round(spent, 4),
                 "dry_run": run.dry_run,

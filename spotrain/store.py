@@ -183,6 +183,14 @@ class Store:
         """Every run, newest first."""
         return [_run(r) for r in self._read("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC")]
 
+    def run_ids(self, prefix: str = "") -> list[str]:
+        """The ids of the runs that start with `prefix` (every run for ""), newest first."""
+        rows = self._read(
+            "SELECT run_id FROM runs WHERE substr(run_id, 1, ?) = ? ORDER BY created_at DESC, rowid DESC",
+            [len(prefix), prefix],
+        )
+        return [r["run_id"] for r in rows]
+
     def set_state(
         self, run_id: str, state: RunState, *, reason: str = "", data: Mapping[str, Any] | None = None
     ) -> bool:

@@ -106,6 +106,14 @@ class Checkpointer:
         self, root: Path, events: EventLog, keep: int = 3, on_complete: Callable[[Path], None] | None = None
     ) -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            # Refused, not moved aside: the file is not the trainer's (it only ever makes a directory
+            # there), so it is the user's to keep or delete; and refusing here, before the first step,
+            # costs no compute, where the first save would otherwise fail mid-run with a traceback.
+            raise TrainerError(
+                f"{self.root} is a file, not a directory; the trainer keeps its checkpoints there",
+                f"move or delete {self.root}, or pass another --run-dir",
+            )
         self.events = events
         self.keep = max(1, keep)
         self.on_complete = on_complete
@@ -225,17 +233,41 @@ def verify(directory: Path) -> str | None:
     return None
 
 
-def candidates(root: Path, prefer: str | None = None) -> list[str]:
+def candidates(root: Path, prefer: str | None = None, events: EventLog | None = None) -> list[str]:
     """Checkpoint names to try, best first: `prefer` or else the one LATEST names, then the others,
-    newest first."""
+    newest first. A LATEST that does not name a checkpoint directory (not UTF-8, not `step-N`, a
+    directory) is only a pointer gone bad: the intact checkpoints beside it are still there, so it is
+    passed over with a warning event (to `events`) and the directories are tried newest first."""
     names = sorted((p.name for p in root.iterdir() if step_of(p.name) is not None), key=step_of, reverse=True)
     first = prefer
     if first is None:
-        try:
-            first = (root / LATEST).read_text(encoding="utf-8").strip()
-        except OSError:
-            first = ""
+        first, problem = _read_latest(root / LATEST)
+        if problem is not None and events is not None:
+            events.write(
+                "warning",
+                message=f"{root / LATEST} {problem}; trying the checkpoints newest first: "
+                + (", ".join(names) or "none"),
+                checkpoint=LATEST,
+            )
     return ([first] if first else []) + [n for n in names if n != first]
+
+
+def _read_latest(path: Path) -> tuple[str, str | None]:
+    """The checkpoint name LATEST holds ("" when it holds none), and what is wrong with it, if anything.
+    A missing LATEST is no problem: the writer renames a checkpoint before it writes LATEST."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return "", None
+    except OSError as err:
+        return "", f"cannot be read ({err.__class__.__name__})"
+    try:
+        name = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return "", "is not UTF-8 text"
+    if STEP_DIR.fullmatch(name) is None:  # a name only: never a path out of root
+        return "", f"does not name a checkpoint ({name[:40]!r})"
+    return name, None
 
 
 def load_latest(
@@ -245,7 +277,7 @@ def load_latest(
     Each one skipped is reported as a warning event naming what was wrong."""
     if not Path(root).is_dir():
         return None
-    for name in candidates(Path(root), prefer):
+    for name in candidates(Path(root), prefer, events):
         directory = Path(root) / name
         problem = verify(directory)
         if problem is None:

@@ -88,8 +88,8 @@ def test_keep_prunes_old_checkpoints(tmp_path) -> None:
 
 def test_a_failed_write_is_raised_not_lost(tmp_path) -> None:
     root = tmp_path / "ckpt"
-    root.write_text("a file where the directory should be")
     ckpt = Checkpointer(root, EventLog(None))
+    root.write_text("a file where the directory should be")  # after: the constructor refuses one
     ckpt.save(1, {"state.pt": {"x": torch.zeros(1)}})
     with pytest.raises(OSError):
         ckpt.wait()
