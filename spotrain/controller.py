@@ -48,7 +48,10 @@ class Controller:
                 from spotrain.cloud.aws.cloud import AwsCloud
 
                 self._cloud = AwsCloud(
-                    regions=self.regions, bucket=self.bucket, profile=self.settings.profile
+                    regions=self.regions,
+                    bucket=self.bucket,
+                    profile=self.settings.profile,
+                    state_dir=self.state_dir,  # its keys: a fresh `resume` or `logs -f` can SSH too
                 )
         return self._cloud
 

@@ -25,7 +25,9 @@ from spotrain.cloud.aws.instances import LaunchSpec
 from spotrain.errors import SpotrainError
 from spotrain.layout import DATA_DIR, TRAINER_DIR, crash_point, log_path, run_lock, run_paths, trainer_argv
 from spotrain.remote import (
+    ConnectionLost,
     RemoteError,
+    Unreachable,
     follow,
     follow_events,
     process_status,
@@ -38,6 +40,12 @@ from spotrain.store import TERMINAL, RunState, Store
 
 EXIT_DONE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 69, 75  # the trainer's contract (trainer/__init__.py)
 MAX_RESTARTS = 3  # an attempt starts a trainer that could not reach S3 again at most this often
+# Lost contact (a dropped connection, no SSH session within the transport's deadline) is retried, with
+# a growing pause, until it has failed this many times in a row AND for this long; then the attempt
+# ends (its instance terminated) and the run waits, INTERRUPTED. Both, so that neither a burst of quick
+# failures nor one slow SSH deadline (300 s, remote/ssh.py) ends an attempt that a laptop's sleep broke.
+LOST_CONTACT_TRIES, LOST_CONTACT_S, LOST_CONTACT_PAUSE_S = 10, 900.0, 30.0
+TRANSIENT = (ConnectionLost, Unreachable)  # the remote layer's "try again" errors (remote/base.py)
 CANCELLED_BY_DOWN = "cancelled by `spotrain down`"
 OnEvent = Callable[[dict[str, Any]], None]
 
@@ -65,6 +73,8 @@ class Orchestrator:
         self.store, self.cloud, self.state_dir = store, cloud, Path(state_dir)
         self.on_event = on_event or (lambda event: None)
         self.ssh, self.poll_s = ssh, poll_s
+        self.lost_contact_tries, self.lost_contact_s = LOST_CONTACT_TRIES, LOST_CONTACT_S
+        self._lost: dict[tuple[str, int], tuple[float, int]] = {}  # (run, attempt) -> (since, failures)
 
     # ------------------------------------------------------------------------------ public verbs
     def drive(self, run_id: str) -> Outcome:
@@ -188,9 +198,9 @@ class Orchestrator:
             return  # `spotrain down` ended the run while it booted: start nothing on it
         if attempt.started_at is None:
             self.store.update_attempt(run.run_id, attempt.number, started_at=time.time())
-        transport = self.cloud.transport(status, ssh=self.ssh)
-        run_dir, bundle = self._paths(attempt, run.run_id)
-        try:
+        run_dir, bundle, transport = *self._paths(attempt, run.run_id), None
+        try:  # the transport too: an instance that cannot be reached or logged into ends its attempt
+            transport = self.cloud.transport(status, ssh=self.ssh)
             if process_status(transport, run_dir).state != "running":  # an adopted instance may be training
                 ready = self.cloud.wait_ready(transport, deadline_s=900)
                 result = sync(transport, [(TRAINER_DIR, "trainer")], bundle)
@@ -219,10 +229,14 @@ class Orchestrator:
                 )
                 self._inject(run, attempt, run_dir)
                 crash_point("started")  # the trainer runs; the store does not say TRAINING yet
-        except RemoteError as err:
+        except TRANSIENT as err:
             return self._lost_contact(run, attempt, err)
+        except SpotrainError as err:  # AuthFailed, the bootstrap's failure marker, a failed start...
+            return self._remote_failed(run, attempt, err)
         finally:
-            transport.close()
+            if transport is not None:
+                transport.close()
+        self._in_contact(run, attempt)
         self._transition(run.run_id, RunState.TRAINING, f"trainer started on {attempt.instance_id}")
 
     def _train(self, run) -> None:
@@ -233,9 +247,9 @@ class Orchestrator:
         status = self.cloud.describe(attempt.region, attempt.instance_id)
         if status.end != EndKind.RUNNING:
             return self._ended(run, attempt, status.end, status.reason_code)
-        transport = self.cloud.transport(status, ssh=self.ssh)
-        run_dir, _ = self._paths(attempt, run.run_id)
+        run_dir, transport = self._paths(attempt, run.run_id)[0], None
         try:
+            transport = self.cloud.transport(status, ssh=self.ssh)
             self._follow(run, attempt, transport, run_dir)
             if self.store.get_run(run.run_id).state in TERMINAL:
                 return self._keep_log(run, attempt, transport, run_dir)  # down's word stands
@@ -243,10 +257,13 @@ class Orchestrator:
             self._keep_log(run, attempt, transport, run_dir)
             if proc.exit_code not in (EXIT_DONE, EXIT_INTERRUPTED):
                 tail = "\n".join(read_tail(transport, f"{run_dir}/train.log", 15))
-        except RemoteError as err:
+        except TRANSIENT as err:
             return self._lost_contact(run, attempt, err)
+        except SpotrainError as err:
+            return self._remote_failed(run, attempt, err)
         finally:
-            transport.close()
+            if transport is not None:
+                transport.close()
         if proc.exit_code == EXIT_DONE:
             self._missed_injection(run, attempt)
             self._finish_attempt(run, attempt, "finished", proc.exit_code)
@@ -314,6 +331,7 @@ class Orchestrator:
             if event.kind == "malformed":
                 continue
             attempt = self._store_trainer_event(run, attempt, event)
+            self._in_contact(run, attempt)
             crash_point("training")
             self.on_event({"run": run.run_id, "attempt": attempt.number, "source": "trainer", **event.data})
 
@@ -528,16 +546,53 @@ class Orchestrator:
             self.cloud.terminate(attempt.region, [attempt.instance_id])
         self._record_prices(attempt.region, attempt.instance_type, attempt.zone, attempt.requested_at, now)
 
-    def _lost_contact(self, run, attempt, err: RemoteError) -> None:
+    def _lost_contact(self, run, attempt, err: SpotrainError) -> None:
+        """The instance did not answer. One that describe says is gone (InvalidInstanceID.NotFound reads
+        as terminated) ends the attempt now; a running one is tried again, within LOST_CONTACT_*."""
         status = self.cloud.describe(attempt.region, attempt.instance_id)
         if status.end != EndKind.RUNNING:
+            self._lost.pop((run.run_id, attempt.number), None)
             return self._ended(
                 run, attempt, status.end, f"lost contact ({err.message}); {status.reason_code}"
             )
+        since, failures = self._lost.get((run.run_id, attempt.number), (time.monotonic(), 0))
+        failures += 1
+        self._lost[(run.run_id, attempt.number)] = (since, failures)
+        if failures >= self.lost_contact_tries and time.monotonic() - since >= self.lost_contact_s:
+            del self._lost[(run.run_id, attempt.number)]
+            return self._ended(  # a running instance that never answers: a new one may (`resume`)
+                run,
+                attempt,
+                EndKind.RUNNING,
+                f"lost contact with {attempt.instance_id}: {failures} tries in "
+                f"{time.monotonic() - since:.0f} s failed ({err.message}); its instance is terminated",
+            )
         self._event(
-            run.run_id, "warning", attempt=attempt.number, message=f"lost contact: {err.message}; retrying"
+            run.run_id,
+            "warning",
+            attempt=attempt.number,
+            message=f"lost contact: {err.message}; retrying ({failures} of {self.lost_contact_tries})",
         )
-        time.sleep(self.poll_s)
+        time.sleep(min(self.poll_s * 2 ** (failures - 1), LOST_CONTACT_PAUSE_S))
+
+    def _in_contact(self, run, attempt) -> None:
+        """The instance answered: lost contact counts from zero again."""
+        self._lost.pop((run.run_id, attempt.number), None)
+
+    def _remote_failed(self, run, attempt, err: SpotrainError) -> None:
+        """A remote error that trying again cannot mend: AuthFailed (the same key pair goes on every
+        instance), the bootstrap's failure marker or its 900 s deadline (the same image, data and role
+        next time), a failed start. The attempt ends, its instance is terminated, and the run is FAILED
+        with the reason, rather than INTERRUPTED, where --auto-resume would pay for instance after
+        instance failing the same way. An instance that is gone meanwhile ends as its end says."""
+        self._lost.pop((run.run_id, attempt.number), None)
+        status = self.cloud.describe(attempt.region, attempt.instance_id)
+        if status.end != EndKind.RUNNING:
+            return self._ended(run, attempt, status.end, f"{err.message}; {status.reason_code}")
+        self._finish_attempt(run, attempt, "error", None)
+        self._transition(
+            run.run_id, RunState.FAILED, f"attempt {attempt.number} on {attempt.instance_id}: {err.message}"
+        )
 
     def _record_prices(self, region: str, instance_type: str, zone: str, start: float, end: float) -> None:
         """Keep the spot prices in force during an attempt, so its cost never needs "now"'s price."""

@@ -127,6 +127,7 @@ class InstanceStatus:
     launch_time: datetime | None
     spot: bool
     tags: dict[str, str] = field(default_factory=dict)
+    key_name: str | None = None  # the EC2 key pair it was launched with (its private key is found by it)
 
 
 @dataclass(frozen=True)

@@ -397,7 +397,12 @@ def main(argv: list) -> None:
         elif verb == "launch":
             sep = args.index("--")
             run_dir, cwd = os.path.expanduser(args[0]), os.path.expanduser(args[1])
-            cmd_launch(run_dir, cwd, args[2], args[sep + 1 :])
+            # The command's own `~/` arguments too (the trainer's --run-dir under AwsCloud's workdir
+            # "~/spotrain"): Popen runs it without a shell, so nothing else would expand them, and the
+            # trainer would write under cwd/~/... while the controller reads ~/... (issue 13, item 2).
+            # Here, not in the controller: only the instance knows its home directory.
+            argv = [os.path.expanduser(a) if a.startswith("~/") else a for a in args[sep + 1 :]]
+            cmd_launch(run_dir, cwd, args[2], argv)
         elif verb == "status":
             json.dump(status(args[0]), sys.stdout)
         elif verb == "stop":

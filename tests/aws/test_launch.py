@@ -285,3 +285,28 @@ def test_an_instance_gone_from_ec2_reads_as_terminated_with_why(world, isolated_
     )
     assert old in status.reason_message and "over an hour ago" in status.reason_message
     assert AwsCloud(regions=[R]).describe(R, old).state == "terminated"
+
+
+def test_a_fresh_controller_finds_the_instances_key_in_the_state_dir(
+    world, isolated_env, monkeypatch
+) -> None:
+    # Issue 13 item 3: `spotrain resume` and `logs -f` run in a new process whose AwsCloud never called
+    # start_attempt; the key that SSH needs is the one ensure_key_pair keeps in the state directory
+    # under the instance's key pair name.
+    from spotrain.config import Settings
+    from spotrain.controller import Controller
+    from spotrain.store import Store
+
+    launching = AwsCloud(regions=[R])
+    started = launching.start_attempt(request(isolated_env))
+    assert started.key.private_key_path and launching.key_file == Path(started.key.private_key_path)
+
+    fresh = Controller(Settings(state_dir=isolated_env), False, isolated_env, Store.open(isolated_env))
+    targets: list = []
+    monkeypatch.setattr(cloud, "connect", lambda target, python: targets.append(target))
+    status = fresh.cloud.describe(R, started.instance.instance_id)
+    fresh.cloud.transport(status)  # before: SpotrainError "no private key known"
+    fresh.close()
+    assert [(t.host, t.user, t.key_file, t.instance_id) for t in targets] == [
+        (status.public_ip, cloud.ssh_user(status), Path(started.key.private_key_path), status.instance_id)
+    ]

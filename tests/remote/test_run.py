@@ -12,6 +12,7 @@ import pytest
 
 from spotrain.remote import (
     AlreadyRunning,
+    LocalTransport,
     ProcessStatus,
     RemoteCommandError,
     Transport,
@@ -146,3 +147,23 @@ def _wait_for_text(path: Path, text: str, timeout: float = 10) -> None:
     while not (path.exists() and text in path.read_text()):
         assert time.monotonic() < deadline, f"{text!r} never appeared in {path}"
         time.sleep(0.02)
+
+
+def test_a_home_relative_run_dir_in_argv_is_the_same_directory_the_agent_uses(tmp_path: Path) -> None:
+    # Issue 13 item 2: AwsCloud's workdir is "~/spotrain", so the trainer gets `--run-dir ~/spotrain/runs/R`.
+    # Popen runs it without a shell, so unless the agent expands it the trainer writes under
+    # cwd/~/spotrain/runs/R while the controller follows ~/spotrain/runs/R (a file that never appears).
+    from spotrain.cloud.aws.cloud import AwsCloud
+    from spotrain.layout import run_paths
+
+    home = tmp_path / "home"
+    instance = LocalTransport(home, state_dir="~/.spotrain-remote")
+    run_dir, bundle = run_paths(AwsCloud(regions=["us-east-1"]).workdir("i-1"), "R")
+    assert run_dir.startswith("~/")
+    (home / "spotrain" / "bundle").mkdir(parents=True)
+    script = "import pathlib, sys\np = pathlib.Path(sys.argv[1]) / 'events.jsonl'\np.write_text('{}')\n"
+    start_detached(instance, [sys.executable, "-c", script, run_dir], run_dir=run_dir, cwd=bundle)
+    ended = wait_until(lambda: process_status(instance, run_dir), lambda s: s.state == "exited")
+    assert (ended.state, ended.exit_code) == ("exited", 0), read_tail(instance, f"{run_dir}/train.log")
+    assert (home / "spotrain" / "runs" / "R" / "events.jsonl").exists()
+    assert not (home / "spotrain" / "bundle" / "~").exists()

@@ -9,7 +9,7 @@ import boto3
 
 from spotrain import infra, layout
 from spotrain.cloud import InstanceStatus, SweepResult
-from spotrain.cloud.aws import attempt, client, instances, session, sweep
+from spotrain.cloud.aws import attempt, client, instances, network, session, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
 from spotrain.errors import SpotrainError
 from spotrain.remote import SSHTarget, Transport, connect
@@ -35,8 +35,10 @@ class AwsCloud:
         bucket: str | None = None,
         profile: str | None = None,
         key_file: Path | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.regions, self._bucket, self.key_file = list(regions), bucket, key_file
+        self.state_dir = Path(state_dir) if state_dir is not None else None  # where the keys are kept
         self._session = session(profile=profile, region=self.regions[0] if self.regions else None)
         self._profile: str | None = None
 
@@ -74,14 +76,24 @@ class AwsCloud:
         """SSH to the instance's public address as its image's login user, with the key pair's key."""
         if isinstance(target, StartedAttempt):
             target = self.describe(target.instance.region, target.instance.instance_id)
-        if not target.public_ip or self.key_file is None:
+        key_file = self._key_file(target)
+        if not target.public_ip or key_file is None:
             raise SpotrainError(
                 f"cannot reach {target.instance_id}: "
                 + ("it has no public address" if not target.public_ip else "no private key known"),
                 "check that it runs in a subnet with public addresses, and the key in the state directory",
             )
-        ssh_target = SSHTarget(target.public_ip, ssh_user(target), self.key_file, target.instance_id)
+        ssh_target = SSHTarget(target.public_ip, ssh_user(target), key_file, target.instance_id)
         return connect(ssh_target, python=self.python(target.instance_id))
+
+    def _key_file(self, target: InstanceStatus) -> Path | None:
+        """The private key of the instance's key pair: found in the state directory by the pair's name,
+        so a fresh process (`resume`, `logs -f`) can connect too; else the one start_attempt used."""
+        if target.key_name and self.state_dir is not None:
+            found = network.find_private_key(self.state_dir, target.key_name)
+            if found is not None:
+                return found
+        return self.key_file
 
     def instance_env(self, instance_id: str) -> dict[str, str]:
         return {}  # the real IMDS, the instance role's credentials, the region from IMDS

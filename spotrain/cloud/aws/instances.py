@@ -340,6 +340,7 @@ def _status(region: str, inst: dict[str, Any]) -> InstanceStatus:
         launch_time=inst.get("LaunchTime"),
         spot=inst.get("InstanceLifecycle") == "spot",
         tags={t["Key"]: t["Value"] for t in inst.get("Tags", [])},
+        key_name=inst.get("KeyName"),
     )
 
 

@@ -128,6 +128,26 @@ def key_name(owner: str, public_line: bytes) -> str:
     return f"spotrain-{owner}-{hashlib.sha256(blob).hexdigest()[:10]}"
 
 
+def find_private_key(state_dir: Path, name: str) -> Path | None:
+    """The private key in the state directory whose key pair name is `name`: what a process that did not
+    launch the instance (`resume`, `logs -f`) connects with. The name carries the key's fingerprint, so
+    it is matched by content, not by owner (the file names only the owner)."""
+    for path in sorted((Path(state_dir) / "keys").glob("spotrain-*.pem")):
+        try:
+            key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError, UnsupportedAlgorithm):
+            continue  # not one of ours, or unreadable: another key may still match
+        public = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        if (
+            name.startswith("spotrain-")
+            and key_name(name[len("spotrain-") :].rsplit("-", 1)[0], public) == name
+        ):
+            return path
+    return None
+
+
 @translated("set up the SSH key pair")
 def ensure_key_pair(
     sess: boto3.Session, *, region: str, owner: str, state_dir: Path, public_key: Path | None = None
