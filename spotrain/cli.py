@@ -433,7 +433,7 @@ def logs(run_id: str, attempt: int | None, follow: bool) -> None:
 
 
 @cli.command()
-@click.argument("run_id", metavar="[RUN]", required=False)
+@click.argument("run_id", metavar="[RUN]", required=False, type=RUN_ID)
 @click.option("--all", "all_runs", is_flag=True, help="Every run's leftovers.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask.")
 def down(run_id: str | None, all_runs: bool, yes: bool) -> None:

@@ -451,15 +451,17 @@ class Orchestrator:
         lines = [line.text for line in follow(transport, f"{run_dir}/train.log", stop=lambda: True)]
         path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
 
-    def keep_lost_log(self, run_id: str, attempt) -> bool:
+    def keep_lost_log(self, run_id: str, attempt, *, ask_instance: bool = True) -> bool:
         """Keep the train.log of an attempt that ended without it kept (its controller died, or the
         instance went first) from wherever it still is: the instance (a dry-run instance's directory
         outlives it; a real one may still answer), else the run's S3 mirror (runs/RUN/attempts/N/).
-        True when the log is kept now."""
+        True when the log is kept now. Not the instance when it just failed to answer (`ask_instance`)."""
         path = log_path(self.state_dir, run_id, attempt.number)
         if path.exists():
             return True
-        text = self._log_on_instance(run_id, attempt) or self._log_in_mirror(run_id, attempt)
+        text = (ask_instance and self._log_on_instance(run_id, attempt)) or self._log_in_mirror(
+            run_id, attempt
+        )
         if not text:
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -497,7 +499,7 @@ class Orchestrator:
             )
         except Exception:  # noqa: BLE001 - no bucket, no access, no network: the log is not there
             return None
-        return found.log or None
+        return found.train_log or None
 
     def _adopt(self, run) -> bool:
         """Reconcile with the cloud: a live instance tagged with the run is adopted (extras terminated)."""
@@ -523,20 +525,25 @@ class Orchestrator:
         self._transition(run.run_id, RunState.PROVISIONING, f"adopted live instance {keep.instance_id}")
         return True
 
-    def _ended(self, run, attempt, end: EndKind, why: str, exit_code: int | None = None) -> None:
+    def _ended(
+        self, run, attempt, end: EndKind, why: str, exit_code: int | None = None, *, answered: bool = True
+    ) -> None:
         """The attempt's instance is gone or going: record it; interrupted runs may be resumed."""
         reason = end.value if end != EndKind.RUNNING else "error"
-        self._finish_attempt(run, attempt, reason, exit_code)
+        self._finish_attempt(run, attempt, reason, exit_code, answered=answered)
         if end in (EndKind.SPOT_INTERRUPTION, EndKind.RUNNING):
             self._transition(run.run_id, RunState.INTERRUPTED, why)
             return crash_point("interrupted")
         self._transition(run.run_id, RunState.FAILED, f"instance {attempt.instance_id} ended: {why}")
 
-    def _finish_attempt(self, run, attempt, reason: str, exit_code: int | None) -> None:
+    def _finish_attempt(
+        self, run, attempt, reason: str, exit_code: int | None, *, answered: bool = True
+    ) -> None:
         now = time.time()
         # The instance goes next: an attempt that ends without its log kept (the controller died while
-        # it trained, and the instance ended meanwhile) keeps it now, while the instance or S3 has it
-        self.keep_lost_log(run.run_id, attempt)
+        # it trained, and the instance ended meanwhile) keeps it now, while the instance or S3 has it;
+        # an instance that just did not answer (`answered` False) is not asked again
+        self.keep_lost_log(run.run_id, attempt, ask_instance=answered)
         live = self.store.live_attempt(run.run_id)
         if live is not None and live.number == attempt.number:  # `down` may have ended it meanwhile
             self.store.update_attempt(
@@ -553,7 +560,11 @@ class Orchestrator:
         if status.end != EndKind.RUNNING:
             self._lost.pop((run.run_id, attempt.number), None)
             return self._ended(
-                run, attempt, status.end, f"lost contact ({err.message}); {status.reason_code}"
+                run,
+                attempt,
+                status.end,
+                f"lost contact ({err.message}); {status.reason_code}",
+                answered=False,
             )
         since, failures = self._lost.get((run.run_id, attempt.number), (time.monotonic(), 0))
         failures += 1
@@ -566,6 +577,7 @@ class Orchestrator:
                 EndKind.RUNNING,
                 f"lost contact with {attempt.instance_id}: {failures} tries in "
                 f"{time.monotonic() - since:.0f} s failed ({err.message}); its instance is terminated",
+                answered=False,
             )
         self._event(
             run.run_id,
@@ -588,8 +600,10 @@ class Orchestrator:
         self._lost.pop((run.run_id, attempt.number), None)
         status = self.cloud.describe(attempt.region, attempt.instance_id)
         if status.end != EndKind.RUNNING:
-            return self._ended(run, attempt, status.end, f"{err.message}; {status.reason_code}")
-        self._finish_attempt(run, attempt, "error", None)
+            return self._ended(
+                run, attempt, status.end, f"{err.message}; {status.reason_code}", answered=False
+            )
+        self._finish_attempt(run, attempt, "error", None, answered=False)
         self._transition(
             run.run_id, RunState.FAILED, f"attempt {attempt.number} on {attempt.instance_id}: {err.message}"
         )

@@ -287,6 +287,15 @@ def test_an_instance_gone_from_ec2_reads_as_terminated_with_why(world, isolated_
     assert AwsCloud(regions=[R]).describe(R, old).state == "terminated"
 
 
+def test_terminating_an_instance_ec2_forgot_is_done_and_the_others_still_end(world, isolated_env) -> None:
+    # resume of a run whose instance ended long ago (or a fresh dry-run's moto) terminates it again:
+    # InvalidInstanceID.NotFound is what EC2 answers, and it must not stop the rest of the call.
+    live = start_attempt(world, request(isolated_env)).instance.instance_id
+    instances.terminate(world, region=R, instance_ids=["i-0123456789abcdef0"])
+    instances.terminate(world, region=R, instance_ids=["i-0123456789abcdef0", live])
+    assert instances.describe(world, region=R, instance_id=live).state in ("shutting-down", "terminated")
+
+
 def test_a_fresh_controller_finds_the_instances_key_in_the_state_dir(
     world, isolated_env, monkeypatch
 ) -> None:

@@ -135,6 +135,8 @@ def test_a_unique_prefix_names_a_run_in_either_store(tmp_path: Path) -> None:
     assert bill(home, "cif")["run"] == OTHER  # every command that names a run takes a prefix
     out = cli.spotrain("logs", "cif", home=home)
     refused(out, f"run {OTHER} has no attempt yet")
+    out = cli.spotrain("down", "cif", "-y", home=home)
+    assert out.returncode == 0 and f"run {OTHER}: cancelled" in out.stdout, out.stdout + out.stderr
 
 
 def test_an_ambiguous_prefix_is_refused_with_its_matches(tmp_path: Path) -> None:

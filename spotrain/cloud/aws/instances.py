@@ -409,6 +409,12 @@ def terminate(sess: boto3.Session, *, region: str, instance_ids: Sequence[str]) 
     try:
         ec2.terminate_instances(InstanceIds=list(instance_ids))
     except ClientError as err:
+        if error_code(err) == GONE:
+            # EC2 forgets a terminated instance about an hour after it ends (EC2 user guide, "Terminate
+            # Amazon EC2 instances": it stays visible for a short while), and a fresh dry-run's moto
+            # never knew it: gone is what terminate wanted. One call names a single missing id only,
+            # so the others are terminated one by one.
+            return _terminate_each(ec2, instance_ids) if len(instance_ids) > 1 else None
         # moto 5.2 answers a second TerminateInstances of an instance whose launch-time interface was
         # DeleteOnTermination with this error, where EC2 succeeds: terminate only those still live.
         if error_code(err) != "InvalidNetworkInterfaceID.NotFound":
@@ -417,6 +423,15 @@ def terminate(sess: boto3.Session, *, region: str, instance_ids: Sequence[str]) 
         live = [i["InstanceId"] for r in res for i in r["Instances"] if i["State"]["Name"] != "terminated"]
         if live:
             ec2.terminate_instances(InstanceIds=live)
+
+
+def _terminate_each(ec2: Any, instance_ids: Sequence[str]) -> None:
+    for instance_id in instance_ids:
+        try:
+            ec2.terminate_instances(InstanceIds=[instance_id])
+        except ClientError as err:
+            if error_code(err) != GONE:
+                raise
 
 
 def run_instances_live(ec2: Any, run_id: str | None) -> list[dict[str, Any]]:
