@@ -140,3 +140,18 @@ def test_an_instance_describe_says_is_gone_ends_the_attempt_not_lost_contact(dry
     assert "InvalidInstanceID.NotFound" in last_reason(ctl, run_id)
     (attempt,) = ctl.store.attempts(run_id)
     assert attempt.ended_at is not None and len(calls) == 1 and warnings(ctl, run_id) == []
+
+
+def test_an_attempt_that_lost_contact_keeps_its_log_from_the_s3_mirror(dry_run, monkeypatch) -> None:
+    from spotrain.layout import log_path
+
+    ctl, run_id = dry_run
+    s3 = ctl.cloud.session().client("s3", region_name="us-east-1")
+    text = "step 12 loss 0.5\nstep 13 loss 0.4\n"  # what the trainer mirrored before contact was lost
+    s3.put_object(Bucket=ctl.cloud.bucket(), Key=f"runs/{run_id}/attempts/1/train.log", Body=text.encode())
+    calls = failing_transport(monkeypatch, ctl, lambda: Unreachable("203.0.113.9:22: no answer"))
+    orch = ctl.orchestrator(poll_s=0.001)
+    orch.lost_contact_tries, orch.lost_contact_s = 2, 0.0
+    assert orch.drive(run_id).state == RunState.INTERRUPTED
+    assert len(calls) == 2  # the log came from S3: the silent instance was not asked again
+    assert log_path(ctl.state_dir, run_id, 1).read_text() == text
