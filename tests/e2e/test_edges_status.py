@@ -63,9 +63,7 @@ def test_status_of_an_unwatched_run_refreshes_from_its_instance(tmp_path: Path) 
     (row,) = json.loads(out.stdout)
     assert row["step"] is None and row["epoch"] is None and not row["trainer"], row
 
-    t0 = time.monotonic()
     out = cli.spotrain("status", run.run_id, "--json", home=home)  # nobody watching: status pulls
-    took = time.monotonic() - t0
     assert out.returncode == 0, out.stderr
     (row,) = json.loads(out.stdout)
     assert row["state"] == RunState.TRAINING.value  # status reads, it never takes the run over
@@ -73,7 +71,6 @@ def test_status_of_an_unwatched_run_refreshes_from_its_instance(tmp_path: Path) 
     assert "trainer exited 75" in row["trainer"] and f"spotrain resume {run.run_id}" in row["trainer"]
     _, (again,) = only_run(home)
     assert again.ended_at is None and again.last_step == 30  # the events are stored, the attempt lives
-    assert took < 15, f"status took {took:.1f} s"
 
     table = cli.spotrain("status", run.run_id, home=home)
     assert table.returncode == 0 and "trainer exited 75" in table.stdout, table.stdout

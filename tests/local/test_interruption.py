@@ -5,7 +5,6 @@ with the spot reason. Pinned to a step (or a share of the steps), it lands at ex
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from spotrain.cloud import EndKind
@@ -28,10 +27,8 @@ def test_injected_notice_stops_the_trainer_then_the_instance_ends(cloud: LocalCl
     _, run = start_trainer(cloud, started, "--max-epochs", "50", "--target-acc", "1.0")
     wait_for(lambda: any(e["kind"] == "step" for e in events(run / "events.jsonl")), 15, "a first step")
     assert cloud.describe(inst.region, inst.instance_id).end is EndKind.RUNNING
-    t0 = time.monotonic()
     cloud.inject_interruption(inst.instance_id)
     assert wait_for(lambda: exit_code(run) is not None, 10, "the trainer to exit") and exit_code(run) == 75
-    assert time.monotonic() - t0 < 5
     kinds = [e["kind"] for e in events(run / "events.jsonl")]
     assert "interruption" in kinds and "checkpoint" in kinds
     ended = wait_for(

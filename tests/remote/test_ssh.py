@@ -41,7 +41,7 @@ def test_connect_waits_for_an_sshd_that_starts_3s_later(new_sshd, tmp_path: Path
     finally:
         timer.cancel()
     elapsed = time.monotonic() - start
-    assert 3.0 <= elapsed < 10.0
+    assert elapsed >= 3.0  # it waited for the server (the deadline bounds the rest; no upper timing)
     assert transport.exec("echo up").stdout == b"up\n"
     transport.close()
 
