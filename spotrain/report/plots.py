@@ -42,16 +42,12 @@ class _Clock:
 
     def __init__(self, d: RunData) -> None:
         span = max(d.end - d.origin, 1.0)
-        self.scale, unit = (
-            (1.0, "seconds")
-            if span < 180
-            else (60.0, "minutes")
-            if span < 3 * 3600
-            else (
-                3600.0,
-                "hours",
-            )
-        )
+        if span < 180:
+            self.scale, unit = 1.0, "seconds"
+        elif span < 3 * 3600:
+            self.scale, unit = 60.0, "minutes"
+        else:
+            self.scale, unit = 3600.0, "hours"
         self.origin = d.origin
         self.label = f"wall-clock ({unit} since the first instance started)"
 
@@ -102,10 +98,10 @@ def _accuracy(fig: Figure, d: RunData) -> bool:
     return True
 
 
-def _legend(ax) -> None:
+def _legend(ax, loc: str = "lower right") -> None:
     handles, labels = ax.get_legend_handles_labels()
     seen = dict(zip(labels, handles, strict=True))  # one entry per label
-    ax.legend(seen.values(), seen.keys(), loc="lower right", fontsize=8)
+    ax.legend(seen.values(), seen.keys(), loc=loc, fontsize=8)
 
 
 # ---------------------------------------------------------------------------------------------- 2
@@ -150,8 +146,7 @@ def _schedule(fig: Figure, d: RunData) -> bool:
     ax_lr.set_xlabel("step")
     for ax in (ax_loss, ax_lr):
         ax.grid(alpha=0.3)
-    _legend(ax_loss)
-    ax_loss.legend_.set_loc("upper right")
+    _legend(ax_loss, "upper right")
     fig.suptitle("the one-cycle schedule across attempts")
     return True
 
@@ -190,9 +185,7 @@ def _attempts(fig: Figure, d: RunData) -> bool:
     ax.set_xlim(right=clock(d.end) + 0.3 * max(clock(d.end), 1e-9))  # room for the end labels
     ax.set_xlabel(clock.label)
     ax.grid(axis="x", alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    seen = dict(zip(labels, handles, strict=True))
-    ax.legend(seen.values(), seen.keys(), loc="upper right", fontsize=8)
+    _legend(ax, "upper right")
     ax.set_title("attempts: requested (faint), booting and sync, trainer running; end reason, spot + EBS $")
     return True
 
@@ -243,8 +236,7 @@ def _prices(fig: Figure, d: RunData) -> bool:
     ax.set_xlabel(clock.label)
     ax.set_ylabel("$ per hour")
     ax.grid(alpha=0.3)
-    _legend(ax)
-    ax.legend_.set_loc("center right")
+    _legend(ax, "center right")
     ax.set_title("spot price in force in each zone used; thick: the seconds each attempt was billed")
     return True
 
