@@ -382,15 +382,15 @@ def cost(run_id: str | None, as_json: bool) -> None:
     import json
 
     from spotrain import controller
-    from spotrain.cost import run_bill
-    from spotrain.render import cost_json, cost_table
+    from spotrain.cost import bill_json, run_bill
+    from spotrain.render import cost_table
 
     if run_id is None:
         run_id = _newest_run()
     with controller.controller_for_run(run_id) as ctl:
         bill = run_bill(ctl.store, run_id)
     if as_json:
-        click.echo(json.dumps(cost_json(bill), indent=1))
+        click.echo(json.dumps(bill_json(bill), indent=1))
     else:
         _console().print(cost_table(bill))
 

@@ -236,12 +236,7 @@ def run_cost(
             usd=spent_by(attempts, by_key, hit.t),
             value=hit.value,
         )
-    return RunCost(
-        attempts=per_attempt,
-        s3_usd=s3_cost(s3) if s3 else 0.0,
-        gpu_hours=gpu_hours,
-        to_target=to_target,
-    )
+    return RunCost(per_attempt, s3_cost(s3) if s3 else 0.0, gpu_hours, to_target)
 
 
 # ---------------------------------------------------------------------------------------------- bill
@@ -282,6 +277,31 @@ class Bill:
         return spent_by(self.usage.attempts, self.usage.curves, t)
 
 
+def bill_json(bill: Bill) -> dict[str, Any]:
+    """`spotrain cost --json`, and the first keys of the report's summary: $ to 6 places, s to 3."""
+    c, u, tt = bill.cost, bill.usage, bill.cost.to_target
+    money = ("spot_usd", "ebs_usd", "s3_usd", "total_usd", "on_demand_usd", "savings_usd", "savings_fraction")
+    return {
+        "run": u.run_id,
+        "wall_s": round(u.wall_s, 3),
+        "gpu_hours": round(c.gpu_hours, 6),
+        **{k: round(getattr(c, k), 6) for k in money},
+        "target": u.target,
+        "target_metric": u.target_metric,
+        "to_target": None
+        if tt is None
+        else {"seconds": round(tt.seconds, 3), "usd": round(tt.usd, 6), "value": tt.value},
+        "attempts": [_attempt_json(a, ac) for a, ac in zip(u.records, c.attempts, strict=True)],
+    }
+
+
+def _attempt_json(a, ac: AttemptCost) -> dict[str, Any]:
+    ids = {"number": a.number, "instance_id": a.instance_id, "zone": a.zone, "instance_type": a.instance_type}
+    money = {k: round(getattr(ac, k), 6) for k in ("spot_usd", "ebs_usd", "on_demand_usd")}
+    steps = {"resumed_from_step": a.resumed_from_step, "last_step": a.last_step}
+    return {**ids, "billed_s": ac.billed_s, "end_reason": a.end_reason, **money, **steps}
+
+
 def _s3_usage(store, run_id: str, wall_s: float, n_attempts: int) -> S3Usage:
     """S3 from the trainer's upload events: the kept checkpoints' bytes over the run, one PUT a file."""
     uploads = [e.data for e in store.events(run_id, kinds=["checkpoint"]) if e.data.get("where") == "s3"]
@@ -314,15 +334,11 @@ def run_usage(store, run_id: str, *, now: float | None = None) -> RunUsage:
     now = now or time.time()
     run = store.get_run(run_id)
     recipe = catalog.recipe(run.spec["recipe"])
-    records = store.attempts(run_id)
+    records, gb = store.attempts(run_id), recipe.root_volume_gb
     attempts, samples = [], []
     for a in records:
         start, end = a.started_at or a.requested_at, a.ended_at or now
-        attempts.append(
-            Attempt(
-                f"{run_id}-{a.number}", a.instance_type, a.zone, start, max(end, start), recipe.root_volume_gb
-            )
-        )
+        attempts.append(Attempt(f"{run_id}-{a.number}", a.instance_type, a.zone, start, max(end, start), gb))
         samples += _prices_in_force(store, a, start, end)
     metric = recipe.target_metric
     evals = [EvalPoint(e.t, e.data[metric]) for e in store.events(run_id, kinds=["eval"]) if metric in e.data]

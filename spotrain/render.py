@@ -1,39 +1,21 @@
 """How the CLI shows things: rich tables and one-line progress, and the --json shapes for scripts.
 
 Functions here take records and return rich renderables or plain dicts; only cli.py prints them.
-Every duration a person reads is `duration` and every amount of money `usd`, here and in the report.
+Every duration is formats.duration and every amount of money formats.usd, here and in the report.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from spotrain.cost import Bill
-from spotrain.plan import Plan
+from spotrain.formats import duration, usd, usd_per_hour
 
-
-def duration(seconds: float) -> str:
-    """H:MM:SS, hours past 24 kept as hours (a long run reads as 50:00:00), rounded to the nearest
-    second with halves up: 59.5 s is 0:01:00, 0.4 s is 0:00:00."""
-    h, rem = divmod(math.floor(seconds + 0.5), 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}"
-
-
-def usd(amount: float) -> str:
-    """Dollars to four places (a dry-run's minute costs about $0.003) with thousands grouped:
-    $0.0031, $12,345.6780, -$1.5000."""
-    sign = "-" if amount < 0 and round(amount, 4) != 0 else ""
-    return f"{sign}${abs(amount):,.4f}"
-
-
-def usd_per_hour(rate: float) -> str:
-    """A price per hour, to four places as `spotrain prices` shows it: $0.5260/h."""
-    return f"{usd(rate)}/h"
+if TYPE_CHECKING:
+    from spotrain.cost import Bill
+    from spotrain.plan import Plan
 
 
 def plan_table(spec, plan: Plan) -> Table:
@@ -136,47 +118,6 @@ def cost_table(bill: Bill) -> Table:
         t.caption += f"\ntarget {u.target_metric} {u.target} not reached"
     t.caption_justify = "left"
     return t
-
-
-def cost_json(bill: Bill) -> dict[str, Any]:
-    c, u = bill.cost, bill.usage
-    return {
-        "run": bill.run_id,
-        "wall_s": round(u.wall_s, 3),
-        "gpu_hours": round(c.gpu_hours, 6),
-        "spot_usd": round(c.spot_usd, 6),
-        "ebs_usd": round(c.ebs_usd, 6),
-        "s3_usd": round(c.s3_usd, 6),
-        "total_usd": round(c.total_usd, 6),
-        "on_demand_usd": round(c.on_demand_usd, 6),
-        "savings_usd": round(c.savings_usd, 6),
-        "savings_fraction": round(c.savings_fraction, 6),
-        "target": u.target,
-        "target_metric": u.target_metric,
-        "to_target": None
-        if c.to_target is None
-        else {
-            "seconds": round(c.to_target.seconds, 3),
-            "usd": round(c.to_target.usd, 6),
-            "value": c.to_target.value,
-        },
-        "attempts": [
-            {
-                "number": a.number,
-                "instance_id": a.instance_id,
-                "zone": a.zone,
-                "instance_type": a.instance_type,
-                "billed_s": ac.billed_s,
-                "end_reason": a.end_reason,
-                "spot_usd": round(ac.spot_usd, 6),
-                "ebs_usd": round(ac.ebs_usd, 6),
-                "on_demand_usd": round(ac.on_demand_usd, 6),
-                "resumed_from_step": a.resumed_from_step,
-                "last_step": a.last_step,
-            }
-            for a, ac in zip(u.records, c.attempts, strict=True)
-        ],
-    }
 
 
 def status_rows(store, runs) -> list[dict[str, Any]]:

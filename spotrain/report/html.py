@@ -9,7 +9,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spotrain.render import usd
+from spotrain.formats import usd
 
 if TYPE_CHECKING:
     from spotrain.report.data import RunData

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from spotrain import catalog
 from spotrain.errors import SpotrainError
-from spotrain.render import usd, usd_per_hour
+from spotrain.formats import usd, usd_per_hour
 
 if TYPE_CHECKING:
     from spotrain.report.data import RunData

@@ -8,8 +8,9 @@ from collections import Counter
 from typing import Any
 
 from spotrain import catalog
+from spotrain.cost import bill_json
 from spotrain.errors import SpotrainError
-from spotrain.render import cost_json, duration, usd
+from spotrain.formats import duration, usd
 from spotrain.report.data import RunData, load
 from spotrain.store import Store
 
@@ -56,8 +57,8 @@ def throughput(d: RunData) -> tuple[float | None, float | None, float | None]:
 
 
 def summarize(d: RunData) -> dict[str, Any]:
-    """cost_json's numbers (the same dict) plus the run's state, lost work and throughput."""
-    out: dict[str, Any] = cost_json(d.bill) if d.bill else {"run": d.run.run_id}
+    """`spotrain cost --json`'s numbers (cost.bill_json) (the same dict) plus the run's state, lost work and throughput."""
+    out: dict[str, Any] = bill_json(d.bill) if d.bill else {"run": d.run.run_id}
     lost, interruptions = lost_work(d)
     img_s, util, peak = throughput(d)
     spec = d.run.spec

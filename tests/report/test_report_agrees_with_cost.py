@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from spotrain.cli import cli
 from spotrain.cost import PriceSample
-from spotrain.render import duration, usd
+from spotrain.formats import duration, usd
 from spotrain.store import RunState, Store
 
 T0 = 1_800_000_000.0  # the first request; every other time is an offset from it

@@ -1,4 +1,4 @@
-"""The terminal's one duration format and one money format, at their edges."""
+"""The terminal's one duration format and one money format (spotrain.formats), at their edges."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 from rich.console import Console
 
 from spotrain.cost import Bill, RunCost, RunUsage, S3Usage
-from spotrain.render import cost_table, duration, usd, usd_per_hour
+from spotrain.formats import duration, usd, usd_per_hour
+from spotrain.render import cost_table
 
 
 @pytest.mark.parametrize(
