@@ -199,7 +199,7 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
         with _watching(console, run_id):
             outcome = controller.launch(ctl, run_id, on_event=_print_event(console))
         console.print(_outcome_line(run_id, outcome), markup=False, highlight=False)
-        from spotrain.bill import run_bill
+        from spotrain.cost import run_bill
 
         console.print(cost_table(run_bill(ctl.store, run_id)))
         if outcome.state in TERMINAL:
@@ -321,7 +321,7 @@ def resume(run_id: str) -> None:
       spotrain resume digits-20261129-2145-a1b2
     """
     from spotrain import controller
-    from spotrain.bill import run_bill
+    from spotrain.cost import run_bill
     from spotrain.render import cost_table
 
     console = _console()
@@ -382,15 +382,15 @@ def cost(run_id: str | None, as_json: bool) -> None:
     import json
 
     from spotrain import controller
-    from spotrain.bill import run_bill
-    from spotrain.render import cost_json, cost_table
+    from spotrain.cost import bill_json, run_bill
+    from spotrain.render import cost_table
 
     if run_id is None:
         run_id = _newest_run()
     with controller.controller_for_run(run_id) as ctl:
         bill = run_bill(ctl.store, run_id)
     if as_json:
-        click.echo(json.dumps(cost_json(bill), indent=1))
+        click.echo(json.dumps(bill_json(bill), indent=1))
     else:
         _console().print(cost_table(bill))
 

@@ -1,18 +1,25 @@
-"""What a run cost: pure functions of its attempts and the spot price history.
+"""What a run cost: first the rules, pure functions of its attempts and the spot price history; then a
+run's bill, the one place a run is priced: `spotrain cost`, `status`, the budget check and the report all
+take their dollars and seconds from `run_bill`.
 
 The rule (DESIGN.md, Cost): each attempt is billed per second with a 60-second minimum, at the spot
 price in force in its zone at each billed second (a step function of the price samples; a price is
 never taken from "now" for a past second), plus its EBS volumes prorated by the second, plus S3
 storage and requests. The on-demand equivalent is the same instance-seconds at the catalog's on-demand
 price. Time and $ to target stop at the first eval that reached the target (DAWNBench's rule).
+The bill gathers what the rules need from the store (`run_usage`, which never prices and so never fails
+on a missing price) and prices it (`price`); it takes a Store as an argument and never imports one.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
 
 from spotrain import catalog
 from spotrain.errors import SpotrainError
@@ -190,11 +197,20 @@ def first_reaching(evals: Iterable[EvalPoint], target: float) -> EvalPoint | Non
 
 def clip(attempts: Iterable[Attempt], until: float) -> list[Attempt]:
     """The attempts as they were at second `until`: later ones dropped, the one running cut short."""
-    out = []
-    for a in attempts:
-        if a.start <= until:
-            out.append(Attempt(**{**a.__dict__, "end": min(a.end, until)}))
-    return out
+    return [replace(a, end=min(a.end, until)) for a in attempts if a.start <= until]
+
+
+Curves = dict[tuple[str, str], PriceCurve]
+
+
+def _costs(attempts: Iterable[Attempt], by_key: Curves) -> list[AttemptCost]:
+    empty = PriceCurve([])
+    return [attempt_cost(a, by_key.get((a.zone, a.instance_type), empty)) for a in attempts]
+
+
+def spent_by(attempts: Iterable[Attempt], by_key: Curves, until: float) -> float:
+    """Spot + EBS dollars spent by second `until` (the rule for $ to target, at any second)."""
+    return sum(c.spot_usd + c.ebs_usd for c in _costs(clip(attempts, until), by_key))
 
 
 def run_cost(
@@ -207,12 +223,7 @@ def run_cost(
 ) -> RunCost:
     """The run's cost: each attempt at its zone's price history, EBS and S3, and $ to the target."""
     by_key = curves(samples)
-    empty = PriceCurve([])
-
-    def costs(atts: Iterable[Attempt]) -> list[AttemptCost]:
-        return [attempt_cost(a, by_key.get((a.zone, a.instance_type), empty)) for a in atts]
-
-    per_attempt = costs(attempts)
+    per_attempt = _costs(attempts, by_key)
     gpu_hours = sum(
         c.billed_s * catalog.instance_type(a.instance_type).gpus / 3600.0
         for a, c in zip(attempts, per_attempt, strict=True)
@@ -220,12 +231,168 @@ def run_cost(
     to_target = None
     hit = first_reaching(evals, target) if target is not None else None
     if hit is not None and attempts:
-        clipped = costs(clip(attempts, hit.t))
-        usd = sum(c.spot_usd + c.ebs_usd for c in clipped)
-        to_target = TargetCost(seconds=hit.t - min(a.start for a in attempts), usd=usd, value=hit.value)
-    return RunCost(
-        attempts=per_attempt,
-        s3_usd=s3_cost(s3) if s3 else 0.0,
-        gpu_hours=gpu_hours,
-        to_target=to_target,
+        to_target = TargetCost(
+            seconds=hit.t - min(a.start for a in attempts),
+            usd=spent_by(attempts, by_key, hit.t),
+            value=hit.value,
+        )
+    return RunCost(per_attempt, s3_cost(s3) if s3 else 0.0, gpu_hours, to_target)
+
+
+# ---------------------------------------------------------------------------------------------- bill
+@dataclass(frozen=True)
+class RunUsage:
+    """What a run used, as the store has it: each attempt's life, the prices in force, evals and S3."""
+
+    run_id: str
+    records: tuple[Any, ...]  # the store's AttemptRecords, first first
+    attempts: tuple[Attempt, ...]  # the same lives as the rules price them (a live one ends `now`)
+    samples: tuple[PriceSample, ...]  # with a live attempt's quoted price where no history is stored
+    evals: tuple[EvalPoint, ...]
+    s3: S3Usage
+    target: float | None
+    target_metric: str
+    origin: float  # unix s: the first instance's start (the zero of time to target)
+    end: float  # unix s: the last attempt's end, or now
+    wall_s: float  # from the first attempt's request to the last one's end (or now)
+
+    @cached_property
+    def curves(self) -> Curves:
+        return curves(self.samples)
+
+
+@dataclass(frozen=True)
+class Bill:
+    """A run priced: what it used and what that cost."""
+
+    usage: RunUsage
+    cost: RunCost
+
+    @property
+    def run_id(self) -> str:
+        return self.usage.run_id
+
+    def spent_at(self, t: float) -> float:
+        """Spot + EBS dollars spent by second `t`, by the same prices as the bill."""
+        return spent_by(self.usage.attempts, self.usage.curves, t)
+
+
+def bill_json(bill: Bill) -> dict[str, Any]:
+    """`spotrain cost --json`, and the first keys of the report's summary: $ to 6 places, s to 3."""
+    c, u, tt = bill.cost, bill.usage, bill.cost.to_target
+    money = ("spot_usd", "ebs_usd", "s3_usd", "total_usd", "on_demand_usd", "savings_usd", "savings_fraction")
+    return {
+        "run": u.run_id,
+        "wall_s": round(u.wall_s, 3),
+        "gpu_hours": round(c.gpu_hours, 6),
+        **{k: round(getattr(c, k), 6) for k in money},
+        "target": u.target,
+        "target_metric": u.target_metric,
+        "to_target": None
+        if tt is None
+        else {"seconds": round(tt.seconds, 3), "usd": round(tt.usd, 6), "value": tt.value},
+        "attempts": [_attempt_json(a, ac) for a, ac in zip(u.records, c.attempts, strict=True)],
+    }
+
+
+def _attempt_json(a, ac: AttemptCost) -> dict[str, Any]:
+    ids = {"number": a.number, "instance_id": a.instance_id, "zone": a.zone, "instance_type": a.instance_type}
+    money = {k: round(getattr(ac, k), 6) for k in ("spot_usd", "ebs_usd", "on_demand_usd")}
+    steps = {"resumed_from_step": a.resumed_from_step, "last_step": a.last_step}
+    return {**ids, "billed_s": ac.billed_s, "end_reason": a.end_reason, **money, **steps}
+
+
+def _s3_usage(store, run_id: str, wall_s: float, n_attempts: int) -> S3Usage:
+    """S3 from the trainer's upload events: the kept checkpoints' bytes over the run, one PUT a file."""
+    uploads = [e.data for e in store.events(run_id, kinds=["checkpoint"]) if e.data.get("where") == "s3"]
+    if not uploads:
+        return S3Usage()
+    mean_bytes = sum(u.get("bytes", 0) for u in uploads) / len(uploads)
+    kept = min(len(uploads), 3)
+    return S3Usage(
+        gb_stored=mean_bytes * kept / 1e9,
+        seconds=wall_s,
+        put_requests=4 * len(uploads),
+        get_requests=4 * n_attempts,
     )
+
+
+def _prices_in_force(store, a, start: float, end: float) -> list[PriceSample]:
+    """The stored history of attempt `a`'s zone from `start` to `end`. A live attempt's history is stored
+    when it ends; until then the price quoted when it was requested is the one in force at its start
+    (never "now"'s price for a past second)."""
+    found = store.price_samples(
+        region=a.region, instance_type=a.instance_type, zones=[a.zone], start=start, end=end
+    )
+    if not any(p.t <= start for p in found) and a.spot_usd_per_hour:
+        found.insert(0, PriceSample(a.zone, a.instance_type, a.requested_at, a.spot_usd_per_hour))
+    return found
+
+
+def run_usage(store, run_id: str, *, now: float | None = None) -> RunUsage:
+    """What run `run_id` has used so far (all of it, once it has ended); prices nothing."""
+    now = now or time.time()
+    run = store.get_run(run_id)
+    recipe = catalog.recipe(run.spec["recipe"])
+    records, gb = store.attempts(run_id), recipe.root_volume_gb
+    attempts, samples = [], []
+    for a in records:
+        start, end = a.started_at or a.requested_at, a.ended_at or now
+        attempts.append(Attempt(f"{run_id}-{a.number}", a.instance_type, a.zone, start, max(end, start), gb))
+        samples += _prices_in_force(store, a, start, end)
+    metric = recipe.target_metric
+    evals = [EvalPoint(e.t, e.data[metric]) for e in store.events(run_id, kinds=["eval"]) if metric in e.data]
+    first = min((a.requested_at for a in records), default=now)
+    end = max((a.ended_at or now for a in records), default=now)
+    return RunUsage(
+        run_id=run_id,
+        records=tuple(records),
+        attempts=tuple(attempts),
+        samples=tuple(samples),
+        evals=tuple(evals),
+        s3=_s3_usage(store, run_id, end - first, len(records)),
+        target=float(run.spec.get("target_acc") or recipe.target),
+        target_metric=metric,
+        origin=min((a.start for a in attempts), default=run.created_at),
+        end=end,
+        wall_s=end - first,
+    )
+
+
+def price(usage: RunUsage) -> Bill:
+    """The usage priced by the rules; a SpotrainError when an attempt has no price in force."""
+    cost = run_cost(usage.attempts, usage.samples, s3=usage.s3, evals=usage.evals, target=usage.target)
+    return Bill(usage, cost)
+
+
+def run_bill(store, run_id: str, *, now: float | None = None) -> Bill:
+    """What the run has cost so far (all of it, once it has ended)."""
+    return price(run_usage(store, run_id, now=now))
+
+
+def spent_and_projected(store, run_id: str, *, next_attempt: bool = False) -> tuple[float, float]:
+    """$ spent so far, and $ more the schedule needs at the current attempt's rate (0 when unknown):
+    remaining share of the schedule x the training hours the done share took x the price now.
+    With `next_attempt` (deciding whether to launch another instance), the projection is at least that
+    instance's billed minimum (60 s) at the last attempt's price: a new instance never costs less."""
+    bill = run_bill(store, run_id)
+    spent = bill.cost.total_usd
+    if not bill.cost.attempts:
+        return spent, 0.0
+    last = bill.cost.attempts[-1]
+    rate = last.spot_usd / max(last.billed_s, 1) * 3600.0
+    floor = MIN_BILLED_S / 3600.0 * rate if next_attempt else 0.0
+    steps = [e for e in store.events(run_id, kinds=["step"]) if "epoch" in e.data]
+    starts = store.events(run_id, kinds=["start"])
+    if not steps or not starts:
+        return spent, floor
+    epochs = starts[-1].data.get("config", {}).get("epochs") or 0
+    done = steps[-1].data["epoch"] / epochs if epochs else 0.0
+    if not 0.0 < done < 1.0:
+        return spent, floor
+    trained_s = sum(
+        (a.ended_at or time.time()) - a.training_started_at
+        for a in bill.usage.records
+        if a.training_started_at
+    )
+    return spent, max(trained_s * (1.0 - done) / done / 3600.0 * rate, floor)

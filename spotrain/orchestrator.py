@@ -667,7 +667,7 @@ class Orchestrator:
         live = self.store.live_attempt(run.run_id)
         if live is not None and live.training_started_at is None:
             return False
-        from spotrain.bill import spent_and_projected
+        from spotrain.cost import spent_and_projected
 
         spent, projected = spent_and_projected(self.store, run.run_id, next_attempt=live is None)
         if spent + projected <= budget:

@@ -1,23 +1,21 @@
 """How the CLI shows things: rich tables and one-line progress, and the --json shapes for scripts.
 
 Functions here take records and return rich renderables or plain dicts; only cli.py prints them.
+Every duration is formats.duration and every amount of money formats.usd, here and in the report.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from spotrain.bill import Bill
-from spotrain.plan import Plan
+from spotrain.formats import duration, usd, usd_per_hour
 
-
-def _hours(seconds: float) -> str:
-    h, rem = divmod(int(seconds), 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}"
+if TYPE_CHECKING:
+    from spotrain.cost import Bill
+    from spotrain.plan import Plan
 
 
 def plan_table(spec, plan: Plan) -> Table:
@@ -35,16 +33,16 @@ def plan_table(spec, plan: Plan) -> Table:
     t.add_row("image", f"{plan.image.image_id}: {plan.image.reason}")
     t.add_row(
         "spot price",
-        f"${z.usd_per_hour:.3f}/h now (24 h: ${z.low_24h:.3f} .. ${z.high_24h:.3f}), "
-        f"{z.discount:.0%} under on-demand ${z.on_demand_usd_per_hour:.2f}/h",
+        f"{usd_per_hour(z.usd_per_hour)} now (24 h: {usd(z.low_24h)} .. {usd(z.high_24h)}), "
+        f"{z.discount:.0%} under on-demand {usd_per_hour(z.on_demand_usd_per_hour)}",
     )
     t.add_row(
         "expected",
-        f"{est.hours:.2f} h: ${est.spot_usd:.2f} at spot, ${est.on_demand_usd:.2f} on demand ({est.basis})",
+        f"{est.hours:.2f} h: {usd(est.spot_usd)} at spot, {usd(est.on_demand_usd)} on demand ({est.basis})",
     )
     t.add_row("checkpoints", f"every {ck.seconds:.0f} s ({ck.basis})")
     if spec.budget:
-        t.add_row("budget", f"${spec.budget:.2f}, at most {spec.max_attempts} attempts")
+        t.add_row("budget", f"{usd(spec.budget)}, at most {spec.max_attempts} attempts")
     return t
 
 
@@ -84,87 +82,47 @@ def cost_table(bill: Bill) -> Table:
     t = Table(title=f"cost of {bill.run_id}", title_justify="left")
     for name in ("attempt", "zone", "instance", "billed", "end", "spot $", "EBS $", "on-demand $"):
         t.add_column(name, justify="left" if name in ("attempt", "zone", "instance", "end") else "right")
-    for a, ac in zip(bill.attempts, c.attempts, strict=True):
+    u = bill.usage
+    for a, ac in zip(u.records, c.attempts, strict=True):
         t.add_row(
             str(a.number),
             a.zone,
             a.instance_type,
-            _hours(ac.billed_s),
+            duration(ac.billed_s),
             a.end_reason or "running",
-            f"{ac.spot_usd:.4f}",
-            f"{ac.ebs_usd:.4f}",
-            f"{ac.on_demand_usd:.4f}",
+            usd(ac.spot_usd),
+            usd(ac.ebs_usd),
+            usd(ac.on_demand_usd),
         )
     t.add_section()
     t.add_row(
         "total",
         "",
         f"{c.gpu_hours:.3f} GPU-h",
-        _hours(bill.wall_s) + " wall",
+        duration(u.wall_s) + " wall",
         "",
-        f"{c.spot_usd:.4f}",
-        f"{c.ebs_usd:.4f}",
-        f"{c.on_demand_usd:.4f}",
+        usd(c.spot_usd),
+        usd(c.ebs_usd),
+        usd(c.on_demand_usd),
     )
     t.caption = (
-        f"S3 ${c.s3_usd:.4f}; total ${c.total_usd:.4f} vs ${c.on_demand_usd:.4f} on demand: "
-        f"saved ${c.savings_usd:.4f} ({c.savings_fraction:.0%})"
+        f"S3 {usd(c.s3_usd)}; total {usd(c.total_usd)} vs {usd(c.on_demand_usd)} on demand: "
+        f"saved {usd(c.savings_usd)} ({c.savings_fraction:.0%})"
     )
     if c.to_target is not None:
         t.caption += (
-            f"\nto {bill.target_metric} {bill.target}: {_hours(c.to_target.seconds)} and "
-            f"${c.to_target.usd:.4f} (first eval at {c.to_target.value:.4f})"
+            f"\nto {u.target_metric} {u.target}: {duration(c.to_target.seconds)} and "
+            f"{usd(c.to_target.usd)} (first eval at {c.to_target.value:.4f})"
         )
-    elif bill.target is not None:
-        t.caption += f"\ntarget {bill.target_metric} {bill.target} not reached"
+    elif u.target is not None:
+        t.caption += f"\ntarget {u.target_metric} {u.target} not reached"
     t.caption_justify = "left"
     return t
 
 
-def cost_json(bill: Bill) -> dict[str, Any]:
-    c = bill.cost
-    return {
-        "run": bill.run_id,
-        "wall_s": round(bill.wall_s, 3),
-        "gpu_hours": round(c.gpu_hours, 6),
-        "spot_usd": round(c.spot_usd, 6),
-        "ebs_usd": round(c.ebs_usd, 6),
-        "s3_usd": round(c.s3_usd, 6),
-        "total_usd": round(c.total_usd, 6),
-        "on_demand_usd": round(c.on_demand_usd, 6),
-        "savings_usd": round(c.savings_usd, 6),
-        "savings_fraction": round(c.savings_fraction, 6),
-        "target": bill.target,
-        "target_metric": bill.target_metric,
-        "to_target": None
-        if c.to_target is None
-        else {
-            "seconds": round(c.to_target.seconds, 3),
-            "usd": round(c.to_target.usd, 6),
-            "value": c.to_target.value,
-        },
-        "attempts": [
-            {
-                "number": a.number,
-                "instance_id": a.instance_id,
-                "zone": a.zone,
-                "instance_type": a.instance_type,
-                "billed_s": ac.billed_s,
-                "end_reason": a.end_reason,
-                "spot_usd": round(ac.spot_usd, 6),
-                "ebs_usd": round(ac.ebs_usd, 6),
-                "on_demand_usd": round(ac.on_demand_usd, 6),
-                "resumed_from_step": a.resumed_from_step,
-                "last_step": a.last_step,
-            }
-            for a, ac in zip(bill.attempts, c.attempts, strict=True)
-        ],
-    }
-
-
 def status_rows(store, runs) -> list[dict[str, Any]]:
     """One dict a run: what `spotrain status` shows, and its --json."""
-    from spotrain.bill import run_bill
+    from spotrain.cost import run_bill
 
     rows = []
     for run in runs:
@@ -209,6 +167,6 @@ def status_table(rows: list[dict[str, Any]]) -> Table:
             str(r["attempts"]),
             "" if r["epoch"] is None else f"{r['epoch']:.2f}",
             "" if r["best_top1"] is None else f"{r['best_top1']:.4f}",
-            "" if r["usd"] is None else f"{r['usd']:.4f}",
+            "" if r["usd"] is None else usd(r["usd"]),
         )
     return t

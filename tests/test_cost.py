@@ -1,4 +1,5 @@
-"""Cost: hand-computed cases to the cent, and properties of the per-second price integral."""
+"""Cost: hand-computed cases to the cent, properties of the per-second price integral, and a stored
+run's bill and budget projection."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from spotrain.cost import (
     S3Usage,
     attempt_cost,
     billed_seconds,
+    run_bill,
     run_cost,
+    spent_and_projected,
 )
 from spotrain.errors import SpotrainError
+from spotrain.store import Store
 
 T = "p3.16xlarge"
 
@@ -135,3 +139,80 @@ def test_splitting_at_a_price_change_keeps_the_total(p1, p2, start, before, afte
     )
     assert parts.spot_usd == pytest.approx(whole.spot_usd, rel=1e-9)
     assert whole.spot_usd == pytest.approx(curve.integral_usd(start, change + after), rel=1e-9)
+
+
+# -- the run's bill and the budget, from a store ----------------------------------------------
+
+G4 = "g4dn.xlarge"  # one GPU, $0.526/h on demand
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    with Store.open(tmp_path) as s:
+        yield s
+
+
+def digits_run(store: Store, *lives: tuple[float, float], usd_per_hour: float = 0.36) -> str:
+    """A digits run whose attempts ran (start, end) each, in us-east-1a at a flat price from t=0."""
+    run_id = store.new_run_id("digits")
+    store.create_run(run_id, {"recipe": "digits", "instance": G4}, dry_run=True)
+    store.add_price_samples("us-east-1", [PriceSample("us-east-1a", G4, 0, usd_per_hour)])
+    for number, (start, end) in enumerate(lives, start=1):
+        store.add_attempt(
+            run_id,
+            instance_id=f"i-{number}",
+            region="us-east-1",
+            zone="us-east-1a",
+            instance_type=G4,
+            spot_usd_per_hour=usd_per_hour,
+            requested_at=start,
+        )
+        store.update_attempt(run_id, number, started_at=start, training_started_at=start, ended_at=end)
+    return run_id
+
+
+def test_the_bill_of_a_stored_run_is_the_rules_applied_to_it(store) -> None:
+    run_id = digits_run(store, (1000, 1600), (2000, 2030))
+    store.add_event(run_id, "eval", {"top1": 0.99}, t=2010, source="trainer")
+    bill = run_bill(store, run_id)
+    # 600 s + 30 s billed as 60 s at $0.36/h; 120 GB root volume each
+    assert [a.billed_s for a in bill.cost.attempts] == [600, 60]
+    assert bill.cost.spot_usd == pytest.approx(0.36 * 660 / 3600, rel=1e-12)
+    assert bill.usage.wall_s == 1030 and bill.usage.origin == 1000
+    assert bill.cost.to_target is not None and bill.cost.to_target.seconds == 1010
+    assert bill.spent_at(2010) == pytest.approx(bill.cost.to_target.usd, rel=1e-12)
+    assert bill.spent_at(999) == 0
+
+
+def test_a_live_attempt_without_stored_history_is_priced_at_its_quote(store) -> None:
+    run_id = digits_run(store, usd_per_hour=0.36)
+    store.add_attempt(
+        run_id,
+        instance_id="i-1",
+        region="us-east-1",
+        zone="us-east-1b",  # no sample stored for this zone
+        instance_type=G4,
+        spot_usd_per_hour=0.72,
+        requested_at=5000,
+    )
+    store.update_attempt(run_id, 1, started_at=5000)
+    bill = run_bill(store, run_id, now=8600)
+    assert bill.cost.attempts[0].billed_s == 3600 and bill.cost.spot_usd == pytest.approx(0.72)
+
+
+def test_spent_and_projected_from_the_rate_and_the_share_of_the_schedule_done(store) -> None:
+    run_id = digits_run(store, (1000, 4600), usd_per_hour=0.36)
+    assert spent_and_projected(store, run_id) == (pytest.approx(0.36 + EBS_HOUR), 0.0)  # no steps yet
+    # the billed minimum of a next instance at the last attempt's rate
+    assert spent_and_projected(store, run_id, next_attempt=True)[1] == pytest.approx(0.36 / 60)
+    store.add_event(run_id, "start", {"config": {"epochs": 4}}, attempt=1, t=1010, source="trainer")
+    store.add_event(run_id, "step", {"epoch": 1.0}, attempt=1, t=4500, source="trainer")
+    # a quarter done in 3600 s of training: three more hours at $0.36/h
+    assert spent_and_projected(store, run_id)[1] == pytest.approx(3 * 0.36)
+
+
+def test_spent_and_projected_of_a_run_with_no_attempt_is_nothing(store) -> None:
+    assert spent_and_projected(store, digits_run(store), next_attempt=True) == (0.0, 0.0)
+
+
+EBS_HOUR = 120 * 0.08 * 3600 / (30 * 86400)  # digits' 120 GB root volume for an hour

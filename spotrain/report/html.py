@@ -7,10 +7,22 @@ import base64
 import datetime as dt
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from spotrain.formats import usd
 
 if TYPE_CHECKING:
-    from spotrain.report import RunData
+    from spotrain.report.data import RunData
+
+DPI = 100
+# name -> (section title, figure size in inches); a PNG is exactly size x DPI pixels.
+FIGURES: dict[str, tuple[str, tuple[float, float]]] = {
+    "accuracy": ("Accuracy against wall-clock time and dollars", (12.0, 4.5)),
+    "schedule": ("Loss, learning rate and momentum against step", (10.0, 6.0)),
+    "attempts": ("Attempts", (10.0, 3.5)),
+    "prices": ("Spot price in each zone used", (10.0, 4.0)),
+    "summary": ("Summary", (7.0, 5.0)),
+}
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1240px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
@@ -49,7 +61,7 @@ def _missing(d: RunData, name: str) -> str:
 def _attempts_table(d: RunData) -> str:
     if not d.attempts:
         return ""
-    costs = list(d.bill.cost.attempts) if d.bill else [None] * len(d.attempts)
+    costs = d.attempt_costs()
     head = "".join(
         f"<th>{h}</th>"
         for h in (
@@ -68,7 +80,7 @@ def _attempts_table(d: RunData) -> str:
     body = []
     for a, c in zip(d.attempts, costs, strict=True):
         steps = f"{a.resumed_from_step or 0} .. {a.last_step if a.last_step is not None else '?'}"
-        money = ["", "", ""] if c is None else [str(c.billed_s), f"{c.spot_usd:.4f}", f"{c.ebs_usd:.4f}"]
+        money = ["", "", ""] if c is None else [str(c.billed_s), usd(c.spot_usd), usd(c.ebs_usd)]
         cells = [
             str(a.number),
             a.zone,
@@ -97,10 +109,8 @@ def _summary_table(rows: list[tuple[str, str]]) -> str:
     return f'<table id="summary-table">{body}</table>'
 
 
-def page(d: RunData, summary: dict[str, Any], rows: list[tuple[str, str]], pngs: dict[str, Path]) -> str:
+def page(d: RunData, rows: list[tuple[str, str]], pngs: dict[str, Path]) -> str:
     """The whole HTML document."""
-    from spotrain.report import FIGURES
-
     sections = []
     for i, (name, (title, _)) in enumerate(FIGURES.items(), start=1):
         parts = [f'<section id="{name}"><h2>{i}. {escape(title)}</h2>']

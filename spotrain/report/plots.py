@@ -1,7 +1,7 @@
 """The report's figures, drawn with matplotlib's Agg canvas (no pyplot, no display, no global state).
 
 Each `_name(fig, d)` draws one figure of RunData and returns False (noting why in d.missing) when the
-run has no data for it. Imported only by report.build_report, after it has checked matplotlib is there.
+run has no data for it. Imported only by spotrain.report.build_report, after it has checked matplotlib is there.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from matplotlib.figure import Figure
 
 from spotrain import catalog
 from spotrain.errors import SpotrainError
+from spotrain.formats import usd, usd_per_hour
 
 if TYPE_CHECKING:
-    from spotrain.report import RunData
+    from spotrain.report.data import RunData
 
 _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 _RED = "#d62728"
@@ -41,16 +42,12 @@ class _Clock:
 
     def __init__(self, d: RunData) -> None:
         span = max(d.end - d.origin, 1.0)
-        self.scale, unit = (
-            (1.0, "seconds")
-            if span < 180
-            else (60.0, "minutes")
-            if span < 3 * 3600
-            else (
-                3600.0,
-                "hours",
-            )
-        )
+        if span < 180:
+            self.scale, unit = 1.0, "seconds"
+        elif span < 3 * 3600:
+            self.scale, unit = 60.0, "minutes"
+        else:
+            self.scale, unit = 3600.0, "hours"
         self.origin = d.origin
         self.label = f"wall-clock ({unit} since the first instance started)"
 
@@ -85,10 +82,9 @@ def _accuracy(fig: Figure, d: RunData) -> bool:
             ax.axvspan(left, x(end), color=_color(a.number), alpha=0.15, label=f"attempt {a.number}")
         for e in d.events["interruption"]:
             ax.axvline(x(e.t), color=_RED, lw=1.5, label="interruption")
-        if d.bill is not None and d.bill.target is not None:
-            ax.axhline(
-                d.bill.target, color="grey", ls=":", label=f"target {d.bill.target_metric} {d.bill.target}"
-            )
+        if d.bill is not None and d.usage.target is not None:
+            target, metric = d.usage.target, d.usage.target_metric
+            ax.axhline(target, color="grey", ls=":", label=f"target {metric} {target}")
         ax.set_xlabel(label)
         ax.set_xlim(left=min(0.0, ax.get_xlim()[0]))
         ax.grid(alpha=0.3)
@@ -102,10 +98,10 @@ def _accuracy(fig: Figure, d: RunData) -> bool:
     return True
 
 
-def _legend(ax) -> None:
+def _legend(ax, loc: str = "lower right") -> None:
     handles, labels = ax.get_legend_handles_labels()
     seen = dict(zip(labels, handles, strict=True))  # one entry per label
-    ax.legend(seen.values(), seen.keys(), loc="lower right", fontsize=8)
+    ax.legend(seen.values(), seen.keys(), loc=loc, fontsize=8)
 
 
 # ---------------------------------------------------------------------------------------------- 2
@@ -150,8 +146,7 @@ def _schedule(fig: Figure, d: RunData) -> bool:
     ax_lr.set_xlabel("step")
     for ax in (ax_loss, ax_lr):
         ax.grid(alpha=0.3)
-    _legend(ax_loss)
-    ax_loss.legend_.set_loc("upper right")
+    _legend(ax_loss, "upper right")
     fig.suptitle("the one-cycle schedule across attempts")
     return True
 
@@ -163,7 +158,7 @@ def _attempts(fig: Figure, d: RunData) -> bool:
         return False
     clock = _Clock(d)
     ax = fig.subplots()
-    for i, (a, c) in enumerate(zip(d.attempts, _costs(d), strict=True)):
+    for i, (a, c) in enumerate(zip(d.attempts, d.attempt_costs(), strict=True)):
         y, col = len(d.attempts) - i, _color(a.number)
         end = a.ended_at or d.now
         trainer = [e.t for e in d.events["start"] if e.attempt == a.number]  # the trainer's own clock
@@ -178,8 +173,8 @@ def _attempts(fig: Figure, d: RunData) -> bool:
                 ax.barh(
                     y, clock(t1) - clock(t0), left=clock(t0), height=0.5, color=col, alpha=alpha, label=what
                 )
-        usd = "" if c is None else f", ${c.spot_usd + c.ebs_usd:.4f}"
-        ax.text(clock(end), y, f"  {a.end_reason or 'running'}{usd}", va="center", fontsize=9)
+        spent = "" if c is None else f", {usd(c.spot_usd + c.ebs_usd)}"
+        ax.text(clock(end), y, f"  {a.end_reason or 'running'}{spent}", va="center", fontsize=9)
     for e in d.events["interruption"]:
         ax.axvline(clock(e.t), color=_RED, lw=1.5, label="interruption notice")
     ax.set_yticks(
@@ -190,9 +185,7 @@ def _attempts(fig: Figure, d: RunData) -> bool:
     ax.set_xlim(right=clock(d.end) + 0.3 * max(clock(d.end), 1e-9))  # room for the end labels
     ax.set_xlabel(clock.label)
     ax.grid(axis="x", alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    seen = dict(zip(labels, handles, strict=True))
-    ax.legend(seen.values(), seen.keys(), loc="upper right", fontsize=8)
+    _legend(ax, "upper right")
     ax.set_title("attempts: requested (faint), booting and sync, trainer running; end reason, spot + EBS $")
     return True
 
@@ -203,7 +196,7 @@ def _prices(fig: Figure, d: RunData) -> bool:
         d.note("prices", "no attempt yet, so no zone to show")
         return False
     clock = _Clock(d)
-    billed = {a.number: (c.billed_s if c else 0) for a, c in zip(d.attempts, _costs(d), strict=True)}
+    billed = {a.number: (c.billed_s if c else 0) for a, c in zip(d.attempts, d.attempt_costs(), strict=True)}
     t1 = max([d.end] + [(a.started_at or a.requested_at) + billed[a.number] for a in d.attempts])
     pad = 0.05 * (t1 - d.origin) + 1.0
     lo, hi = d.origin - pad, t1 + pad
@@ -215,7 +208,7 @@ def _prices(fig: Figure, d: RunData) -> bool:
             d.note("prices", f"no spot price sample for {itype} in {zone}")
             continue
         xs, ys = _steps(curve, lo, hi)
-        rng = f"${min(ys):.4f}" + ("" if min(ys) == max(ys) else f" .. ${max(ys):.4f}")
+        rng = usd(min(ys)) + ("" if min(ys) == max(ys) else f" .. {usd(max(ys))}")
         label = f"{zone} {itype}: {rng}/h"
         line = ax.step([clock(x) for x in xs], ys, where="post", label=label)[0]
         for a in (a for a in d.attempts if a.zone == zone and a.instance_type == itype):
@@ -238,19 +231,14 @@ def _prices(fig: Figure, d: RunData) -> bool:
             od = catalog.instance_type(itype).on_demand_usd_per_hour
         except SpotrainError:
             continue
-        ax.axhline(od, color="k", ls="--", label=f"on demand {itype} ${od:.3f}/h")
+        ax.axhline(od, color="k", ls="--", label=f"on demand {itype} {usd_per_hour(od)}")
     ax.set_ylim(bottom=0)
     ax.set_xlabel(clock.label)
     ax.set_ylabel("$ per hour")
     ax.grid(alpha=0.3)
-    _legend(ax)
-    ax.legend_.set_loc("center right")
+    _legend(ax, "center right")
     ax.set_title("spot price in force in each zone used; thick: the seconds each attempt was billed")
     return True
-
-
-def _costs(d: RunData) -> list:
-    return list(d.bill.cost.attempts) if d.bill else [None] * len(d.attempts)
 
 
 def _steps(curve, lo: float, hi: float) -> tuple[list[float], list[float]]:
