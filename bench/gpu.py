@@ -89,8 +89,9 @@ def write_jpeg_folder(root: Path, images: int, classes: int = 10, side: int = 40
 def time_steps(recipe, data, size: int, batch: int, steps: int, args, device) -> dict:
     """The trainer's step, fed by `data.train.loader`, for `steps` steps after a warm-up."""
     from trainer.data import ResumableSampler
+    from trainer.net import build_optimizer
     from trainer.precision import compile_model
-    from trainer.train import build_optimizer, train_step
+    from trainer.train import train_step
 
     precision = choose_precision(device)
     model = recipe.model(data.num_classes).to(device)
