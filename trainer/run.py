@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from trainer import EXIT_DONE, TrainerError
 from trainer.args import Settings
@@ -24,6 +24,9 @@ from trainer.net import Net
 from trainer.recipes import Phase, Recipe
 from trainer.spot import INJECT_ENV, SpotWatcher
 from trainer.util import code_hash
+
+if TYPE_CHECKING:  # set_up imports it only for --mirror
+    from trainer.mirror import Mirror
 
 # Agreed by all-reduce MAX; the value says where the notice came from.
 NOTICE_FLAG = {"imds": 1, "sigterm": 2, "injected": 3}
@@ -55,7 +58,7 @@ class Run:
     sampler: ResumableSampler
     net: Net
     ckpt: Checkpointer
-    mirror: Any  # trainer.mirror.Mirror on rank 0 with --mirror, else None
+    mirror: Mirror | None  # on rank 0 with --mirror
     progress: Progress
     started: float  # time.time() at setup
     last_save: float = 0.0  # time.monotonic() of the last checkpoint: the loop starts the clock
