@@ -168,9 +168,9 @@ class Run:
         throughput.since, throughput.images = now, 0
         self.status("training")
 
-    def notice_agreed(self, watcher: SpotWatcher) -> bool:
-        """One tiny all-reduce a step: a notice on any rank (True: stop), or rank 0's checkpoint clock
-        (a checkpoint in the background)."""
+    def notice_or_checkpoint(self, watcher: SpotWatcher) -> bool:
+        """One tiny all-reduce a step: True when any rank saw a notice (all stop); otherwise a checkpoint
+        in the background when rank 0's clock says one is due."""
         due = self.ddp.master and time.monotonic() - self.last_save >= self.args.checkpoint_every
         watcher.check_step(self.progress.step)
         notice, due = self.ddp.agree(NOTICE_FLAG[watcher.notice.source] if watcher.notice else 0, int(due))

@@ -170,7 +170,7 @@ def train_loop(run: Run) -> int:
             throughput.images += global_batch
             if p.step % s.log_every == 0:
                 run.log_step(loss.item(), lr * lr_scale, momentum, steps, throughput)
-            if run.notice_agreed(watcher):
+            if run.notice_or_checkpoint(watcher):
                 return run.stop_for_notice(watcher)
             if run.args.max_steps and p.step >= run.args.max_steps:
                 stop_reason = "max_steps"
