@@ -89,8 +89,9 @@ def write_jpeg_folder(root: Path, images: int, classes: int = 10, side: int = 40
 def time_steps(recipe, data, size: int, batch: int, steps: int, args, device) -> dict:
     """The trainer's step, fed by `data.train.loader`, for `steps` steps after a warm-up."""
     from trainer.data import ResumableSampler
+    from trainer.net import build_optimizer
     from trainer.precision import compile_model
-    from trainer.train import build_optimizer, train_step
+    from trainer.train import train_step
 
     precision = choose_precision(device)
     model = recipe.model(data.num_classes).to(device)
@@ -226,24 +227,12 @@ def cifar10_time_to_target(cifar: Path) -> dict:
     }
 
 
-def main() -> None:
+def step_rows(args: argparse.Namespace, device: torch.device, small: bool) -> list[dict]:
+    """The step timed for each CIFAR-10 recipe and each ImageNet phase, then ResNet-50's ceiling."""
     from trainer.data import load_cifar10
     from trainer.folder import load_imagenet
     from trainer.recipes import get_recipe
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cifar", type=Path, help="directory with the real CIFAR-10 python batches")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--workers", type=int, default=8, help="ImageFolder loader processes")
-    parser.add_argument("--compile", action="store_true", help="torch.compile as --compile does")
-    parser.add_argument("--cpu-smoke", action="store_true", help="tiny, on the CPU: checks the script only")
-    args = parser.parse_args()
-    if not torch.cuda.is_available() and not args.cpu_smoke:
-        print("bench/gpu.py: no CUDA device here, nothing to measure; run it on a GPU machine")
-        return
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    small = args.cpu_smoke
-    configure_backends(device)
     work = Path(tempfile.mkdtemp(prefix="gpu-bench-data-"))
     cifar_dir = args.cifar if args.cifar else work / "cifar"
     if not args.cifar:
@@ -268,6 +257,24 @@ def main() -> None:
         rows.append(time_steps(imagenet, data, size, batch, 2 if small else args.steps, args, device))
     for fp32 in (True, False):
         rows.append(resnet50_ceiling(4 if small else 256, 2 if small else args.steps, fp32, device))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cifar", type=Path, help="directory with the real CIFAR-10 python batches")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=8, help="ImageFolder loader processes")
+    parser.add_argument("--compile", action="store_true", help="torch.compile as --compile does")
+    parser.add_argument("--cpu-smoke", action="store_true", help="tiny, on the CPU: checks the script only")
+    args = parser.parse_args()
+    if not torch.cuda.is_available() and not args.cpu_smoke:
+        print("bench/gpu.py: no CUDA device here, nothing to measure; run it on a GPU machine")
+        return
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    small = args.cpu_smoke
+    configure_backends(device)
+    rows = step_rows(args, device, small)
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu (smoke)"
     chosen = choose_precision(device)
     print_table(

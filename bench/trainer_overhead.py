@@ -30,8 +30,8 @@ from torch import nn  # noqa: E402
 from bench.common import print_table, write_result  # noqa: E402
 from trainer.data import ResumableSampler, load_digits  # noqa: E402
 from trainer.events import read_events  # noqa: E402
+from trainer.net import build_optimizer  # noqa: E402
 from trainer.recipes import get_recipe  # noqa: E402
-from trainer.train import build_optimizer  # noqa: E402
 from trainer.train import main as train_main  # noqa: E402
 from trainer.util import code_hash  # noqa: E402
 

@@ -145,9 +145,11 @@ RECIPES: dict[str, RecipeDefaults] = {
 
 # What `--data` must hold for the recipes that read it (trainer/data.py's layouts); digits brings its own.
 # A launch without it is refused here: the trainer would exit 2 on an instance already billed.
+_CIFAR10_BATCHES = "the CIFAR-10 python batches (data_batch_1 .. data_batch_5, test_batch)"
 DATA_LAYOUT: dict[str, str] = {
     "imagenet": "ImageFolder directories train/CLASS/*.jpg and val/CLASS/*.jpg",
-    "cifar10": "the CIFAR-10 python batches (data_batch_1 .. data_batch_5, test_batch)",
+    "cifar10": _CIFAR10_BATCHES,
+    "cifar10_resnet9": _CIFAR10_BATCHES,  # the same data set as cifar10, another network
 }
 
 

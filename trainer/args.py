@@ -1,12 +1,15 @@
-"""The trainer's command line (DESIGN.md's contract, plus the flags listed there as beyond it)."""
+"""The trainer's command line (DESIGN.md's contract, plus the flags listed there as beyond it), and the
+settings it makes of a recipe's defaults."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 from trainer import TrainerError
-from trainer.recipes import Recipe
+from trainer.recipes import Phase, Recipe
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,3 +60,36 @@ def check_args(args: argparse.Namespace, recipe: Recipe) -> None:
         raise TrainerError(
             f"--checkpoint-every {args.checkpoint_every} must be positive", "give seconds, e.g. 600"
         )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run trains with: the recipe's defaults, each overridden by its flag when given."""
+
+    epochs: int  # the one-cycle schedule's length (--max-epochs)
+    target: float  # stop when the recipe's target metric reaches this (--target-acc)
+    log_every: int  # steps between `step` events (--log-every)
+    eval_every: int  # epochs between evals; 0: one eval, at the end (--eval-every)
+    workers: int  # data loader processes per GPU (--workers)
+    phases: tuple[Phase, ...]  # the recipe's progressive resizing, each at --batch-size when given
+    ref_batch: int  # the per-process batch the recipe's max_lr is given for (its first phase's)
+
+    @classmethod
+    def resolve(cls, args: argparse.Namespace, recipe: Recipe) -> Settings:
+        batch = args.batch_size
+        return cls(
+            epochs=args.max_epochs or recipe.epochs,
+            target=args.target_acc if args.target_acc is not None else recipe.target_acc,
+            log_every=args.log_every or recipe.log_every,
+            eval_every=args.eval_every if args.eval_every is not None else recipe.eval_every,
+            workers=args.workers if args.workers is not None else recipe.workers,
+            phases=tuple(
+                p if batch is None else dataclasses.replace(p, batch_size=batch) for p in recipe.phases
+            ),
+            ref_batch=recipe.phases[0].batch_size,
+        )
+
+    def phase_at(self, epoch: int) -> Phase:
+        """The progressive-resizing phase an epoch falls in."""
+        progress = epoch / max(self.epochs, 1)
+        return [p for p in self.phases if p.start <= progress][-1]

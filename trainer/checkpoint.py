@@ -27,7 +27,6 @@ import torch
 
 from trainer import TrainerError
 from trainer.events import EventLog
-from trainer.precision import load_scaler_state
 
 LATEST = "LATEST"
 MANIFEST = "manifest.json"
@@ -294,67 +293,3 @@ def load_latest(
             checkpoint=name,
         )
     return None
-
-
-# ----------------------------------------------------------------------------------------------------
-# Resuming: --resume auto | PATH | s3://...
-def find_checkpoint(
-    source: str | None, run_dir: Path, mirror: str | None, events: EventLog, ddp
-) -> tuple[Path, dict[str, Any]] | None:
-    """The checkpoint `source` names, loaded; None for a fresh start (no --resume, or auto with nothing)."""
-    root = run_dir / "ckpt"
-    if source is None:
-        if root.is_dir() and candidates(root):
-            raise TrainerError(
-                f"--run-dir {run_dir} already holds checkpoints",
-                "pass --resume auto to continue that run, or a new --run-dir",
-            )
-        return None
-    if ddp.local_rank == 0:  # one download per machine; then every rank loads the local copy
-        remote = source if source.startswith("s3://") else None
-        if source == "auto" and mirror and not (root.is_dir() and candidates(root)):
-            remote = mirror
-        if remote is not None:
-            from trainer.mirror import restore
-
-            restore(remote, root, events)
-    ddp.barrier()
-    prefer = None
-    if source != "auto" and not source.startswith("s3://"):
-        path = Path(source)
-        if not path.exists():
-            raise TrainerError(
-                f"--resume {source}: no such file or directory",
-                "give a checkpoint directory, a run directory, auto, or s3://...",
-            )
-        if step_of(path.name) is not None:  # exactly that checkpoint (older ones beside it if it is damaged)
-            root, prefer = path.parent, path.name
-        else:
-            root = path / "ckpt" if (path / "ckpt").is_dir() else path
-    found = load_latest(
-        root, events if ddp.master else EventLog(None), map_location=ddp.device, prefer=prefer
-    )
-    if found is None and source != "auto":
-        raise TrainerError(
-            f"--resume {source}: no intact checkpoint there",
-            "check the path, or pass --resume auto to start fresh",
-        )
-    if found is None:
-        events.write(
-            "warning", message="--resume auto: no checkpoint to resume from, starting fresh", resume="auto"
-        )
-    return found
-
-
-def restore_state(files: dict[str, Any], model, optimizer, scaler, progress: Progress, rank: int) -> int:
-    """Put a loaded checkpoint back into the model, optimizer, scaler, progress and this rank's RNGs;
-    returns the world size it was saved with."""
-    state = files["state.pt"]
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    load_scaler_state(scaler, state.get("scaler"))  # across precisions: an empty state is no error
-    for key, value in state["progress"].items():
-        setattr(progress, key, value)
-    ranks = files["rng.pt"]["ranks"]
-    set_rng_state(ranks[rank % len(ranks)])
-    return state["world_size"]

@@ -31,9 +31,9 @@ from torch import nn
 from trainer import EXIT_BAD_INPUT, TrainerError
 from trainer.data import ResumableSampler, load_datasets
 from trainer.dist import Dist
+from trainer.net import build_optimizer
 from trainer.recipes import get_recipe
 from trainer.schedule import set_lr_momentum
-from trainer.train import build_optimizer
 
 BETA = 0.9  # the EMA that decides when the loss has diverged (online, so it can only look back)
 HALF_WINDOW = 5  # the centred average's reach each side: 11 steps, a 2.6x span of LR on a 150-step sweep

@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from trainer.checkpoint import Checkpointer, Progress, load_latest, restore_state, rng_state
+from trainer.checkpoint import Checkpointer, Progress, load_latest, rng_state
 from trainer.events import EventLog
 from trainer.precision import Precision, choose_precision, load_scaler_state
+from trainer.resume import restore_state
 
 
 @pytest.fixture

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from trainer import events
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def read_events(run_dir: Path) -> list[dict]:
+    """A run directory's events so far (a torn last line skipped; [] before the file exists)."""
     path = Path(run_dir) / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return events.read_events(path) if path.exists() else []
 
 
 def wait_for(predicate: Callable[[], object], timeout_s: float = 30.0, what: str = "condition") -> object:

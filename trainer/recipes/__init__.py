@@ -56,11 +56,6 @@ class Recipe:
     prepare: Callable[[Any, Any], None] | None = field(default=None, repr=False)  # (model, train set):
     # initialise the model from the training data before training (e.g. a whitening layer)
 
-    def phase_at(self, epoch: int, epochs: int) -> Phase:
-        """The progressive-resizing phase an epoch falls in."""
-        progress = epoch / max(epochs, 1)
-        return [p for p in self.phases if p.start <= progress][-1]
-
     def to_config(self) -> dict[str, Any]:
         """The recipe as plain data for the `start` event (the model by its builder's name)."""
         skip = ("model", "prepare")

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from trainer.recipes import Phase, Recipe
+from trainer.recipes._layers import Scale
 
 WHITEN_IMAGES = 5000  # training images whose patches set the whitening layer
 WHITEN_EPS = 5e-4  # added to the eigenvalues: damps directions with almost no variance
@@ -60,15 +61,6 @@ def _group(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
-class _Scale(nn.Module):
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.factor
-
-
 def whitened_net(num_classes: int, widths: tuple[int, int, int] = (64, 256, 256)) -> nn.Sequential:
     whiten = nn.Conv2d(3, 2 * 3 * 2 * 2, kernel_size=2, padding=0, bias=True)  # set by init_whitening
     whiten.weight.requires_grad_(False)
@@ -81,7 +73,7 @@ def whitened_net(num_classes: int, widths: tuple[int, int, int] = (64, 256, 256)
         nn.MaxPool2d(3),
         nn.Flatten(),
         nn.Linear(widths[2], num_classes, bias=False),
-        _Scale(1 / 9),
+        Scale(1 / 9),
     )
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from trainer.recipes import Phase, Recipe
+from trainer.recipes._layers import Scale
 
 
 def _conv_bn(c_in: int, c_out: int, pool: bool = False) -> nn.Sequential:
@@ -30,17 +31,6 @@ class _Residual(nn.Module):
         return x + self.body(x)
 
 
-class _Scale(nn.Module):
-    """Scales the logits down (Page's 0.125): the untrained net starts less confident."""
-
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.factor
-
-
 def resnet9(num_classes: int) -> nn.Module:
     return nn.Sequential(
         _conv_bn(3, 64),
@@ -52,7 +42,7 @@ def resnet9(num_classes: int) -> nn.Module:
         nn.AdaptiveMaxPool2d(1),
         nn.Flatten(),
         nn.Linear(512, num_classes, bias=False),
-        _Scale(0.125),
+        Scale(0.125),
     )
 
 
