@@ -87,7 +87,7 @@ def one_run(seed: int) -> dict[str, Any]:
         outcome = controller.launch(ctl, run_id, on_event=on_event)
         attempts = ctl.store.attempts(run_id)
         events = ctl.store.events(run_id)
-        checkpoint_s = float(ctl.store.get_run(run_id).spec.get("checkpoint_seconds") or 600)
+        checkpoint_s = ctl.store.get_run(run_id).plan.checkpoint_s
     first, second = attempts[0], attempts[1]
     by = {(e.attempt, e.kind): e for e in reversed(events)}  # the first event of each kind per attempt
     marks["trainer_interruption"] = by[(1, "interruption")].t

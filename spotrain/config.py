@@ -1,4 +1,5 @@
-"""What a run asks for (`RunSpec`) and where spotrain keeps its state (`Settings`).
+"""What a run asks for (`RunSpec`), what its plan decided (`PlanRecord`), and where spotrain keeps its
+state (`Settings`).
 
 A spec is read from a YAML file (`-f run.yaml`), then `SPOTRAIN_<FIELD>` environment variables, then
 command-line flags; the later source wins, field by field (`env` maps are merged key by key). Every bad
@@ -13,6 +14,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -134,7 +136,8 @@ Interruption = Annotated[str, AfterValidator(_interruption)]
 
 
 class RunSpec(BaseModel):
-    """One run's request. Validated on construction; a stored spec reloads with `RunSpec(**spec)`."""
+    """One run's request. Validated on construction; the store reads a stored spec back as one
+    (`store._spec`: keys it no longer has are dropped)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -161,6 +164,16 @@ class RunSpec(BaseModel):
     dry_run: bool = False  # run on this machine against cloud/local.py
     inject_interruptions: list[Interruption] = []  # dry-run only: step:N, P% or Ns, one per attempt
     boot_delay_s: float = Field(2.0, ge=0, allow_inf_nan=False)  # dry-run only: simulated boot time
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Transitional: `spec.get("recipe")` for readers of the stored spec from when it was a dict
+        (bill, report, render); read attributes instead. Goes once none calls it."""
+        value = getattr(self, key, default)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> Any:
+        """Transitional, as `get`."""
+        return getattr(self, key)
 
     @model_validator(mode="before")
     @classmethod
@@ -278,6 +291,16 @@ class RunSpec(BaseModel):
                     f" such as {self.regions[0]}a"
                 )
         return self
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """The plan's decisions that every attempt follows, stored with the run (made by plan.py)."""
+
+    instance_type: str
+    gpus: int  # per instance, from the catalog
+    root_gb: int  # the root volume, sized by the recipe
+    checkpoint_s: float  # the trainer's --checkpoint-every, within CHECKPOINT_BOUNDS_S
 
 
 def load_spec(file: Path | None, flags: dict[str, Any], env: Mapping[str, str] = os.environ) -> RunSpec:

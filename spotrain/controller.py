@@ -126,9 +126,8 @@ def controller_for_run(run_id: str, *, settings: Settings | None = None) -> Iter
     full, dry_run = find_run(run_id, settings=settings)
     with open_controller(dry_run=dry_run, settings=settings) as ctl:
         run = ctl.store.get_run(full)
-        ctl.boot_delay_s = run.spec.get("boot_delay_s", 2.0)
-        ctl.seed = run.spec.get("seed", 0)
-        ctl.regions, ctl.bucket = run.spec.get("regions") or ["us-east-1"], run.spec.get("bucket")
+        ctl.boot_delay_s, ctl.seed = run.spec.boot_delay_s, run.spec.seed
+        ctl.regions, ctl.bucket = list(run.spec.regions), run.spec.bucket
         yield ctl
 
 
@@ -144,12 +143,12 @@ def past_figures(store: Store, recipe: str, instance: str) -> dict[str, float | 
     """What earlier runs of this recipe on this type measured: throughput, checkpoint cost, interruptions."""
     rates, blocked, interruptions, hours = [], [], 0, 0.0
     for run in store.list_runs():
-        if run.spec.get("instance") != instance:
+        if run.spec.instance != instance:
             continue
         for a in store.attempts(run.run_id):
             hours += ((a.ended_at or time.time()) - (a.started_at or a.requested_at)) / 3600.0
             interruptions += a.end_reason == "spot-interruption"
-        if run.spec.get("recipe") == recipe:
+        if run.spec.recipe == recipe:
             rates += [
                 e.data["img_per_s"]
                 for e in store.events(run.run_id, kinds=["step"])
@@ -188,10 +187,9 @@ def prepare(ctl: Controller, spec: RunSpec) -> tuple[RunSpec, Plan]:
 
 
 def create_run(ctl: Controller, spec: RunSpec, plan: Plan) -> str:
-    """Record the run (state REQUESTING) with its plan's checkpoint interval; returns its id."""
+    """Record the run (state REQUESTING) with its plan; returns its id."""
     run_id = ctl.store.new_run_id(spec.recipe)
-    record = {**spec.model_dump(mode="json"), "checkpoint_seconds": round(plan.checkpoint.seconds, 1)}
-    ctl.store.create_run(run_id, record, spec.dry_run)
+    ctl.store.create_run(run_id, spec, spec.dry_run, plan=plan.record)
     return run_id
 
 
@@ -295,7 +293,7 @@ def _one_attempt_log(ctl: Controller, run_id: str, number: int, *, follow: bool)
 
 
 def _running(ctl: Controller, run_id: str, record) -> bool:
-    from spotrain.layout import run_paths
+    from spotrain.contract import run_paths
     from spotrain.remote import RemoteError, process_status
 
     try:
@@ -314,7 +312,7 @@ def _running(ctl: Controller, run_id: str, record) -> bool:
 def _live_lines(ctl: Controller, run_id: str, record, *, follow: bool, skip: int) -> Iterator[str]:
     """The instance's train.log past its first `skip` lines; with `follow`, until its trainer has
     started and ended (a trainer not started yet, the instance provisioning, is waited for)."""
-    from spotrain.layout import run_paths
+    from spotrain.contract import run_paths
     from spotrain.remote import RemoteError, process_status
     from spotrain.remote import follow as follow_file
 
@@ -365,7 +363,7 @@ def down_all(settings: Settings | None = None) -> list[Swept]:
             if not dry_run and not runs:
                 continue
             if not dry_run:  # the cloud is made for the regions the runs used
-                ctl.regions = sorted({r for run in runs for r in run.spec.get("regions") or ["us-east-1"]})
+                ctl.regions = sorted({r for run in runs for r in run.spec.regions})
             orch = ctl.orchestrator()
             cancelled = [run.run_id for run in runs if run.state not in TERMINAL]
             removed = [item for run_id in cancelled for item in orch.down(run_id)]

@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spotrain import catalog
+from spotrain import plan
 from spotrain.cloud import EndKind
 from spotrain.cloud.aws.attempt import AttemptRequest
 from spotrain.cloud.aws.instances import LaunchSpec
+from spotrain.config import PlanRecord
+from spotrain.contract import TRAINER_DIR, run_paths, trainer_command
 from spotrain.errors import SpotrainError
-from spotrain.layout import DATA_DIR, TRAINER_DIR, crash_point, log_path, run_lock, run_paths, trainer_argv
+from spotrain.layout import log_path, run_lock
 from spotrain.remote import (
     ConnectionLost,
     RemoteError,
@@ -48,6 +51,13 @@ LOST_CONTACT_TRIES, LOST_CONTACT_S, LOST_CONTACT_PAUSE_S = 10, 900.0, 30.0
 TRANSIENT = (ConnectionLost, Unreachable)  # the remote layer's "try again" errors (remote/base.py)
 CANCELLED_BY_DOWN = "cancelled by `spotrain down`"
 OnEvent = Callable[[dict[str, Any]], None]
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the kill-and-resume tests: with SPOTRAIN_CRASH_AT=name the controller dies
+    here exactly as under SIGKILL (no cleanup, no finally), so each state's restart path is proven."""
+    if os.environ.get("SPOTRAIN_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -123,36 +133,35 @@ class Orchestrator:
 
     # ------------------------------------------------------------------------------ the steps
     def _request(self, run) -> None:
-        """REQUESTING: adopt a live instance of the run, or launch one (cheapest zone, the zone that
-        just interrupted us last)."""
+        """REQUESTING: adopt a live instance of the run, or launch one in the zones the plan orders for
+        this attempt (prices now, --zone, --max-price, the zone that just interrupted us last)."""
         if self._adopt(run):
             return
-        spec, attempts = run.spec, self.store.attempts(run.run_id)
-        itype = catalog.instance_type(spec["instance"])
+        spec, planned, attempts = run.spec, self._plan(run), self.store.attempts(run.run_id)
         demote = [a.zone for a in attempts if a.end_reason == EndKind.SPOT_INTERRUPTION.value][-1:]
         number = len(attempts) + 1
         launch = LaunchSpec(
             run_id=run.run_id,
             attempt_id=f"{run.run_id}-{number}",
             owner=self._owner(),
-            instance_type=itype.name,
-            root_gb=catalog.recipe(spec["recipe"]).root_volume_gb,
-            data_snapshot_id=spec.get("data") if str(spec.get("data") or "").startswith("snap-") else None,
-            max_price=spec.get("max_price"),
+            instance_type=planned.instance_type,
+            root_gb=planned.root_gb,
+            data_snapshot_id=spec.data if (spec.data or "").startswith("snap-") else None,
+            max_price=spec.max_price,
             user_data=self.cloud.user_data(spec),
             instance_profile=self.cloud.instance_profile(),
         )
-        self._event(run.run_id, "launch", attempt=number, instance_type=itype.name, demoted=demote)
+        self._event(run.run_id, "launch", attempt=number, instance_type=planned.instance_type, demoted=demote)
         crash_point("requesting")
+        order = plan.zone_order(self.cloud.session(), spec, demote=demote)
         started = self.cloud.start_attempt(
             AttemptRequest(
                 spec=launch,
-                regions=spec["regions"],
+                regions=spec.regions,
                 state_dir=self.state_dir,
-                ssh_cidr=spec.get("ssh_cidr"),
-                ami=spec.get("ami"),
-                demote_zones=demote,
-                zones=spec.get("zones") or (),
+                order=order,
+                ssh_cidr=spec.ssh_cidr,
+                ami=spec.ami,
             )
         )
         crash_point("launched")  # an instance exists that the store does not know yet
@@ -410,7 +419,7 @@ class Orchestrator:
 
     def _injection(self, run, attempt) -> str | None:
         """Dry-run: this attempt's --inject-interruption AT (one per attempt, in order), if any."""
-        ats = run.spec.get("inject_interruptions") or []
+        ats = run.spec.inject_interruptions
         return (
             ats[attempt.number - 1] if self.cloud.name == "dry-run" and attempt.number <= len(ats) else None
         )
@@ -630,7 +639,7 @@ class Orchestrator:
         would pass it) or --max-attempts it ends FAILED with a reason naming the limit and the numbers;
         its instances are already terminated (the attempt ended). `spotrain resume` raises that reason."""
         spec, attempts = run.spec, self.store.attempts(run.run_id)
-        limit = spec.get("max_attempts", 10)
+        limit = spec.max_attempts
         stopped = bool(self.store.events(run.run_id, kinds=["budget"]))  # by the budget, mid-attempt
         why, verb = None, "not resumed"
         if stopped or len(attempts) < limit and self._over_budget(run):
@@ -652,14 +661,14 @@ class Orchestrator:
                     "start a new run with a higher limit: `spotrain launch --budget ... --max-attempts ...`",
                 )
             return True  # drive() sees FAILED and returns
-        return not automatic or bool(spec.get("auto_resume"))
+        return not automatic or spec.auto_resume
 
     def _over_budget(self, run) -> bool:
         """Spent + projected $ past --budget. Decided once: the first time, a `budget` event records the
         numbers (for the messages), and from then on the run stays over budget. While an attempt lives
         this waits for its first step, since only a training trainer turns SIGTERM into a checkpoint;
         between attempts, another attempt's billed minimum counts as projected."""
-        budget = run.spec.get("budget")
+        budget = run.spec.budget
         if not budget:
             return False
         if self.store.events(run.run_id, kinds=["budget"]):
@@ -690,16 +699,25 @@ class Orchestrator:
         return run_paths(self.cloud.workdir(attempt.instance_id), run_id)
 
     def _trainer_argv(self, run, attempt, run_dir: str, ready: dict[str, str]) -> list[str]:
-        gpus = catalog.instance_type(run.spec["instance"]).gpus if self.cloud.name == "aws" else 1
-        return trainer_argv(
+        return trainer_command(
             run.spec,
+            self._plan(run),
             run_id=run.run_id,
             run_dir=run_dir,
             bucket=self.cloud.bucket(),
-            gpus=gpus,
-            python=ready.get("SPOTRAIN_PYTHON") or self.cloud.python(attempt.instance_id),
-            data_dir=ready.get("SPOTRAIN_DATA") or DATA_DIR,
+            ready=ready,
+            python=self.cloud.python(attempt.instance_id),
+            every_gpu=self.cloud.name == "aws",
         )
+
+    def _plan(self, run) -> PlanRecord:
+        """The run's stored plan: what every attempt follows."""
+        if run.plan is None:
+            raise SpotrainError(
+                f"run {run.run_id} has no stored plan, so nothing to launch it with",
+                "start it again with `spotrain launch`",
+            )
+        return run.plan
 
     def _transition(self, run_id: str, state: RunState, reason: str, *, clean_up: bool = True) -> None:
         if not self.store.set_state(run_id, state, reason=reason):

@@ -17,12 +17,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from spotrain import secret_env
+from pydantic import ValidationError
+
+from spotrain import catalog, secret_env
+from spotrain.config import PlanRecord, RunSpec
 from spotrain.cost import PriceSample
 from spotrain.errors import SpotrainError
 from spotrain.store_schema import connect, dump, migrate, sqlite_errors
@@ -50,9 +53,10 @@ class RunRecord:
     created_at: float
     updated_at: float
     state: RunState
-    spec: dict[str, Any]  # RunSpec as JSON, secret-looking env values replaced by "***"
+    spec: RunSpec  # as launched, secret-looking env values replaced by "***"
     dry_run: bool
     end_reason: str  # why it reached a terminal state; "" before
+    plan: PlanRecord | None = None  # None only for a run recorded without one (tests of the store)
 
 
 @dataclass(frozen=True)
@@ -147,9 +151,19 @@ class Store:
             if not self._read("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
                 return run_id
 
-    def create_run(self, run_id: str, spec: Mapping[str, Any], dry_run: bool) -> RunRecord:
-        """A new run in REQUESTING, with its creation as the first state event."""
+    def create_run(
+        self,
+        run_id: str,
+        spec: RunSpec | Mapping[str, Any],
+        dry_run: bool,
+        *,
+        plan: PlanRecord | None = None,
+    ) -> RunRecord:
+        """A new run in REQUESTING, with its plan and its creation as the first state event."""
         now = time.time()
+        if isinstance(spec, RunSpec):
+            spec = spec.model_dump(mode="json")
+        planned = None if plan is None else dump(asdict(plan))
         with self._tx() as c:
             if c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 raise SpotrainError(f"run '{run_id}' already exists", "pick another id, or resume that run")
@@ -157,8 +171,9 @@ class Store:
             secret_env.save(self.path.parent, run_id, spec.get("env") or {})
             try:
                 c.execute(
-                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, '')",
-                    (run_id, now, now, RunState.REQUESTING.value, dump(redact(spec)), int(dry_run)),
+                    "INSERT INTO runs (run_id, created_at, updated_at, state, spec, dry_run, plan)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, now, now, RunState.REQUESTING.value, dump(redact(spec)), int(dry_run), planned),
                 )
                 _insert_event(
                     c, run_id, None, now, "state", {"from": None, "to": "requesting", "reason": "created"}
@@ -171,7 +186,7 @@ class Store:
     def run_env(self, run: RunRecord) -> dict[str, str]:
         """The environment the run's trainer is given: its spec's, secret values read back from the
         0600 file beside the database (see secret_env)."""
-        return secret_env.run_env(self.path.parent, run.run_id, run.spec.get("env") or {})
+        return secret_env.run_env(self.path.parent, run.run_id, run.spec.env)
 
     def get_run(self, run_id: str) -> RunRecord:
         rows = self._read("SELECT * FROM runs WHERE run_id = ?", [run_id])
@@ -429,15 +444,39 @@ def _insert_event(
 
 
 def _run(r: sqlite3.Row) -> RunRecord:
+    stored = json.loads(r["spec"])
     return RunRecord(
         run_id=r["run_id"],
         created_at=r["created_at"],
         updated_at=r["updated_at"],
         state=RunState(r["state"]),
-        spec=json.loads(r["spec"]),
+        spec=_spec(stored),
         dry_run=bool(r["dry_run"]),
         end_reason=r["end_reason"],
+        plan=PlanRecord(**json.loads(r["plan"])) if r["plan"] else _legacy_plan(stored),
     )
+
+
+def _spec(stored: dict[str, Any]) -> RunSpec:
+    """The stored spec, typed. Keys RunSpec no longer has are dropped (a state.db from before the plan
+    was stored kept `checkpoint_seconds` in it); a spec that no longer validates (a recipe renamed
+    since) is read as stored, so that an old run can still be shown, costed and cleaned up."""
+    known = {k: v for k, v in stored.items() if k in RunSpec.model_fields}
+    try:
+        return RunSpec.model_validate(known)
+    except ValidationError:
+        return RunSpec.model_construct(**known)
+
+
+def _legacy_plan(stored: dict[str, Any]) -> PlanRecord | None:
+    """The plan of a run recorded before plans were stored: its spec's `checkpoint_seconds`, and the
+    catalog's figures for its instance type and recipe."""
+    seconds = stored.get("checkpoint_seconds")
+    if seconds is None or stored.get("instance") not in catalog.INSTANCE_TYPES:
+        return None
+    itype = catalog.instance_type(stored["instance"])
+    root_gb = catalog.recipe(stored["recipe"]).root_volume_gb
+    return PlanRecord(itype.name, itype.gpus, root_gb, float(seconds))
 
 
 def _attempt(r: sqlite3.Row) -> AttemptRecord:
