@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from spotrain import catalog
-from spotrain.config import RunSpec, Settings, load_settings
+from spotrain.config import RunSpec
 from spotrain.errors import SpotrainError
 from spotrain.orchestrator import OnEvent, Orchestrator, Outcome
 from spotrain.plan import Plan, make_plan
+from spotrain.settings import Settings, load_settings
 from spotrain.store import TERMINAL, Store
 
 

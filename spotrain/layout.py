@@ -1,10 +1,12 @@
-"""A run's files in the state directory: each attempt's kept log and the per-run lock. What is on the
-instance (paths, the trainer's command line, the ready marker) is spotrain/contract.py."""
+"""A run's files in the state directory (each attempt's kept log, the per-run lock) and the crash points
+the kill-and-resume tests use. What is on the instance (paths, the trainer's command line, the ready
+marker) is spotrain/contract.py."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,3 +55,10 @@ def run_lock_if_free(state_dir: Path, run_id: str) -> Iterator[bool]:
     controller; a controller started during the block is refused as by any other holder."""
     with _run_lock(state_dir, run_id, f"pid {os.getpid()}, a reader catching the run up") as held_by:
         yield held_by is None
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the kill-and-resume tests: with SPOTRAIN_CRASH_AT=name the controller dies
+    here exactly as under SIGKILL (no cleanup, no finally), so each state's restart path is proven."""
+    if os.environ.get("SPOTRAIN_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
