@@ -98,7 +98,7 @@ Interruption = Annotated[str, AfterValidator(_interruption)]
 
 class RunSpec(BaseModel):
     """One run's request. Validated on construction; the store reads a stored spec back as one
-    (`store._spec`: keys it no longer has are dropped)."""
+    (`store_records._spec`: keys it no longer has are dropped)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
