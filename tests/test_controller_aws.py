@@ -8,8 +8,8 @@ from moto import mock_aws
 
 from spotrain.cloud.aws.cloud import AwsCloud
 from spotrain.config import RunSpec
-from spotrain.controller import open_controller
 from spotrain.errors import SpotrainError
+from spotrain.workspace import open_controller
 
 
 @mock_aws

@@ -319,9 +319,9 @@ def test_a_fresh_controller_finds_the_instances_key_in_the_state_dir(
     # Issue 13 item 3: `spotrain resume` and `logs -f` run in a new process whose AwsCloud never called
     # start_attempt; the key that SSH needs is the one ensure_key_pair keeps in the state directory
     # under the instance's key pair name.
-    from spotrain.controller import Controller
     from spotrain.settings import Settings
     from spotrain.store import Store
+    from spotrain.workspace import Controller
 
     launching = AwsCloud(regions=[R])
     started = launching.start_attempt(request(isolated_env))
