@@ -208,7 +208,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
                 crash_point("syncing")
                 start_detached(
                     transport,
-                    self._trainer_argv(run, attempt, run_dir, ready),
+                    self._trainer_command(run, attempt, run_dir, ready),
                     run_dir=run_dir,
                     cwd=bundle,
                     env={

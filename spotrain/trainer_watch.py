@@ -23,7 +23,7 @@ class TrainerWatch:
         """(run directory, bundle directory) on the attempt's instance."""
         return run_paths(self.cloud.workdir(attempt.instance_id), run_id)
 
-    def _trainer_argv(self, run, attempt, run_dir: str, ready: dict[str, str]) -> list[str]:
+    def _trainer_command(self, run, attempt, run_dir: str, ready: dict[str, str]) -> list[str]:
         return trainer_command(
             run.spec,
             self._plan(run),
