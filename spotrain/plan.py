@@ -1,8 +1,12 @@
-"""The plan a launch shows before it spends anything: where, on what image, at what price, for how long
-and how much, and how often to checkpoint.
+"""The plan: every decision made before a launch, made once, here. Which zones and in what order
+(`order_zones`: the one answer, shown by `make_plan` and followed by every attempt's launch, which asks
+`zone_order` again with the prices then and the zone that just interrupted the run), on what image,
+at what price, for how long and how much, and how often to checkpoint (the only interval: the trainer
+gets it from the stored `PlanRecord`).
 
-Pure where it can be: `young_interval` and `estimate` are functions of numbers; `make_plan` reads
-prices and the image from the cloud and past throughput and interruptions from the store.
+Pure where it can be: `order_zones`, `young_interval` and `estimate` are functions of numbers;
+`make_plan` reads prices and the image from the cloud and past throughput and interruptions from the
+store.
 """
 
 from __future__ import annotations
