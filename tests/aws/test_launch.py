@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from spotrain.cloud import EndKind
 from spotrain.cloud.aws import cloud, instances, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt, start_attempt
 from spotrain.cloud.aws.cloud import AwsCloud
+from spotrain.config import RunSpec
 from spotrain.errors import SpotrainError
 
 from .aws_fakes import NOW, P3, add_dlami, fail_zones, history, interrupt, quotas, spot_prices
@@ -336,3 +338,31 @@ def test_a_fresh_controller_finds_the_instances_key_in_the_state_dir(
     assert [(t.host, t.user, t.key_file, t.instance_id) for t in targets] == [
         (status.public_ip, cloud.ssh_user(status), Path(started.key.private_key_path), status.instance_id)
     ]
+
+
+def test_the_plan_shows_the_zones_every_region_offers_and_the_launch_tries_exactly_those(
+    world, isolated_env
+) -> None:
+    # Issue 12: --zone in the second region was shown from the first region only and tried from all
+    spec = RunSpec(recipe="digits", instance=P3, regions=[R, "us-west-2"], zones=["us-east-1c", "us-west-2b"])
+    shown = plan.make_plan(
+        world,
+        spec,
+        measured_images_per_s=None,
+        measured_cost_s=None,
+        interruptions=0,
+        instance_hours=0.0,
+        now=NOW,
+    )
+    assert [(c.region, c.zone) for c in shown.order.candidates] == [
+        (R, "us-east-1c"),
+        ("us-west-2", "us-west-2b"),
+    ]
+    assert shown.order == plan.zone_order(world, spec, now=NOW)
+    asked = fail_zones(world, {"us-east-1c": CAPACITY, "us-west-2b": CAPACITY})
+    req = AttemptRequest(
+        spec=request(isolated_env).spec, regions=spec.regions, state_dir=isolated_env, order=shown.order
+    )
+    with pytest.raises(SpotrainError):
+        start_attempt(world, replace(req, ssh_cidr="203.0.113.7"))
+    assert asked == ["us-east-1c", "us-west-2b"]
