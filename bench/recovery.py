@@ -54,7 +54,7 @@ def one_run(seed: int) -> dict[str, Any]:
     """One dry-run launch with one interruption; the marks (unix s) and step numbers it went through."""
     home = tempfile.mkdtemp(prefix="spotrain-recovery-")
     os.environ["SPOTRAIN_HOME"] = home
-    from spotrain import controller
+    from spotrain import controller, workspace
     from spotrain.config import load_spec
 
     flags = {
@@ -74,7 +74,7 @@ def one_run(seed: int) -> dict[str, Any]:
         if event.get("source") == "controller" and event.get("kind") == "state" and "notice" in marks:
             marks.setdefault(event["to"], event["t"])
 
-    with controller.open_controller(dry_run=True, boot_delay_s=BOOT_S, seed=seed) as ctl:
+    with workspace.open_controller(dry_run=True, boot_delay_s=BOOT_S, seed=seed) as ctl:
         spec, plan = controller.prepare(ctl, spec)
         run_id = controller.create_run(ctl, spec, plan)
         post = ctl.cloud.inject_interruption
@@ -87,7 +87,7 @@ def one_run(seed: int) -> dict[str, Any]:
         outcome = controller.launch(ctl, run_id, on_event=on_event)
         attempts = ctl.store.attempts(run_id)
         events = ctl.store.events(run_id)
-        checkpoint_s = float(ctl.store.get_run(run_id).spec.get("checkpoint_seconds") or 600)
+        checkpoint_s = ctl.store.get_run(run_id).plan.checkpoint_s
     first, second = attempts[0], attempts[1]
     by = {(e.attempt, e.kind): e for e in reversed(events)}  # the first event of each kind per attempt
     marks["trainer_interruption"] = by[(1, "interruption")].t

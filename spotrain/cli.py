@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from spotrain import __version__
-from spotrain.cloud import PriceTable
 from spotrain.errors import SpotrainError
+from spotrain.terminal import (
+    EXIT_CTRL_C,
+    exit_for,
+    outcome_line,
+    print_event,
+    print_report,
+    render_prices,
+    watching,
+)
 
 
 class RunId(click.ParamType):
@@ -21,7 +27,7 @@ class RunId(click.ParamType):
     name = "RUN"
 
     def convert(self, value, param, ctx) -> str:
-        from spotrain.controller import find_run
+        from spotrain.workspace import find_run
 
         return find_run(value)[0]
 
@@ -62,30 +68,7 @@ def prices(instance_type: str, region: str | None, profile: str | None) -> None:
     from spotrain.cloud.aws.prices import quote
 
     table = quote(instance_type=instance_type, region=region, profile=profile)
-    _render_prices(table)
-
-
-def _render_prices(table: PriceTable) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    out = Table(
-        title=f"{table.instance_type} spot prices in {table.region}, cheapest first",
-        caption=f"on-demand ${table.on_demand_usd_per_hour:.3f}/h (list price {table.on_demand_as_of}), "
-        f"{table.now:%Y-%m-%d %H:%M} UTC",
-        caption_justify="left",
-    )
-    for name in ("zone", "spot $/h", "vs on-demand", "24 h low", "24 h high"):
-        out.add_column(name, justify="left" if name == "zone" else "right")
-    for q in table.zones:
-        out.add_row(
-            q.zone,
-            f"{q.usd_per_hour:.4f}",
-            f"-{q.discount:.0%}",
-            f"{q.low_24h:.4f}",
-            f"{q.high_24h:.4f}",
-        )
-    Console(width=100).print(out)
+    render_prices(table)
 
 
 @cli.command()
@@ -121,17 +104,6 @@ def _console():
     from rich.console import Console
 
     return Console(width=120)
-
-
-def _print_event(console):
-    from spotrain.render import progress_line
-
-    def show(event: dict) -> None:
-        line = progress_line(event)
-        if line is not None:
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-    return show
 
 
 @cli.command()
@@ -181,83 +153,29 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
     from spotrain.config import load_spec
     from spotrain.render import cost_table, plan_table
     from spotrain.store import TERMINAL
+    from spotrain.workspace import open_controller
 
     flags = {k: v for k, v in flags.items() if v not in (None, ())}
     rename = {"inject": "inject_interruptions", "boot_delay": "boot_delay_s"}
     flags = {rename.get(k, k): list(v) if isinstance(v, tuple) else v for k, v in flags.items()}
     spec = load_spec(spec_file, flags)
     console = _console()
-    with controller.open_controller(
-        dry_run=spec.dry_run, boot_delay_s=spec.boot_delay_s, seed=spec.seed
-    ) as ctl:
+    with open_controller(dry_run=spec.dry_run, boot_delay_s=spec.boot_delay_s, seed=spec.seed) as ctl:
         spec, plan = controller.prepare(ctl, spec)
         console.print(plan_table(spec, plan))
         if not yes and not click.confirm("launch?", default=True):
             raise click.exceptions.Abort()
         run_id = controller.create_run(ctl, spec, plan)
         console.print(f"run {run_id}")
-        with _watching(console, run_id):
-            outcome = controller.launch(ctl, run_id, on_event=_print_event(console))
-        console.print(_outcome_line(run_id, outcome), markup=False, highlight=False)
+        with watching(console, run_id):
+            outcome = controller.launch(ctl, run_id, on_event=print_event(console))
+        console.print(outcome_line(run_id, outcome), markup=False, highlight=False)
         from spotrain.cost import run_bill
 
         console.print(cost_table(run_bill(ctl.store, run_id)))
         if outcome.state in TERMINAL:
-            _print_report(console, ctl, run_id)
-    _exit_for(outcome)
-
-
-EXIT_FAILED, EXIT_CANCELLED, EXIT_INTERRUPTED, EXIT_CTRL_C = 1, 3, 75, 130
-
-
-@contextlib.contextmanager
-def _watching(console, run_id: str) -> Iterator[None]:
-    """Ctrl-C stops the watching, not the run: say so, and how to go on; exit 130 (128 + SIGINT)."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        console.print(
-            f"\nstopped watching; run {run_id} goes on without this terminal.\n"
-            f"  watch it:   spotrain logs {run_id} -f   (or spotrain status {run_id})\n"
-            f"  resume it:  spotrain resume {run_id}   (watches it again; relaunches after an interruption)\n"
-            f"  stop it:    spotrain down {run_id}",
-            markup=False,
-            highlight=False,
-        )
-        sys.exit(EXIT_CTRL_C)
-
-
-def _exit_for(outcome) -> None:
-    """0 succeeded; 75 interrupted and waiting for `spotrain resume`; 1 failed; 3 cancelled (by
-    `spotrain down`, from here or another terminal)."""
-    from spotrain.store import RunState
-
-    if outcome.state == RunState.INTERRUPTED:
-        sys.exit(EXIT_INTERRUPTED)
-    if outcome.state == RunState.CANCELLED:
-        sys.exit(EXIT_CANCELLED)
-    if outcome.state != RunState.SUCCEEDED:
-        sys.exit(EXIT_FAILED)
-
-
-def _outcome_line(run_id: str, outcome) -> str:
-    from spotrain.store import RunState
-
-    if outcome.state == RunState.CANCELLED:
-        return f"run {run_id}: {outcome.reason}"
-    return f"run {run_id}: {outcome.state.value} ({outcome.reason})"
-
-
-def _print_report(console, ctl, run_id: str) -> None:
-    """The run's report into STATE/reports/RUN; a missing matplotlib is a message, the run is done."""
-    from spotrain.report import build_report
-
-    try:
-        done = build_report(ctl.store, run_id, ctl.state_dir / "reports" / run_id)
-    except SpotrainError as err:
-        console.print(f"report not written: {err}", markup=False, highlight=False, soft_wrap=True)
-        return
-    console.print(f"report: {done.html}", markup=False, highlight=False, soft_wrap=True)
+            print_report(console, ctl, run_id)
+    exit_for(outcome)
 
 
 @cli.command()
@@ -272,10 +190,10 @@ def report(run_id: str, out: Path | None, open_it: bool) -> None:
       spotrain report digits-20261129-2145-a1b2
       spotrain report digits-20261129-2145-a1b2 --out /tmp/report --open
     """
-    from spotrain import controller
     from spotrain.report import build_report
+    from spotrain.workspace import controller_for_run
 
-    with controller.controller_for_run(run_id) as ctl:
+    with controller_for_run(run_id) as ctl:
         done = build_report(ctl.store, run_id, out or ctl.state_dir / "reports" / run_id)
     for what in done.missing:
         click.echo(f"missing: {what}", err=True)
@@ -298,12 +216,12 @@ def compare(run_ids: tuple[str, ...], as_json: bool) -> None:
     """
     import json
 
-    from spotrain import controller
     from spotrain.report import compare_table, run_summary
+    from spotrain.workspace import controller_for_run
 
     summaries = []
     for run_id in run_ids:
-        with controller.controller_for_run(run_id) as ctl:
+        with controller_for_run(run_id) as ctl:
             summaries.append(run_summary(ctl.store, run_id))
     if as_json:
         click.echo(json.dumps(summaries, indent=1))
@@ -320,17 +238,17 @@ def resume(run_id: str) -> None:
     Example:
       spotrain resume digits-20261129-2145-a1b2
     """
-    from spotrain import controller
     from spotrain.cost import run_bill
     from spotrain.render import cost_table
+    from spotrain.workspace import controller_for_run
 
     console = _console()
-    with controller.controller_for_run(run_id) as ctl:
-        with _watching(console, run_id):
-            outcome = ctl.orchestrator(_print_event(console)).resume(run_id)
-        console.print(_outcome_line(run_id, outcome), markup=False, highlight=False)
+    with controller_for_run(run_id) as ctl:
+        with watching(console, run_id):
+            outcome = ctl.orchestrator(print_event(console)).resume(run_id)
+        console.print(outcome_line(run_id, outcome), markup=False, highlight=False)
         console.print(cost_table(run_bill(ctl.store, run_id)))
-    _exit_for(outcome)
+    exit_for(outcome)
 
 
 @cli.command()
@@ -346,21 +264,14 @@ def status(run_id: str | None, as_json: bool) -> None:
     """
     import json
 
-    from spotrain import controller
-    from spotrain.render import status_rows, status_table
+    from spotrain.workspace import status_rows
 
-    rows = []
-    if run_id:  # one run: caught up from its instance first when no controller watches it
-        with controller.controller_for_run(run_id) as ctl:
-            note = controller.refresh(ctl, run_id)
-            rows = [{**row, "trainer": note} for row in status_rows(ctl.store, [ctl.store.get_run(run_id)])]
-    else:
-        for dry_run in (False, True):
-            with controller.open_controller(dry_run=dry_run) as ctl:
-                rows += status_rows(ctl.store, ctl.store.list_runs())
+    rows = status_rows(run_id)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
+    from spotrain.render import status_table
+
     console = _console()
     console.print(status_table(rows))
     for row in rows:
@@ -381,13 +292,13 @@ def cost(run_id: str | None, as_json: bool) -> None:
     """
     import json
 
-    from spotrain import controller
+    from spotrain import workspace
     from spotrain.cost import bill_json, run_bill
     from spotrain.render import cost_table
 
     if run_id is None:
         run_id = _newest_run()
-    with controller.controller_for_run(run_id) as ctl:
+    with workspace.controller_for_run(run_id) as ctl:
         bill = run_bill(ctl.store, run_id)
     if as_json:
         click.echo(json.dumps(bill_json(bill), indent=1))
@@ -396,15 +307,9 @@ def cost(run_id: str | None, as_json: bool) -> None:
 
 
 def _newest_run() -> str:
-    from spotrain import controller
+    from spotrain.workspace import newest_run
 
-    newest = []
-    for dry_run in (False, True):
-        with controller.open_controller(dry_run=dry_run) as ctl:
-            newest += ctl.store.list_runs()[:1]
-    if not newest:
-        raise SpotrainError("there is no run yet", "start one with `spotrain launch` (or --dry-run)")
-    return max(newest, key=lambda r: r.created_at).run_id
+    return newest_run()
 
 
 @cli.command()
@@ -424,10 +329,10 @@ def logs(run_id: str, attempt: int | None, follow: bool) -> None:
       spotrain logs digits-20261129-2145-a1b2
       spotrain logs digits-20261129-2145-a1b2 --attempt 1
     """
-    from spotrain import controller
     from spotrain.controller import attempt_log
+    from spotrain.workspace import controller_for_run
 
-    with controller.controller_for_run(run_id) as ctl:
+    with controller_for_run(run_id) as ctl:
         for line in attempt_log(ctl, run_id, attempt, follow=follow):
             click.echo(line)
 
@@ -444,7 +349,7 @@ def down(run_id: str | None, all_runs: bool, yes: bool) -> None:
       spotrain down digits-20261129-2145-a1b2
       spotrain down --all -y
     """
-    from spotrain import controller
+    from spotrain.workspace import down_all, down_run
 
     if not run_id and not all_runs:
         raise SpotrainError("name a RUN, or pass --all", "see `spotrain status` for the runs")
@@ -452,26 +357,15 @@ def down(run_id: str | None, all_runs: bool, yes: bool) -> None:
     if not yes and not click.confirm(f"terminate and delete {what}?", default=False):
         raise click.exceptions.Abort()
     if all_runs:
-        swept = controller.down_all()
+        swept = down_all()
         for world in swept:
             cancelled = f"cancelled {', '.join(world.cancelled)}; " if world.cancelled else ""
             click.echo(f"{world.world}: {cancelled}removed {len(world.removed)} resources")
         if not swept:
             click.echo("no runs in this state directory: nothing to remove (AWS was not called)")
         return
-    from spotrain.store import RunState
-
-    with controller.controller_for_run(run_id) as ctl:
-        before = ctl.store.get_run(run_id)
-        removed = ctl.orchestrator().down(run_id)
-        after = ctl.store.get_run(run_id)
-    if before.state == RunState.CANCELLED and not removed:  # a finished run's cleanup is not an error
-        raise SpotrainError(
-            f"run {run_id} is already down: it was cancelled ({after.end_reason}) and nothing of it is "
-            "left in the cloud",
-            f"see what it did with `spotrain status {run_id}` and `spotrain cost {run_id}`",
-        )
-    click.echo(f"run {run_id}: {after.state.value}; removed {', '.join(removed) or 'nothing'}")
+    done = down_run(run_id)
+    click.echo(f"run {run_id}: {done.state.value}; removed {', '.join(done.removed) or 'nothing'}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,5 @@
-"""What a run asks for (`RunSpec`) and where spotrain keeps its state (`Settings`).
+"""What a run asks for (`RunSpec`) and what its plan decided (`PlanRecord`); settings.py says where
+spotrain keeps its state.
 
 A spec is read from a YAML file (`-f run.yaml`), then `SPOTRAIN_<FIELD>` environment variables, then
 command-line flags; the later source wins, field by field (`env` maps are merged key by key). Every bad
@@ -13,10 +14,10 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -29,6 +30,7 @@ from pydantic import (
 
 from spotrain import catalog
 from spotrain.errors import SpotrainError
+from spotrain.spec_sources import check_keys, from_env, read_spec_file
 
 ENV_PREFIX = "SPOTRAIN_"
 CHECKPOINT_BOUNDS_S = (60.0, 1800.0)  # Young's interval is clamped to [1 min, 30 min]
@@ -40,49 +42,10 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INTERRUPTION = re.compile(r"^(?:(\d+(?:\.\d+)?)(s|%)|step:([1-9]\d*))$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min)?$")
 
-# A spec is a page of settings. These bounds refuse, before anything is launched, what would exhaust
-# this machine (a 1 GB file, an alias bomb, nesting deep enough to overflow the stack) or the
-# instance (an environment larger than a command line may carry).
-SPEC_FILE_MAX_BYTES = 1 << 20
-YAML_MAX_DEPTH = 32
+# These bounds refuse, before anything is launched, what would exhaust the instance (an environment
+# larger than a command line may carry); spec_sources.py bounds the file itself.
 ENV_MAX_VARIABLES = 256
 ENV_MAX_BYTES = 64 << 10  # names and values together
-
-
-class Settings(BaseModel):
-    """Where this machine keeps spotrain's state, and which AWS profile it uses."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    state_dir: Path = Field(default=Path("~/.spotrain"), validate_default=True)  # $SPOTRAIN_HOME
-    profile: str | None = None  # $SPOTRAIN_PROFILE; None: boto3's default credential chain
-
-    @field_validator("state_dir")
-    @classmethod
-    def _absolute(cls, v: Path) -> Path:
-        return v.expanduser().absolute()
-
-    def dry_run_dir(self) -> Path:
-        """The dry-run's own state directory, so that it never mixes with real runs."""
-        return self.state_dir / "dry-run"
-
-    def state_dir_for(self, dry_run: bool) -> Path:
-        """The state directory a run uses: the dry-run's own for a dry-run, else `state_dir`."""
-        return self.dry_run_dir() if dry_run else self.state_dir
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment (`SPOTRAIN_HOME`, `SPOTRAIN_PROFILE`); non-None overrides win."""
-    values: dict[str, Any] = {}
-    if os.environ.get("SPOTRAIN_HOME"):
-        values["state_dir"] = os.environ["SPOTRAIN_HOME"]
-    if os.environ.get("SPOTRAIN_PROFILE"):
-        values["profile"] = os.environ["SPOTRAIN_PROFILE"]
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return Settings.model_validate(values)
-    except ValidationError as e:
-        raise _spec_error(e, {}, "Settings") from None
 
 
 # What each field accepts, in words: the end of every "is not allowed; expected ..." message.
@@ -134,7 +97,8 @@ Interruption = Annotated[str, AfterValidator(_interruption)]
 
 
 class RunSpec(BaseModel):
-    """One run's request. Validated on construction; a stored spec reloads with `RunSpec(**spec)`."""
+    """One run's request. Validated on construction; the store reads a stored spec back as one
+    (`store_records._spec`: keys it no longer has are dropped)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -161,6 +125,13 @@ class RunSpec(BaseModel):
     dry_run: bool = False  # run on this machine against cloud/local.py
     inject_interruptions: list[Interruption] = []  # dry-run only: step:N, P% or Ns, one per attempt
     boot_delay_s: float = Field(2.0, ge=0, allow_inf_nan=False)  # dry-run only: simulated boot time
+
+    # Transitional: `spec.get("recipe")`, `spec["recipe"]` for readers written when the stored spec was
+    # a dict (bill, report, render); read attributes instead. Both go once none calls them.
+    def get(self, key: str, default: Any = None) -> Any:
+        return default if getattr(self, key, None) is None else getattr(self, key)
+
+    __getitem__ = BaseModel.__getattribute__
 
     @model_validator(mode="before")
     @classmethod
@@ -280,6 +251,16 @@ class RunSpec(BaseModel):
         return self
 
 
+@dataclass(frozen=True)
+class PlanRecord:
+    """The plan's decisions that every attempt follows, stored with the run (made by plan.py)."""
+
+    instance_type: str
+    gpus: int  # per instance, from the catalog
+    root_gb: int  # the root volume, sized by the recipe
+    checkpoint_s: float  # the trainer's --checkpoint-every, within CHECKPOINT_BOUNDS_S
+
+
 def load_spec(file: Path | None, flags: dict[str, Any], env: Mapping[str, str] = os.environ) -> RunSpec:
     """The run's spec: the YAML `file`, then `SPOTRAIN_<FIELD>` variables in `env`, then `flags`.
 
@@ -289,12 +270,12 @@ def load_spec(file: Path | None, flags: dict[str, Any], env: Mapping[str, str] =
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
     layers = [
-        (_read_yaml(file) if file is not None else {}, f"in the file {file}"),
-        (_from_env(env), "in the environment"),
+        (read_spec_file(file) if file is not None else {}, f"in the file {file}"),
+        (from_env(env, RunSpec.model_fields, ENV_PREFIX), "in the environment"),
         ({k: v for k, v in flags.items() if v is not None and v != ()}, "on the command line"),
     ]
     for values, where in layers:
-        _check_keys(values, where)
+        check_keys(values, where, list(RunSpec.model_fields))
         for key, value in values.items():
             if key == "env":
                 value = _env_map(value)
@@ -306,129 +287,10 @@ def load_spec(file: Path | None, flags: dict[str, Any], env: Mapping[str, str] =
     try:
         return RunSpec.model_validate(merged)
     except ValidationError as e:
-        raise _spec_error(e, sources, "spec") from None
+        raise spec_error(e, sources, "spec") from None
 
 
-def _read_yaml(file: Path) -> dict[str, Any]:
-    doc = _parse_yaml(file, _read_text(file))
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise SpotrainError(
-            f"{file} holds a {type(doc).__name__}, not a mapping of field: value",
-            "a spec looks like 'recipe: digits' on one line, 'budget: 20' on the next",
-        )
-    out = {str(k).replace("-", "_"): v for k, v in doc.items()}
-    includes = out.get("includes")
-    if isinstance(includes, str):
-        includes = [p.strip() for p in includes.split(",") if p.strip()]
-    if isinstance(includes, list):
-        out["includes"] = [str(Path(file).parent / p) if isinstance(p, str) else p for p in includes]
-    return out
-
-
-def _read_text(file: Path) -> str:
-    """The file's text: at most SPEC_FILE_MAX_BYTES, UTF-8. Read in one bounded call, so that a FIFO
-    or /dev/zero given to -f is refused as too large rather than read forever."""
-    hint = "a spec is a short YAML text file of field: value lines, e.g. 'recipe: digits'"
-    try:
-        with open(file, "rb") as f:
-            raw = f.read(SPEC_FILE_MAX_BYTES + 1)
-            size = os.fstat(f.fileno()).st_size
-    except OSError as e:
-        raise SpotrainError(
-            f"cannot read the spec file {file}: {e.strerror}", "check the path given to -f"
-        ) from None
-    if len(raw) > SPEC_FILE_MAX_BYTES:
-        raise SpotrainError(
-            f"the spec file {file} is over 1 MB ({max(size, len(raw))} bytes); a spec holds at most"
-            f" {SPEC_FILE_MAX_BYTES} bytes",
-            "send large files with includes, or put them in S3 and pass their location in env",
-        )
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise SpotrainError(
-            f"the spec file {file} is not UTF-8 text (byte {e.start} is {raw[e.start : e.start + 1]!r})",
-            hint + "; check that -f names the YAML file, not a binary one",
-        ) from None
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, minus aliases and deep nesting. An alias makes a node shared, so a few
-    lines (`&a [*b, *b, ...]` nested ten deep) stand for 10^10 values, which pydantic and every
-    message would then walk; and the composer recurses once per level of nesting. A spec needs
-    neither, so both are refused where they are met, before anything is built."""
-
-    _depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        mark = self.peek_event().start_mark
-        if self.check_event(yaml.AliasEvent):
-            raise _Refused(
-                mark,
-                "YAML aliases (*name) are not allowed in a spec",
-                "write the value out where it is used (no &anchor and *alias), as plain field: value lines",
-            )
-        if self._depth >= YAML_MAX_DEPTH:
-            raise _Refused(
-                mark,
-                f"values nested more than {YAML_MAX_DEPTH} deep are not allowed",
-                "a spec's values are numbers, text, lists of text and one env map",
-            )
-        self._depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-class _Refused(Exception):
-    def __init__(self, mark: Any, problem: str, hint: str) -> None:
-        super().__init__(problem)
-        self.mark, self.problem, self.hint = mark, problem, hint
-
-
-def _parse_yaml(file: Path, text: str) -> Any:
-    loader = _SpecLoader(text)
-    try:
-        return loader.get_single_data()
-    except _Refused as e:
-        where = f"line {e.mark.line + 1}, column {e.mark.column + 1}"
-        raise SpotrainError(f"{file}: {where}: {e.problem}", e.hint) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise SpotrainError(
-            f"{file} is not valid YAML{where}: {problem}",
-            "a spec is a YAML mapping of field: value, e.g. 'recipe: digits'",
-        ) from None
-    finally:
-        loader.dispose()
-
-
-def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """`SPOTRAIN_<FIELD>` for each field of RunSpec; lists comma-separated, `env` as KEY=VALUE,..."""
-    return {
-        name: env[f"{ENV_PREFIX}{name.upper()}"]
-        for name in RunSpec.model_fields
-        if f"{ENV_PREFIX}{name.upper()}" in env
-    }
-
-
-def _check_keys(values: Mapping[str, Any], where: str) -> None:
-    known = list(RunSpec.model_fields)
-    for key in values:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-            raise SpotrainError(
-                f"unknown key '{key}' {where}" + (f"; did you mean '{close[0]}'?" if close else ""),
-                f"known keys: {', '.join(known)}",
-            )
-
-
-def _spec_error(e: ValidationError, sources: Mapping[str, str], what: str) -> SpotrainError:
+def spec_error(e: ValidationError, sources: Mapping[str, str], what: str) -> SpotrainError:
     """One SpotrainError for every problem pydantic found, each naming the field, the value and the rule."""
     lines, hints = [], []
     for err in e.errors():

@@ -1,135 +1,22 @@
-"""The controller put together: settings, the store, a cloud (AWS, or the dry-run's on this machine) and
-the orchestrator. The CLI calls these functions; they never print and never exit.
-
-The dry-run keeps its own state directory (`STATE/dry-run`), so its runs never mix with real ones;
-commands that name a run look in the real store first, then the dry-run's.
+"""A run's launch and its logs, on a workspace's Controller (workspace.py): the spec resolved, the plan
+made and recorded with the run, the orchestrator driving it, a live run caught up for `status`, and an
+attempt's train.log read (live or kept, followed into later attempts). The CLI calls these functions;
+they never print and never exit.
 """
 
 from __future__ import annotations
 
-import contextlib
-import difflib
 import statistics
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from spotrain import catalog
-from spotrain.config import RunSpec, Settings, load_settings
+from spotrain.config import RunSpec
 from spotrain.errors import SpotrainError
-from spotrain.orchestrator import OnEvent, Orchestrator, Outcome
+from spotrain.orchestrator import OnEvent, Outcome
 from spotrain.plan import Plan, make_plan
 from spotrain.store import TERMINAL, Store
-
-
-@dataclass
-class Controller:
-    settings: Settings
-    dry_run: bool
-    state_dir: Path
-    store: Store
-    boot_delay_s: float = 2.0
-    seed: int = 0
-    regions: list[str] = field(default_factory=lambda: ["us-east-1"])  # the run's (AWS only)
-    bucket: str | None = None  # the run's --bucket (AWS only; None: the one `spotrain init` made)
-    _cloud: Any = field(default=None, repr=False)
-
-    @property
-    def cloud(self):
-        """Made on first use: `status` and `cost` need only the store, never AWS or a moto server."""
-        if self._cloud is None:
-            if self.dry_run:
-                from spotrain.cloud.local import LocalCloud
-
-                self._cloud = LocalCloud(self.state_dir, boot_delay_s=self.boot_delay_s, seed=self.seed)
-            else:
-                from spotrain.cloud.aws.cloud import AwsCloud
-
-                self._cloud = AwsCloud(
-                    regions=self.regions,
-                    bucket=self.bucket,
-                    profile=self.settings.profile,
-                    state_dir=self.state_dir,  # its keys: a fresh `resume` or `logs -f` can SSH too
-                )
-        return self._cloud
-
-    def orchestrator(
-        self, on_event: OnEvent | None = None, *, ssh: bool = False, poll_s: float = 0.5
-    ) -> Orchestrator:
-        return Orchestrator(self.store, self.cloud, self.state_dir, on_event=on_event, ssh=ssh, poll_s=poll_s)
-
-    def close(self) -> None:
-        if self._cloud is not None:
-            self._cloud.close()
-        self.store.close()
-
-
-@contextlib.contextmanager
-def open_controller(
-    *, dry_run: bool, boot_delay_s: float = 2.0, seed: int = 0, settings: Settings | None = None
-) -> Iterator[Controller]:
-    settings = settings or load_settings()
-    state_dir = settings.dry_run_dir() if dry_run else settings.state_dir
-    ctl = Controller(settings, dry_run, state_dir, Store.open(state_dir), boot_delay_s, seed)
-    try:
-        yield ctl
-    finally:
-        ctl.close()
-
-
-def find_run(run_id: str, *, settings: Settings | None = None) -> tuple[str, bool]:
-    """The full id `run_id` names and whether it is the dry-run's: the run of exactly that id, else
-    the one run, in either store, whose id starts with it. An ambiguous prefix is refused with its
-    matches; an unknown id with the known ids of both stores (one may be empty, the other not)."""
-    settings = settings or load_settings()
-    exact, matches, known = [], [], []
-    for dry_run in (False, True):
-        state_dir = settings.dry_run_dir() if dry_run else settings.state_dir
-        if not (state_dir / "state.db").exists():
-            continue  # never create a store only to look in it
-        with Store.open(state_dir) as store:
-            ids = store.run_ids()
-        label = " (dry-run)" if dry_run else ""
-        exact += [(i, dry_run) for i in ids if i == run_id]
-        matches += [(i, dry_run) for i in ids if i.startswith(run_id)]
-        known += [(i, label) for i in ids]
-    if exact or len(matches) == 1:
-        return (exact or matches)[0]
-    if matches:
-        raise SpotrainError(
-            f"run '{run_id}' is ambiguous: {len(matches)} runs start with it: "
-            + ", ".join(i + (" (dry-run)" if d else "") for i, d in matches[:10]),
-            "give more of the id",
-        )
-    if not known:
-        raise SpotrainError(
-            f"run '{run_id}' is unknown: there are no runs in {settings.state_dir} "
-            f"(nor its dry-run's {settings.dry_run_dir()})",
-            "start one with `spotrain launch`; SPOTRAIN_HOME chooses the state directory",
-        )
-    close = difflib.get_close_matches(run_id, [i for i, _ in known], n=1, cutoff=0.6)
-    guess = f"; did you mean {close[0]}?" if close else ""
-    raise SpotrainError(
-        f"run '{run_id}' is unknown{guess}",
-        "known runs: "
-        + ", ".join(i + label for i, label in known[:10])
-        + (" ..." if len(known) > 10 else ""),
-    )
-
-
-@contextlib.contextmanager
-def controller_for_run(run_id: str, *, settings: Settings | None = None) -> Iterator[Controller]:
-    """The controller whose store holds `run_id` (an exact id; see `find_run` for prefixes)."""
-    settings = settings or load_settings()
-    full, dry_run = find_run(run_id, settings=settings)
-    with open_controller(dry_run=dry_run, settings=settings) as ctl:
-        run = ctl.store.get_run(full)
-        ctl.boot_delay_s = run.spec.get("boot_delay_s", 2.0)
-        ctl.seed = run.spec.get("seed", 0)
-        ctl.regions, ctl.bucket = run.spec.get("regions") or ["us-east-1"], run.spec.get("bucket")
-        yield ctl
+from spotrain.workspace import Controller
 
 
 # ---------------------------------------------------------------------------------------------- launch
@@ -144,12 +31,12 @@ def past_figures(store: Store, recipe: str, instance: str) -> dict[str, float | 
     """What earlier runs of this recipe on this type measured: throughput, checkpoint cost, interruptions."""
     rates, blocked, interruptions, hours = [], [], 0, 0.0
     for run in store.list_runs():
-        if run.spec.get("instance") != instance:
+        if run.spec.instance != instance:
             continue
         for a in store.attempts(run.run_id):
             hours += ((a.ended_at or time.time()) - (a.started_at or a.requested_at)) / 3600.0
             interruptions += a.end_reason == "spot-interruption"
-        if run.spec.get("recipe") == recipe:
+        if run.spec.recipe == recipe:
             rates += [
                 e.data["img_per_s"]
                 for e in store.events(run.run_id, kinds=["step"])
@@ -188,10 +75,9 @@ def prepare(ctl: Controller, spec: RunSpec) -> tuple[RunSpec, Plan]:
 
 
 def create_run(ctl: Controller, spec: RunSpec, plan: Plan) -> str:
-    """Record the run (state REQUESTING) with its plan's checkpoint interval; returns its id."""
+    """Record the run (state REQUESTING) with its plan; returns its id."""
     run_id = ctl.store.new_run_id(spec.recipe)
-    record = {**spec.model_dump(mode="json"), "checkpoint_seconds": round(plan.checkpoint.seconds, 1)}
-    ctl.store.create_run(run_id, record, spec.dry_run)
+    ctl.store.create_run(run_id, spec, spec.dry_run, plan=plan.record)
     return run_id
 
 
@@ -204,7 +90,6 @@ def refresh(ctl: Controller, run_id: str) -> str | None:
     instance, into the store. Returns what the store cannot say yet (e.g. the trainer exited), or
     None. A run a controller watches is left to it (its lock says so); an ended one needs nothing."""
     from spotrain.layout import run_lock_if_free
-    from spotrain.store import TERMINAL
 
     run = ctl.store.get_run(run_id)
     if run.state in TERMINAL or ctl.store.live_attempt(run_id) is None:
@@ -265,7 +150,6 @@ def _one_attempt_log(ctl: Controller, run_id: str, number: int, *, follow: bool)
     for good: a trainer started again in the same attempt is followed on), then what its kept log
     holds beyond them."""
     from spotrain.layout import log_path
-    from spotrain.store import TERMINAL
 
     kept, shown = log_path(ctl.state_dir, run_id, number), 0
     while True:
@@ -295,7 +179,7 @@ def _one_attempt_log(ctl: Controller, run_id: str, number: int, *, follow: bool)
 
 
 def _running(ctl: Controller, run_id: str, record) -> bool:
-    from spotrain.layout import run_paths
+    from spotrain.contract import run_paths
     from spotrain.remote import RemoteError, process_status
 
     try:
@@ -314,7 +198,7 @@ def _running(ctl: Controller, run_id: str, record) -> bool:
 def _live_lines(ctl: Controller, run_id: str, record, *, follow: bool, skip: int) -> Iterator[str]:
     """The instance's train.log past its first `skip` lines; with `follow`, until its trainer has
     started and ended (a trainer not started yet, the instance provisioning, is waited for)."""
-    from spotrain.layout import run_paths
+    from spotrain.contract import run_paths
     from spotrain.remote import RemoteError, process_status
     from spotrain.remote import follow as follow_file
 
@@ -340,45 +224,10 @@ def _live_lines(ctl: Controller, run_id: str, record, *, follow: bool, skip: int
         transport.close()
 
 
-# ---------------------------------------------------------------------------------------------- down
-@dataclass(frozen=True)
-class Swept:
-    """What `down --all` did in one world (AWS, or the dry-run's cloud on this machine)."""
-
-    world: str  # "aws" or "dry-run"
-    cancelled: list[str]  # runs that had not ended
-    removed: list[str]  # instances, security groups, key pairs ...
-
-
-def down_all(settings: Settings | None = None) -> list[Swept]:
-    """Every run's leftovers, in each world that has state here: the dry-run's on its own cloud (never
-    AWS), AWS only when this machine has real runs (a machine that never launched one has nothing
-    of ours there to know of). Runs that had not ended end CANCELLED, as `down RUN` does."""
-    settings = settings or load_settings()
-    done = []
-    for dry_run in (True, False):
-        state_dir = settings.state_dir_for(dry_run)
-        if not (state_dir / "state.db").exists():
-            continue
-        with open_controller(dry_run=dry_run, settings=settings) as ctl:
-            runs = ctl.store.list_runs()
-            if not dry_run and not runs:
-                continue
-            if not dry_run:  # the cloud is made for the regions the runs used
-                ctl.regions = sorted({r for run in runs for r in run.spec.get("regions") or ["us-east-1"]})
-            orch = ctl.orchestrator()
-            cancelled = [run.run_id for run in runs if run.state not in TERMINAL]
-            removed = [item for run_id in cancelled for item in orch.down(run_id)]
-            result = ctl.cloud.sweep(None)
-            removed += [*result.terminated, *result.deleted]
-            done.append(Swept("dry-run" if dry_run else "aws", cancelled, sorted(set(removed))))
-    return done
-
-
 def _next_attempt(ctl: Controller, run_id: str, number: int):
     """The attempt after `number` once it exists; None when the run ended without one; a closing
     line when the run waits for the user (no controller watches it)."""
-    from spotrain.store import TERMINAL, RunState
+    from spotrain.store import RunState
 
     while True:
         later = [a for a in ctl.store.attempts(run_id) if a.number > number]

@@ -1,22 +1,28 @@
-"""The plan a launch shows before it spends anything: where, on what image, at what price, for how long
-and how much, and how often to checkpoint.
+"""The plan: every decision made before a launch, made once, here. Which zones and in what order
+(`order_zones`: the one answer, shown by `make_plan` and followed by every attempt's launch, which asks
+`zone_order` again with the prices then and the zone that just interrupted the run), on what image,
+at what price, for how long and how much, and how often to checkpoint (the only interval: the trainer
+gets it from the stored `PlanRecord`).
 
-Pure where it can be: `young_interval` and `estimate` are functions of numbers; `make_plan` reads
-prices and the image from the cloud and past throughput and interruptions from the store.
+Pure where it can be: `order_zones`, `young_interval` and `estimate` are functions of numbers;
+`make_plan` reads prices and the image from the cloud and past throughput and interruptions from the
+store.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from spotrain import catalog
-from spotrain.cloud import ImageChoice, ZoneQuote
-from spotrain.cloud.aws import attempt, client, images, instances, prices, translated
+from spotrain.cloud import ImageChoice, ZoneFailure, ZoneQuote
+from spotrain.cloud.aws import attempt, client, images, instances, translated
+from spotrain.cloud.aws.instances import ZoneCandidate, ZoneOrder
+from spotrain.config import CHECKPOINT_BOUNDS_S, PlanRecord, RunSpec
 from spotrain.errors import SpotrainError
 
-MIN_INTERVAL_S, MAX_INTERVAL_S = 60.0, 1800.0
 # Before any interruption of ours was seen for a type: the Spot Instance Advisor's worst bucket (>20% a
 # month) read as a mean time between interruptions of about two hours, so the interval errs short.
 DEFAULT_MTBI_S = 2 * 3600.0
@@ -32,9 +38,11 @@ class CheckpointPlan:
 
 
 def young_interval(checkpoint_cost_s: float, mtbi_s: float) -> float:
-    """Young's (1974) optimal checkpoint interval, sqrt(2 C M), bounded to [1 min, 30 min]."""
+    """Young's (1974) optimal checkpoint interval, sqrt(2 C M), within CHECKPOINT_BOUNDS_S (the
+    bounds --checkpoint-every is held to as well)."""
     raw = math.sqrt(2.0 * max(checkpoint_cost_s, 0.0) * max(mtbi_s, 0.0))
-    return min(max(raw, MIN_INTERVAL_S), MAX_INTERVAL_S)
+    low, high = CHECKPOINT_BOUNDS_S
+    return min(max(raw, low), high)
 
 
 def checkpoint_plan(
@@ -96,20 +104,99 @@ def estimate(
 @dataclass(frozen=True)
 class Plan:
     instance_type: str
-    region: str
-    image: ImageChoice
-    zones: list[ZoneQuote]  # cheapest first; the launch tries them in this order
+    image: ImageChoice  # for the first zone's region
+    order: ZoneOrder  # every allowed zone of every region of the run, in the order the launch tries them
     estimate: Estimate
     checkpoint: CheckpointPlan
+    record: PlanRecord  # what is stored with the run, and what every attempt follows
+
+    @property
+    def zones(self) -> list[ZoneQuote]:
+        return [c.quote for c in self.order.candidates]
 
     @property
     def zone(self) -> ZoneQuote:
-        return self.zones[0]
+        return self.order.candidates[0].quote
+
+    @property
+    def region(self) -> str:
+        return self.order.candidates[0].region
 
 
+# ---------------------------------------------------------------------------------------------- zones
+def order_zones(
+    quotes: Mapping[str, Sequence[ZoneQuote]],
+    *,
+    instance_type: str,
+    zones: Sequence[str] = (),
+    max_price: float | None = None,
+    demote: Iterable[str] = (),
+) -> ZoneOrder:
+    """The one answer to "which zone": region by region in the run's order, cheapest first within a
+    region; only the --zone ones when any are given; none priced over --max-price (skipped with why);
+    the `demote`d zones (the one that just interrupted the run) last of all."""
+    last = set(demote)
+    keep: list[ZoneCandidate] = []
+    skipped: list[ZoneFailure] = []
+    for region, region_quotes in quotes.items():
+        if not region_quotes:
+            skipped.append(ZoneFailure(region, "*", "NotOffered", f"no spot price for {instance_type}"))
+        for q in sorted(region_quotes, key=lambda q: (q.usd_per_hour, q.zone)):
+            if zones and q.zone not in zones:
+                continue  # not allowed by --zone: not a failure, just not ours to try
+            if max_price is not None and q.usd_per_hour > max_price:
+                msg = f"spot price ${q.usd_per_hour:.4f}/h is above --max-price ${max_price:.4f}/h"
+                skipped.append(ZoneFailure(region, q.zone, "MaxPrice", msg))
+            else:
+                keep.append(ZoneCandidate(region, q))
+    keep.sort(key=lambda c: c.zone in last)  # stable: keeps region order and price order otherwise
+    return ZoneOrder(tuple(keep), tuple(skipped))
+
+
+def zone_order(sess, spec: RunSpec, *, demote: Iterable[str] = (), now: datetime | None = None) -> ZoneOrder:
+    """The zones one attempt of `spec` tries, from the spot prices of all its regions now."""
+    return _order(_quotes(sess, spec, now), spec, demote)
+
+
+def _quotes(sess, spec: RunSpec, now: datetime | None) -> dict[str, list[ZoneQuote]]:
+    return instances.region_quotes(sess, instance_type=spec.instance, regions=spec.regions, now=now)
+
+
+def _order(quotes: Mapping[str, Sequence[ZoneQuote]], spec: RunSpec, demote: Iterable[str]) -> ZoneOrder:
+    return order_zones(
+        quotes, instance_type=spec.instance, zones=spec.zones, max_price=spec.max_price, demote=demote
+    )
+
+
+def refuse_empty(order: ZoneOrder, quotes: Mapping[str, Sequence[ZoneQuote]], spec: RunSpec) -> None:
+    """No zone left to try: refused before anything is launched or billed, saying which limit did it."""
+    if order.candidates:
+        return
+    priced = [q for region_quotes in quotes.values() for q in region_quotes]
+    if not priced:
+        raise SpotrainError(
+            f"{spec.instance} has no spot price in {', '.join(quotes)}: it is not offered there as spot",
+            f"try another region, e.g. `spotrain prices --instance {spec.instance} --region us-west-2`",
+        )
+    allowed = [q for q in priced if not spec.zones or q.zone in spec.zones]
+    if not allowed:
+        raise SpotrainError(
+            f"{spec.instance} has no spot price in --zone {', '.join(spec.zones)} of {', '.join(quotes)}",
+            f"spot prices exist in {', '.join(q.zone for q in priced)}: allow one of those",
+        )
+    cheapest = min(allowed, key=lambda q: (q.usd_per_hour, q.zone))
+    raise SpotrainError(
+        f"--max-price ${spec.max_price:g}/h is below every allowed zone's spot price: the cheapest is "
+        f"{cheapest.zone} at ${cheapest.usd_per_hour:.4f}/h",
+        f"raise --max-price to at least {cheapest.usd_per_hour:.4f}, or leave it out (AWS then caps "
+        "at the on-demand price)",
+    )
+
+
+# ---------------------------------------------------------------------------------------------- the plan
 def make_plan(
     sess,
-    spec,
+    spec: RunSpec,
     *,
     measured_images_per_s: float | None,
     measured_cost_s: float | None,
@@ -119,18 +206,17 @@ def make_plan(
 ) -> Plan:
     """Prices and image from the cloud (real boto3 calls), figures from the caller's store."""
     itype = catalog.instance_type(spec.instance)
-    region = spec.regions[0]
     check_zones(sess, spec)
     check_snapshot(sess, spec)
-    table = prices.quote(
-        instance_type=itype.name, region=region, sess=sess, now=now or datetime.now(timezone.utc)
-    )
-    zones = allowed_quotes(table.zones, spec, region)
+    quotes = _quotes(sess, spec, now or datetime.now(timezone.utc))
+    order = _order(quotes, spec, demote=())
+    refuse_empty(order, quotes, spec)
+    region = order.candidates[0].region
     image = images.choose_image(sess, region=region, instance_type=itype.name, override=spec.ami)
     est = estimate(
         catalog.recipe(spec.recipe),
         itype,
-        spot_usd_per_hour=zones[0].usd_per_hour,
+        spot_usd_per_hour=order.candidates[0].usd_per_hour,
         nodes=spec.nodes,
         measured_images_per_s=measured_images_per_s,
     )
@@ -142,10 +228,12 @@ def make_plan(
         ckpt = CheckpointPlan(
             float(spec.checkpoint_every), measured_cost_s or 0.0, 0.0, "given with --checkpoint-every"
         )
-    return Plan(itype.name, region, image, zones, est, ckpt)
+    root_gb = catalog.recipe(spec.recipe).root_volume_gb
+    record = PlanRecord(itype.name, itype.gpus, root_gb, round(ckpt.seconds, 1))
+    return Plan(itype.name, image, order, est, ckpt, record)
 
 
-def check_zones(sess, spec) -> None:
+def check_zones(sess, spec: RunSpec) -> None:
     """Every --zone must be a zone of one of the run's regions, as AWS lists them."""
     if not spec.zones:
         return
@@ -159,7 +247,7 @@ def check_zones(sess, spec) -> None:
 
 
 @translated("look up the data snapshot")
-def check_snapshot(sess, spec) -> None:
+def check_snapshot(sess, spec: RunSpec) -> None:
     """A --data snapshot must exist in at least one of the run's regions (snapshots are regional: the
     launch skips the regions without it)."""
     if not (spec.data or "").startswith("snap-"):
@@ -171,24 +259,3 @@ def check_snapshot(sess, spec) -> None:
             f"check the id with `aws ec2 describe-snapshots --snapshot-ids {spec.data}`; a snapshot is "
             "regional: copy it into a region of the run (`aws ec2 copy-snapshot`)",
         )
-
-
-def allowed_quotes(quotes: list[ZoneQuote], spec, region: str) -> list[ZoneQuote]:
-    """The zones the run may use (--zone), cheapest first, under --max-price; refused when none is left,
-    before anything is launched or billed."""
-    allowed = [q for q in quotes if not spec.zones or q.zone in spec.zones]
-    if not allowed:
-        raise SpotrainError(
-            f"{spec.instance} has no spot price in --zone {', '.join(spec.zones)} of {region}",
-            f"spot prices exist in {', '.join(q.zone for q in quotes)}: allow one of those",
-        )
-    under = [q for q in allowed if spec.max_price is None or q.usd_per_hour <= spec.max_price]
-    if not under:
-        cheapest = min(allowed, key=lambda q: q.usd_per_hour)
-        raise SpotrainError(
-            f"--max-price ${spec.max_price:g}/h is below every allowed zone's spot price: the cheapest is "
-            f"{cheapest.zone} at ${cheapest.usd_per_hour:.4f}/h",
-            f"raise --max-price to at least {cheapest.usd_per_hour:.4f}, or leave it out (AWS then caps "
-            "at the on-demand price)",
-        )
-    return under

@@ -1,4 +1,5 @@
-"""The controller's state: one SQLite file, `state.db`, in the state directory.
+"""The controller's state: one SQLite file, `state.db`, in the state directory (its records are
+store_records.py, its schema store_schema.py).
 
 Tables: runs, attempts (one per instance), events (every state change, and the trainer's events), and
 spot price samples. WAL lets `status` read while a controller writes; each state change is one
@@ -11,85 +12,34 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
-import json
 import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
-from enum import Enum
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from spotrain import secret_env
+from spotrain.config import PlanRecord, RunSpec
 from spotrain.cost import PriceSample
 from spotrain.errors import SpotrainError
+from spotrain.store_records import (
+    TERMINAL,
+    UPDATABLE,
+    AttemptRecord,
+    EventRecord,
+    RunRecord,
+    RunState,
+    attempt_from_row,
+    event_from_row,
+    run_from_row,
+)
 from spotrain.store_schema import connect, dump, migrate, sqlite_errors
 
 DB_NAME = "state.db"
 BUSY_TIMEOUT_S = 10.0
-
-
-class RunState(str, Enum):
-    REQUESTING = "requesting"
-    PROVISIONING = "provisioning"
-    TRAINING = "training"
-    INTERRUPTED = "interrupted"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    created_at: float
-    updated_at: float
-    state: RunState
-    spec: dict[str, Any]  # RunSpec as JSON, secret-looking env values replaced by "***"
-    dry_run: bool
-    end_reason: str  # why it reached a terminal state; "" before
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    """One instance's life. Times are unix seconds; None until the moment has come."""
-
-    run_id: str
-    number: int  # 1-based within the run
-    instance_id: str | None
-    region: str
-    zone: str
-    instance_type: str
-    spot_usd_per_hour: float | None  # the price when it was requested (the cost uses the history)
-    requested_at: float
-    started_at: float | None  # the instance entered `running` (billing starts)
-    training_started_at: float | None  # the trainer's first step
-    ended_at: float | None
-    end_reason: str  # "spot-interruption", "user", "error", "finished"; "" while live
-    exit_code: int | None
-    resumed_from_step: int | None
-    last_step: int | None
-    events_offset: int = 0  # bytes of the attempt's events.jsonl already stored: where to follow from
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    id: int
-    run_id: str
-    attempt: int | None
-    t: float
-    kind: str
-    data: dict[str, Any]
-    source: str  # "controller" or "trainer"
-
-
-_ATTEMPT_FIELDS = [f.name for f in fields(AttemptRecord)]
-_UPDATABLE = set(_ATTEMPT_FIELDS) - {"run_id", "number"}
 
 
 class Store:
@@ -147,9 +97,19 @@ class Store:
             if not self._read("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
                 return run_id
 
-    def create_run(self, run_id: str, spec: Mapping[str, Any], dry_run: bool) -> RunRecord:
-        """A new run in REQUESTING, with its creation as the first state event."""
+    def create_run(
+        self,
+        run_id: str,
+        spec: RunSpec | Mapping[str, Any],
+        dry_run: bool,
+        *,
+        plan: PlanRecord | None = None,
+    ) -> RunRecord:
+        """A new run in REQUESTING, with its plan and its creation as the first state event."""
         now = time.time()
+        if isinstance(spec, RunSpec):
+            spec = spec.model_dump(mode="json")
+        planned = None if plan is None else dump(asdict(plan))
         with self._tx() as c:
             if c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 raise SpotrainError(f"run '{run_id}' already exists", "pick another id, or resume that run")
@@ -157,8 +117,9 @@ class Store:
             secret_env.save(self.path.parent, run_id, spec.get("env") or {})
             try:
                 c.execute(
-                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, '')",
-                    (run_id, now, now, RunState.REQUESTING.value, dump(redact(spec)), int(dry_run)),
+                    "INSERT INTO runs (run_id, created_at, updated_at, state, spec, dry_run, plan)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, now, now, RunState.REQUESTING.value, dump(redact(spec)), int(dry_run), planned),
                 )
                 _insert_event(
                     c, run_id, None, now, "state", {"from": None, "to": "requesting", "reason": "created"}
@@ -171,17 +132,19 @@ class Store:
     def run_env(self, run: RunRecord) -> dict[str, str]:
         """The environment the run's trainer is given: its spec's, secret values read back from the
         0600 file beside the database (see secret_env)."""
-        return secret_env.run_env(self.path.parent, run.run_id, run.spec.get("env") or {})
+        return secret_env.run_env(self.path.parent, run.run_id, run.spec.env)
 
     def get_run(self, run_id: str) -> RunRecord:
         rows = self._read("SELECT * FROM runs WHERE run_id = ?", [run_id])
         if not rows:
             raise self._unknown_run(run_id)
-        return _run(rows[0])
+        return run_from_row(rows[0])
 
     def list_runs(self) -> list[RunRecord]:
         """Every run, newest first."""
-        return [_run(r) for r in self._read("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC")]
+        return [
+            run_from_row(r) for r in self._read("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC")
+        ]
 
     def run_ids(self, prefix: str = "") -> list[str]:
         """The ids of the runs that start with `prefix` (every run for ""), newest first."""
@@ -266,9 +229,9 @@ class Store:
 
     def update_attempt(self, run_id: str, number: int, **changes: Any) -> AttemptRecord:
         """Set some of an attempt's fields (only AttemptRecord's own, never run_id or number)."""
-        bad = set(changes) - _UPDATABLE
+        bad = set(changes) - UPDATABLE
         if bad:
-            raise TypeError(f"update_attempt: unknown fields {sorted(bad)}; allowed: {sorted(_UPDATABLE)}")
+            raise TypeError(f"update_attempt: unknown fields {sorted(bad)}; allowed: {sorted(UPDATABLE)}")
         if changes:
             cols = ", ".join(f"{k} = ?" for k in changes)
             with self._tx() as c:
@@ -283,18 +246,18 @@ class Store:
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """The run's attempts, first first."""
         rows = self._read("SELECT * FROM attempts WHERE run_id = ? ORDER BY number", [run_id])
-        return [_attempt(r) for r in rows]
+        return [attempt_from_row(r) for r in rows]
 
     def live_attempt(self, run_id: str) -> AttemptRecord | None:
         """The attempt that has not ended, if any (the database allows at most one)."""
         rows = self._read("SELECT * FROM attempts WHERE run_id = ? AND ended_at IS NULL", [run_id])
-        return _attempt(rows[0]) if rows else None
+        return attempt_from_row(rows[0]) if rows else None
 
     def _attempt(self, run_id: str, number: int) -> AttemptRecord:
         rows = self._read("SELECT * FROM attempts WHERE run_id = ? AND number = ?", [run_id, number])
         if not rows:
             raise LookupError(f"run {run_id} has no attempt {number}")
-        return _attempt(rows[0])
+        return attempt_from_row(rows[0])
 
     # ---- events ----
 
@@ -364,10 +327,10 @@ class Store:
         if attempt is not None:
             sql += " AND attempt = ?"
             args.append(attempt)
-        return [_event(r) for r in self._read(sql + " ORDER BY t, id", args)]
+        return [event_from_row(r) for r in self._read(sql + " ORDER BY t, id", args)]
 
     def _event(self, event_id: int) -> EventRecord:
-        return _event(self._read("SELECT * FROM events WHERE id = ?", [event_id])[0])
+        return event_from_row(self._read("SELECT * FROM events WHERE id = ?", [event_id])[0])
 
     # ---- spot prices ----
 
@@ -426,31 +389,3 @@ def _insert_event(
         (run_id, attempt, t, kind, dump(dict(data)), source),
     )
     return int(cur.lastrowid or 0)
-
-
-def _run(r: sqlite3.Row) -> RunRecord:
-    return RunRecord(
-        run_id=r["run_id"],
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-        state=RunState(r["state"]),
-        spec=json.loads(r["spec"]),
-        dry_run=bool(r["dry_run"]),
-        end_reason=r["end_reason"],
-    )
-
-
-def _attempt(r: sqlite3.Row) -> AttemptRecord:
-    return AttemptRecord(**{k: r[k] for k in _ATTEMPT_FIELDS})
-
-
-def _event(r: sqlite3.Row) -> EventRecord:
-    return EventRecord(
-        id=r["id"],
-        run_id=r["run_id"],
-        attempt=r["attempt"],
-        t=r["t"],
-        kind=r["kind"],
-        data=json.loads(r["data"]),
-        source=r["source"],
-    )

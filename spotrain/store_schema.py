@@ -68,6 +68,9 @@ MIGRATIONS: list[list[str]] = [
             usd_per_hour REAL NOT NULL,
             PRIMARY KEY (region, instance_type, zone, t)) WITHOUT ROWID""",
     ],
+    # 2: the run's plan (store.PlanRecord as JSON). NULL in the runs of version 1, whose spec kept the
+    # checkpoint interval as `checkpoint_seconds`: store_records._legacy_plan reads those.
+    ["ALTER TABLE runs ADD COLUMN plan TEXT"],
 ]
 
 

@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spotrain import catalog
-from spotrain.config import RunSpec, Settings, load_settings, load_spec
+from spotrain.config import RunSpec, load_spec
 from spotrain.errors import SpotrainError
 from spotrain.remote.base import state_home
+from spotrain.settings import Settings, load_settings
 
 
 def spec(

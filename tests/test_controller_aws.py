@@ -7,8 +7,9 @@ import pytest
 from moto import mock_aws
 
 from spotrain.cloud.aws.cloud import AwsCloud
-from spotrain.controller import open_controller
+from spotrain.config import RunSpec
 from spotrain.errors import SpotrainError
+from spotrain.workspace import open_controller
 
 
 @mock_aws
@@ -32,18 +33,18 @@ def test_given_bucket_is_used() -> None:
 
 def test_user_data_is_the_bootstrap_with_the_runs_settings() -> None:
     script = AwsCloud(regions=["us-east-1"], bucket="b").user_data(
-        {"recipe": "imagenet", "data": "s3://b/imagenet"}
+        RunSpec(recipe="imagenet", data="s3://my-data/imagenet")
     )
-    assert script.startswith("#!/usr/bin/env bash\nexport SPOTRAIN_DATA_S3=s3://b/imagenet\n")
+    assert script.startswith("#!/usr/bin/env bash\nexport SPOTRAIN_DATA_S3=s3://my-data/imagenet\n")
     assert script.count("#!") == 1 and "set -euo pipefail" in script and "ready" in script
 
 
 def test_wait_ready_reads_the_marker_and_reports_a_failed_bootstrap(tmp_path, monkeypatch) -> None:
-    from spotrain import layout
+    from spotrain import contract
     from spotrain.remote import LocalTransport
 
-    monkeypatch.setattr(layout, "READY", str(tmp_path / "ready"))
-    monkeypatch.setattr(layout, "BOOT_FAILED", str(tmp_path / "failed"))
+    monkeypatch.setattr(contract, "READY", str(tmp_path / "ready"))
+    monkeypatch.setattr(contract, "BOOT_FAILED", str(tmp_path / "failed"))
     cloud, transport = AwsCloud(regions=["us-east-1"], bucket="b"), LocalTransport(tmp_path / "instance")
     with pytest.raises(SpotrainError, match="not ready after 0 s"):
         cloud.wait_ready(transport, deadline_s=0, poll_s=0.01)

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spotrain import store_schema
+from spotrain.config import PlanRecord, RunSpec
 from spotrain.cost import PriceCurve, PriceSample
 from spotrain.errors import SpotrainError
 from spotrain.store import TERMINAL, RunState, Store
@@ -321,10 +322,35 @@ def test_migrations_apply_in_order_and_keep_the_data(
     ]
     monkeypatch.setattr(store_schema, "MIGRATIONS", store_schema.MIGRATIONS + extra)
     with Store.open(isolated_env) as s:
-        assert s.get_run("r1").spec == {"recipe": "digits"}
+        assert s.get_run("r1").spec.recipe == "digits"
     conn = sqlite3.connect(isolated_env / "state.db")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == head + 2
     assert conn.execute("SELECT note FROM runs").fetchone()[0] == "migrated r1"
+
+
+def test_a_state_db_of_schema_1_opens_with_its_runs_typed_and_their_plan(isolated_env: Path) -> None:
+    # A user's state.db from before the plan was stored: schema 1, the checkpoint interval in the spec
+    conn = sqlite3.connect(isolated_env / "state.db")
+    conn.executescript(";".join(store_schema.MIGRATIONS[0]) + "; PRAGMA user_version = 1")
+    old = '{"recipe":"cifar10","instance":"g4dn.12xlarge","regions":["us-west-2"],"checkpoint_seconds":212.1}'
+    conn.execute("INSERT INTO runs VALUES ('r1', 1.0, 1.0, 'interrupted', ?, 0, '')", (old,))
+    conn.execute("INSERT INTO runs VALUES ('r2', 2.0, 2.0, 'failed', '{\"recipe\":\"gone\"}', 0, 'x')")
+    conn.commit()
+    conn.close()
+    with Store.open(isolated_env) as s:
+        run = s.get_run("r1")
+        assert (run.spec.recipe, run.spec.instance, run.spec.regions) == (
+            "cifar10",
+            "g4dn.12xlarge",
+            ["us-west-2"],
+        )
+        assert run.plan == PlanRecord("g4dn.12xlarge", gpus=4, root_gb=150, checkpoint_s=212.1)
+        gone = s.get_run("r2")  # a recipe this spotrain no longer knows: still shown, never launched
+        assert gone.spec.recipe == "gone" and gone.plan is None
+        s.create_run("r3", RunSpec(recipe="digits"), dry_run=True, plan=PlanRecord("c5.large", 0, 30, 60.0))
+        assert s.get_run("r3").plan == PlanRecord("c5.large", 0, 30, 60.0)
+    conn = sqlite3.connect(isolated_env / "state.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store_schema.MIGRATIONS)
 
 
 def test_a_failing_migration_leaves_the_previous_version(

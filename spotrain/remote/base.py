@@ -123,7 +123,7 @@ class Transport(Protocol):
 
 def state_home() -> Path:
     """The controller's state directory on this machine: $SPOTRAIN_HOME, or ~/.spotrain."""
-    from spotrain.config import load_settings  # pydantic: imported only when a path is needed
+    from spotrain.settings import load_settings  # pydantic: imported only when a path is needed
 
     return load_settings().state_dir
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from spotrain import plan
 from spotrain.cloud import EndKind
 from spotrain.cloud.aws import cloud, instances, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt, start_attempt
 from spotrain.cloud.aws.cloud import AwsCloud
+from spotrain.config import RunSpec
 from spotrain.errors import SpotrainError
 
 from .aws_fakes import NOW, P3, add_dlami, fail_zones, history, interrupt, quotas, spot_prices
@@ -33,10 +36,25 @@ def world(aws: boto3.Session) -> Iterator[boto3.Session]:
         yield aws
 
 
-def request(home: Path, run_id: str = "r1", **kw: Any) -> AttemptRequest:
+def order(regions: Sequence[str] = (R,), demote: Sequence[str] = ()) -> instances.ZoneOrder:
+    """The plan's zone order for one attempt of P3 in `regions` (the fixture's prices at NOW)."""
+    sess = boto3.Session(region_name=R)
+    quotes = instances.region_quotes(sess, instance_type=P3, regions=regions, now=NOW)
+    return plan.order_zones(quotes, instance_type=P3, demote=demote)
+
+
+def request(
+    home: Path, run_id: str = "r1", *, regions: Sequence[str] = (R,), demote: Sequence[str] = (), **kw: Any
+) -> AttemptRequest:
     spec = instances.LaunchSpec(run_id=run_id, attempt_id="a1", owner="alice", instance_type=P3, root_gb=400)
-    kw.setdefault("regions", [R])
-    return AttemptRequest(spec=spec, state_dir=home, ssh_cidr="203.0.113.7", now=NOW, **kw)
+    return AttemptRequest(
+        spec=spec,
+        regions=list(regions),
+        state_dir=home,
+        order=order(regions, demote),
+        ssh_cidr="203.0.113.7",
+        **kw,
+    )
 
 
 def ec2(sess: boto3.Session, region: str = R) -> Any:
@@ -127,7 +145,7 @@ def test_the_zone_that_just_interrupted_the_run_is_tried_last(world, isolated_en
     status = instances.describe(world, region=R, instance_id=first.instance.instance_id)
     assert status.end == EndKind.SPOT_INTERRUPTION and status.reason_code == "Server.SpotInstanceTermination"
     asked = fail_zones(world, {"us-east-1c": CAPACITY, "us-east-1b": CAPACITY})
-    again = start_attempt(world, request(isolated_env, demote_zones=[first.instance.zone]))
+    again = start_attempt(world, request(isolated_env, demote=[first.instance.zone]))
     assert asked == ["us-east-1c", "us-east-1b", "us-east-1a"] and again.instance.zone == "us-east-1a"
 
 
@@ -184,14 +202,14 @@ def test_orphan_sweep_removes_exactly_the_runs_resources(world, isolated_env) ->
     ],
 )
 def test_bad_input_is_one_message_and_leaves_nothing(world, isolated_env, change, needle) -> None:
-    req = request(isolated_env)
-    if "instance_type" in change:
-        req = AttemptRequest(
-            **{**req.__dict__, "spec": instances.LaunchSpec(**{**req.spec.__dict__, **change})}
-        )
-    else:
-        req = AttemptRequest(**{**req.__dict__, **change})
-    with pytest.raises(SpotrainError) as err:
+    with pytest.raises(SpotrainError) as err:  # a bad region is refused by the plan's price reading
+        req = request(isolated_env, regions=change.pop("regions", [R]))
+        if "instance_type" in change:
+            req = AttemptRequest(
+                **{**req.__dict__, "spec": instances.LaunchSpec(**{**req.spec.__dict__, **change})}
+            )
+        else:
+            req = AttemptRequest(**{**req.__dict__, **change})
         start_attempt(world, req)
     assert needle in err.value.message and err.value.hint and err.value.exit_code == 2
     assert live(world) == [] and sweep.find_leftovers(world, regions=[R]) == []
@@ -215,7 +233,8 @@ def test_data_volume_from_a_snapshot_and_the_instance_profile(world, isolated_en
         data_snapshot_id=snap, instance_profile="spotrain-instance", max_price=12.0,
     )  # fmt: skip
     started = start_attempt(
-        world, AttemptRequest(spec=spec, regions=[R], state_dir=isolated_env, ssh_cidr="203.0.113.7", now=NOW)
+        world,
+        AttemptRequest(spec=spec, regions=[R], state_dir=isolated_env, order=order(), ssh_cidr="203.0.113.7"),
     )
     params = instances.run_params(spec, "us-east-1a", started.resources[R])
     assert params["InstanceMarketOptions"]["SpotOptions"]["MaxPrice"] == "12.00000"
@@ -302,9 +321,9 @@ def test_a_fresh_controller_finds_the_instances_key_in_the_state_dir(
     # Issue 13 item 3: `spotrain resume` and `logs -f` run in a new process whose AwsCloud never called
     # start_attempt; the key that SSH needs is the one ensure_key_pair keeps in the state directory
     # under the instance's key pair name.
-    from spotrain.config import Settings
-    from spotrain.controller import Controller
+    from spotrain.settings import Settings
     from spotrain.store import Store
+    from spotrain.workspace import Controller
 
     launching = AwsCloud(regions=[R])
     started = launching.start_attempt(request(isolated_env))
@@ -319,3 +338,31 @@ def test_a_fresh_controller_finds_the_instances_key_in_the_state_dir(
     assert [(t.host, t.user, t.key_file, t.instance_id) for t in targets] == [
         (status.public_ip, cloud.ssh_user(status), Path(started.key.private_key_path), status.instance_id)
     ]
+
+
+def test_the_plan_shows_the_zones_every_region_offers_and_the_launch_tries_exactly_those(
+    world, isolated_env
+) -> None:
+    # Issue 12: --zone in the second region was shown from the first region only and tried from all
+    spec = RunSpec(recipe="digits", instance=P3, regions=[R, "us-west-2"], zones=["us-east-1c", "us-west-2b"])
+    shown = plan.make_plan(
+        world,
+        spec,
+        measured_images_per_s=None,
+        measured_cost_s=None,
+        interruptions=0,
+        instance_hours=0.0,
+        now=NOW,
+    )
+    assert [(c.region, c.zone) for c in shown.order.candidates] == [
+        (R, "us-east-1c"),
+        ("us-west-2", "us-west-2b"),
+    ]
+    assert shown.order == plan.zone_order(world, spec, now=NOW)
+    asked = fail_zones(world, {"us-east-1c": CAPACITY, "us-west-2b": CAPACITY})
+    req = AttemptRequest(
+        spec=request(isolated_env).spec, regions=spec.regions, state_dir=isolated_env, order=shown.order
+    )
+    with pytest.raises(SpotrainError):
+        start_attempt(world, replace(req, ssh_cidr="203.0.113.7"))
+    assert asked == ["us-east-1c", "us-west-2b"]

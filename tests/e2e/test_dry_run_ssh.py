@@ -11,9 +11,10 @@ from remote.sshd_server import SSHD, Sshd, sshd_available  # tests/remote, a pac
 
 from spotrain.cloud.local import LocalCloud
 from spotrain.config import load_spec
-from spotrain.controller import create_run, open_controller, prepare
+from spotrain.controller import create_run, prepare
 from spotrain.remote import SSHTarget
 from spotrain.store import RunState
+from spotrain.workspace import open_controller
 
 
 @pytest.fixture

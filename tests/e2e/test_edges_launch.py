@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from spotrain.config import load_spec
-from spotrain.controller import create_run, open_controller, prepare
+from spotrain.controller import create_run, prepare
 from spotrain.store import RunState
+from spotrain.workspace import open_controller
 
 from .cli import spotrain
 from .edges import bill, refused, runs

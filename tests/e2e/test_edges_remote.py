@@ -25,7 +25,8 @@ class RetriedForever(BaseException):
 def dry_run(monkeypatch: pytest.MonkeyPatch, isolated_env) -> Iterator[tuple]:
     """A dry-run controller and a fresh run of the digits recipe."""
     from spotrain.config import load_spec
-    from spotrain.controller import create_run, open_controller, prepare
+    from spotrain.controller import create_run, prepare
+    from spotrain.workspace import open_controller
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     with open_controller(dry_run=True, boot_delay_s=0.0) as ctl:

@@ -50,7 +50,8 @@ def test_a_trainer_that_cannot_reach_s3_is_started_again_then_the_run_waits(monk
     the trainer again MAX_RESTARTS times, then ends, and the run is INTERRUPTED (resumable), not FAILED."""
     from spotrain import orchestrator
     from spotrain.config import load_spec
-    from spotrain.controller import create_run, open_controller, prepare
+    from spotrain.controller import create_run, prepare
+    from spotrain.workspace import open_controller
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     with open_controller(dry_run=True, boot_delay_s=0.1) as ctl:

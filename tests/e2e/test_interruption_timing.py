@@ -15,8 +15,9 @@ import pytest
 from spotrain import orchestrator
 from spotrain.cloud import local_fakes
 from spotrain.config import load_spec
-from spotrain.controller import create_run, open_controller, prepare
+from spotrain.controller import create_run, prepare
 from spotrain.store import RunState
+from spotrain.workspace import open_controller
 
 
 def start_run(ctl, checkpoint_s: float | None = None) -> str:

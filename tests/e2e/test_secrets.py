@@ -9,8 +9,9 @@ import pytest
 
 from spotrain import orchestrator
 from spotrain.config import load_spec
-from spotrain.controller import controller_for_run, create_run, open_controller, prepare
+from spotrain.controller import create_run, prepare
 from spotrain.store import RunState
+from spotrain.workspace import controller_for_run, open_controller
 
 ENV = {"DB_PASS": "pa55-x1", "HF_AUTH": "au7h-y2", "WANDB_API_KEY": "k3y-z3", "LR_NOTE": "plain"}
 

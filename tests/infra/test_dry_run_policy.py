@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from spotrain import config, infra
-from spotrain.controller import create_run, launch, open_controller, prepare
+from spotrain.controller import create_run, launch, prepare
 from spotrain.store import RunState
+from spotrain.workspace import open_controller
 
 from .policies import NOTES, justified
 from .policy_check import check_policies, record_operations

@@ -15,6 +15,8 @@ from spotrain import infra
 from spotrain.cloud.aws import instances, network, prices, storage, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, start_attempt
 from spotrain.cloud.local_fakes import Price, add_dlami, quotas, spot_prices
+from spotrain.config import RunSpec
+from spotrain.plan import zone_order
 
 from .policies import justified
 from .policy_check import (
@@ -55,6 +57,12 @@ def world(isolated_env: Path) -> Iterator[tuple[boto3.Session, infra.InfraOutput
         yield sess, infra.init(sess, region=R).outputs
 
 
+def attempt_request(sess: boto3.Session, spec: instances.LaunchSpec, home: Path) -> AttemptRequest:
+    """One attempt of `spec` in R, in the plan's zone order."""
+    order = zone_order(sess, RunSpec(recipe="digits", instance=P3))
+    return AttemptRequest(spec=spec, regions=[R], state_dir=home, order=order, ssh_cidr="203.0.113.7")
+
+
 def launch_flow(sess: boto3.Session, out: infra.InfraOutputs, home: Path, run_id: str) -> None:
     """prices, then one attempt with the instance profile and a data snapshot, wait, end it."""
     prices.quote(instance_type=P3, region=R, sess=sess)
@@ -64,9 +72,7 @@ def launch_flow(sess: boto3.Session, out: infra.InfraOutputs, home: Path, run_id
         run_id=run_id, attempt_id="a1", owner="alice", instance_type=P3, root_gb=200,
         data_snapshot_id=snap["SnapshotId"], instance_profile=out.instance_profile_name, user_data="#!/bin/bash",
     )  # fmt: skip
-    started = start_attempt(
-        sess, AttemptRequest(spec=spec, regions=[R], state_dir=home, ssh_cidr="203.0.113.7")
-    )
+    started = start_attempt(sess, attempt_request(sess, spec, home))
     iid = started.instance.instance_id
     instances.wait(sess, region=R, instance_id=iid, until="running", deadline_s=10)
     instances.describe(sess, region=R, instance_id=iid)
@@ -100,7 +106,7 @@ def launch_flow_no_end(sess: boto3.Session, out: infra.InfraOutputs, home: Path,
         run_id=run_id, attempt_id="a1", owner="alice", instance_type=P3, root_gb=100,
         instance_profile=out.instance_profile_arn,
     )  # fmt: skip
-    start_attempt(sess, AttemptRequest(spec=spec, regions=[R], state_dir=home, ssh_cidr="203.0.113.7"))
+    start_attempt(sess, attempt_request(sess, spec, home))
 
 
 def mirror_flow(bucket: str, tmp: Path) -> None:

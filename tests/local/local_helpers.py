@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
-from spotrain.cloud.aws.instances import LaunchSpec
+from spotrain.cloud.aws.instances import LaunchSpec, region_quotes
 from spotrain.cloud.local import LocalCloud
+from spotrain.plan import order_zones
 from spotrain.remote import DetachedProcess, start_detached
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +29,9 @@ def launch(
     spec = LaunchSpec(
         run_id=run_id, attempt_id=attempt, owner="tester", instance_type=instance_type, root_gb=120
     )
-    req = AttemptRequest(spec=spec, regions=regions, state_dir=cloud.state_dir, demote_zones=demote)
+    quotes = region_quotes(cloud.session(), instance_type=instance_type, regions=regions)
+    order = order_zones(quotes, instance_type=instance_type, demote=demote)  # the plan's zone order
+    req = AttemptRequest(spec=spec, regions=regions, state_dir=cloud.state_dir, order=order)
     return cloud.start_attempt(req)
 
 

@@ -154,7 +154,7 @@ def test_a_home_relative_run_dir_in_argv_is_the_same_directory_the_agent_uses(tm
     # Popen runs it without a shell, so unless the agent expands it the trainer writes under
     # cwd/~/spotrain/runs/R while the controller follows ~/spotrain/runs/R (a file that never appears).
     from spotrain.cloud.aws.cloud import AwsCloud
-    from spotrain.layout import run_paths
+    from spotrain.contract import run_paths
 
     home = tmp_path / "home"
     instance = LocalTransport(home, state_dir="~/.spotrain-remote")

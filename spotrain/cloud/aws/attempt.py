@@ -2,7 +2,8 @@
 
 Steps, in order, so that a mistake is found before anything is created and nothing is left behind:
   1. check what the user gave (instance type, regions, --ssh-cidr, --ami) without creating anything;
-  2. plan zones from the spot prices, cheapest first, the zone that just interrupted the run last;
+  2. take the zones in the order the plan gave (spotrain/plan.py: prices, --zone, --max-price, the
+     zone that just interrupted the run last); nothing here sorts or filters them;
   3. choose the image for the first region to try (a bad --ami fails here);
   4. check the spot vCPU quota of every region, before any launch call (in launch_spot);
   5. per region, when first needed: image, the data snapshot (regional), key pair, the run's security
@@ -15,7 +16,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +24,19 @@ import boto3
 from spotrain import catalog
 from spotrain.cloud import ImageChoice, KeyPair, LaunchedInstance, SecurityGroup, ZoneFailure
 from spotrain.cloud.aws import ClientError, client, error_code, images, network, region_of, translated
-from spotrain.cloud.aws.instances import LaunchSpec, RegionResources, all_failed, launch_spot, plan_zones
+from spotrain.cloud.aws.instances import LaunchSpec, RegionResources, ZoneOrder, all_failed, launch_spot
 from spotrain.errors import SpotrainError
 
 
 @dataclass(frozen=True)
 class AttemptRequest:
     spec: LaunchSpec
-    regions: Sequence[str]  # allowed regions, in order of preference
+    regions: Sequence[str]  # the run's regions (checked, and named when none can be used)
     state_dir: Path  # where the private key is kept
+    order: ZoneOrder  # the zones to try, in this order (plan.zone_order): the launch follows it
     ssh_cidr: str | None = None  # None: this machine's public address, /32
     ami: str | None = None  # overrides the Deep Learning AMI (an id is per region: one region only)
     public_key: Path | None = None  # the user's own key instead of spotrain's
-    demote_zones: Sequence[str] = ()  # zones that just interrupted this run: tried last
-    zones: Sequence[str] = ()  # allowed zones (--zone); empty: any zone of `regions`
-    now: datetime | None = None  # for the price plan; None: now
 
 
 @dataclass(frozen=True)
@@ -97,18 +95,10 @@ def snapshot_missing(ec2: Any, region: str, snapshot_id: str | None) -> ZoneFail
 
 @translated("start an attempt")
 def start_attempt(sess: boto3.Session, req: AttemptRequest) -> StartedAttempt:
-    """Launch one spot instance for `req.spec`'s run, trying zones and regions in price order."""
+    """Launch one spot instance for `req.spec`'s run, trying the zones in the order `req.order` gives."""
     spec = req.spec
     regions, cidr = _check(sess, req)
-    candidates, skipped = plan_zones(
-        sess,
-        instance_type=spec.instance_type,
-        regions=regions,
-        demote=req.demote_zones,
-        max_price=spec.max_price,
-        zones=req.zones,
-        now=req.now,
-    )
+    candidates, skipped = req.order.candidates, list(req.order.skipped)
     if not candidates:
         raise _nothing_to_try(spec, regions, skipped)
     home = candidates[0].region

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import boto3
 
-from spotrain import infra, layout
+from spotrain import contract, infra
 from spotrain.cloud import InstanceStatus, SweepResult
 from spotrain.cloud.aws import attempt, client, instances, network, session, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
@@ -127,16 +127,18 @@ class AwsCloud:
         return self._profile
 
     def user_data(self, spec: dict) -> str | None:
-        return layout.user_data(spec)
+        return contract.user_data(spec)
 
     def wait_ready(self, transport: Transport, deadline_s: float, poll_s: float = 5.0) -> dict[str, str]:
         """Poll the bootstrap's ready marker over SSH; its failure marker ends the wait with its reason."""
         deadline = time.monotonic() + deadline_s
-        probe = f"cat {layout.READY} 2>/dev/null || {{ cat {layout.BOOT_FAILED} >&2 2>/dev/null; exit 3; }}"
+        probe = (
+            f"cat {contract.READY} 2>/dev/null || {{ cat {contract.BOOT_FAILED} >&2 2>/dev/null; exit 3; }}"
+        )
         while True:
             result = transport.exec(probe, timeout=60)
             if result.exit_code == 0:
-                return layout.parse_ready(result.stdout.decode(errors="replace"))
+                return contract.parse_ready(result.stdout.decode(errors="replace"))
             failed = result.stderr.decode(errors="replace").strip()
             if failed:
                 raise SpotrainError(
@@ -145,7 +147,7 @@ class AwsCloud:
                 )
             if time.monotonic() > deadline:
                 raise SpotrainError(
-                    f"the instance was not ready after {deadline_s:.0f} s ({layout.READY} missing)",
+                    f"the instance was not ready after {deadline_s:.0f} s ({contract.READY} missing)",
                     "see /opt/spotrain/bootstrap.log on the instance",
                 )
             time.sleep(poll_s)

@@ -1,9 +1,9 @@
-"""Spot instances: plan zones, check the quota, launch with failover, wait, say why one ended, terminate.
+"""Spot instances: quote zones, check the quota, launch with failover, wait, say why one ended, terminate.
 
 Launching is `run_instances` with one-time spot market options, IMDSv2 required, an encrypted gp3 root,
-our tags on the instance, its volumes and its spot request. Zones are tried cheapest first (the zone
-that just interrupted the run last), moving on after the capacity errors named in ZONE_ERRORS, then
-to the next allowed region; each create call runs on a client with retries off so failover is quick.
+our tags on the instance, its volumes and its spot request. Zones are tried in the order the plan gave
+(spotrain/plan.py), moving on after the capacity errors named in ZONE_ERRORS, or to the next region
+after a region-wide one; each create call runs on a client with retries off so failover is quick.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,6 +28,7 @@ from spotrain.cloud import (
     InstanceStatus,
     LaunchedInstance,
     ZoneFailure,
+    ZoneQuote,
     tags,
 )
 from spotrain.cloud.aws import (
@@ -37,7 +38,9 @@ from spotrain.cloud.aws import (
     error_message,
     images,
     prices,
+    pricing,
     quotas,
+    region_of,
     translated,
 )
 from spotrain.errors import SpotrainError
@@ -101,50 +104,48 @@ def subnet_missing(res: RegionResources, zone: str) -> ZoneFailure | None:
 
 @dataclass(frozen=True)
 class ZoneCandidate:
+    """One zone an attempt may try, with its price now: the plan orders them (spotrain/plan.py)."""
+
     region: str
-    zone: str
-    usd_per_hour: float
+    quote: ZoneQuote
+
+    @property
+    def zone(self) -> str:
+        return self.quote.zone
+
+    @property
+    def usd_per_hour(self) -> float:
+        return self.quote.usd_per_hour
 
 
-# -- plan -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ZoneOrder:
+    """What one attempt tries: the zones in order, and the zones or regions left out, with why."""
+
+    candidates: tuple[ZoneCandidate, ...]
+    skipped: tuple[ZoneFailure, ...] = ()
+
+
+# -- prices for the plan ----------------------------------------------------------------------
 
 
 @translated("read spot prices")
-def plan_zones(
-    sess: boto3.Session,
-    *,
-    instance_type: str,
-    regions: Sequence[str],
-    demote: Iterable[str] = (),
-    max_price: float | None = None,
-    zones: Sequence[str] = (),
-    now: datetime | None = None,
-) -> tuple[list[ZoneCandidate], list[ZoneFailure]]:
-    """Zones to try, region by region, cheapest first, the `demote`d ones (that just interrupted
-    the run) last of all; only the allowed `zones` when any are given (--zone); and the zones or
-    regions left out, with why."""
+def region_quotes(
+    sess: boto3.Session, *, instance_type: str, regions: Sequence[str], now: datetime | None = None
+) -> dict[str, list[ZoneQuote]]:
+    """Each region's zone quotes now (its 24 h range, the discount against the region's on-demand
+    price), in the order the regions are given; an empty list where the type has no spot price.
+    Unordered within a region: the plan decides the order."""
     itype = catalog.instance_type(instance_type)
     now = now or datetime.now(timezone.utc)
-    last = set(demote)
-    keep: list[ZoneCandidate] = []
-    skipped: list[ZoneFailure] = []
-    for region in regions:
+    found: dict[str, list[ZoneQuote]] = {}
+    for region in (region_of(sess, r) for r in regions):
         samples = prices.history(
-            sess, region=region, instance_type=itype.name, start=now - timedelta(hours=6)
+            sess, region=region, instance_type=itype.name, start=now - timedelta(days=1), end=now
         )
-        quotes = prices.zone_quotes(samples, now=now.timestamp(), on_demand=itype.on_demand_usd_per_hour)
-        if not quotes:
-            skipped.append(ZoneFailure(region, "*", "NotOffered", f"no spot price for {itype.name}"))
-        for q in prices.cheapest(quotes):
-            if zones and q.zone not in zones:
-                continue  # not allowed by --zone: not a failure, just not ours to try
-            if max_price is not None and q.usd_per_hour > max_price:
-                msg = f"spot price ${q.usd_per_hour:.4f}/h is above --max-price ${max_price:.4f}/h"
-                skipped.append(ZoneFailure(region, q.zone, "MaxPrice", msg))
-            else:
-                keep.append(ZoneCandidate(region, q.zone, q.usd_per_hour))
-    keep.sort(key=lambda c: c.zone in last)  # stable: keeps region order and price order otherwise
-    return keep, skipped
+        on_demand = pricing.on_demand(sess, region=region, instance_type=itype.name).usd_per_hour
+        found[region] = prices.zone_quotes(samples, now=now.timestamp(), on_demand=on_demand)
+    return found
 
 
 # -- launch -----------------------------------------------------------------------------------

@@ -1,0 +1,85 @@
+"""The contract between the controller and an instance (ARCHITECTURE.md): where a run's things are on
+the instance (the cloud's workdir holds `bundle/`, owned by sync, and `runs/RUN/` beside it, never
+inside), the user data that prepares it, the ready marker its bootstrap writes, and the trainer's
+command line."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+
+from spotrain.config import PlanRecord, RunSpec
+
+TRAINER_DIR = Path(__file__).resolve().parent.parent / "trainer"
+BUNDLE, RUNS = "bundle", "runs"
+DATA_DIR = "/opt/spotrain/data"  # where the data set is when the instance's ready marker does not say
+BOOTSTRAP = Path(__file__).resolve().parent.parent / "infra" / "bootstrap.sh"
+READY, BOOT_FAILED = "/opt/spotrain/ready", "/opt/spotrain/failed"  # written by infra/bootstrap.sh
+
+
+def user_data(spec: RunSpec) -> str:
+    """The instance's user data: the run's settings as `export` lines, then infra/bootstrap.sh, which
+    prepares the data and writes the ready marker the controller waits for."""
+    script = BOOTSTRAP.read_text(encoding="utf-8")
+    exports = []
+    if (spec.data or "").startswith("s3://"):
+        exports.append(f"export SPOTRAIN_DATA_S3={shlex.quote(spec.data or '')}")
+    body = script.split("\n", 1)[1] if script.startswith("#!") else script
+    return "#!/usr/bin/env bash\n" + "".join(line + "\n" for line in exports) + body
+
+
+def parse_ready(text: str) -> dict[str, str]:
+    """The ready marker's NAME=value lines (SPOTRAIN_PYTHON, SPOTRAIN_DATA)."""
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def run_paths(workdir: str, run_id: str) -> tuple[str, str]:
+    """(run directory, bundle directory) under the instance's workdir."""
+    root = workdir.rstrip("/")
+    return f"{root}/{RUNS}/{run_id}", f"{root}/{BUNDLE}"
+
+
+def trainer_command(
+    spec: RunSpec,
+    plan: PlanRecord,
+    *,
+    run_id: str,
+    run_dir: str,
+    bucket: str,
+    ready: Mapping[str, str],
+    python: str,
+    every_gpu: bool,
+) -> list[str]:
+    """The trainer's whole command line: always --resume auto, mirrored to the run's prefix, the
+    checkpoint interval the plan chose. `ready` is the instance's ready marker (its python and data
+    directory win over `python` and DATA_DIR); `every_gpu` False (the dry-run's instances) trains in
+    one process whatever the plan's type has."""
+    args = [
+        "-m",
+        "trainer.train",
+        "--recipe",
+        spec.recipe,
+        "--run-dir",
+        run_dir,
+        "--resume",
+        "auto",
+        "--mirror",
+        f"s3://{bucket}/runs/{run_id}",
+        "--seed",
+        str(spec.seed),
+        "--checkpoint-every",
+        str(plan.checkpoint_s),
+    ]
+    if spec.target_acc is not None:
+        args += ["--target-acc", str(spec.target_acc)]
+    if spec.max_epochs is not None:
+        args += ["--max-epochs", str(spec.max_epochs)]
+    if spec.data:
+        args += ["--data", ready.get("SPOTRAIN_DATA") or DATA_DIR]
+    python = ready.get("SPOTRAIN_PYTHON") or python
+    gpus = plan.gpus if every_gpu else 1
+    if gpus > 1:  # trainer.launch is torchrun that passes the workers' exit code (75) through
+        return [python, "-m", "trainer.launch", "--standalone", f"--nproc_per_node={gpus}", *args]
+    return [python, *args]

@@ -1,0 +1,171 @@
+"""The trainer on its instance, mixed into the Orchestrator: its command line from the stored plan, its
+events into the store (while a controller watches, or caught up for `status`), the attempt's progress
+from them, how the trainer ended, and the dry-run's injected interruptions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from spotrain.cloud import EndKind
+from spotrain.config import PlanRecord
+from spotrain.contract import run_paths, trainer_command
+from spotrain.errors import SpotrainError
+from spotrain.layout import crash_point
+from spotrain.remote import RemoteError, follow_events, process_status, stop
+from spotrain.store import TERMINAL
+
+
+class TrainerWatch:
+    """The Orchestrator's trainer half (it holds store, cloud, ssh, poll_s and on_event)."""
+
+    def _paths(self, attempt, run_id: str) -> tuple[str, str]:
+        """(run directory, bundle directory) on the attempt's instance."""
+        return run_paths(self.cloud.workdir(attempt.instance_id), run_id)
+
+    def _trainer_command(self, run, attempt, run_dir: str, ready: dict[str, str]) -> list[str]:
+        return trainer_command(
+            run.spec,
+            self._plan(run),
+            run_id=run.run_id,
+            run_dir=run_dir,
+            bucket=self.cloud.bucket(),
+            ready=ready,
+            python=self.cloud.python(attempt.instance_id),
+            every_gpu=self.cloud.name == "aws",
+        )
+
+    def _plan(self, run) -> PlanRecord:
+        """The run's stored plan: what every attempt follows."""
+        if run.plan is None:
+            raise SpotrainError(
+                f"run {run.run_id} has no stored plan, so nothing to launch it with",
+                "start it again with `spotrain launch`",
+            )
+        return run.plan
+
+    def _follow(self, run, attempt, transport, run_dir: str) -> None:
+        def finished() -> bool:
+            if self.store.get_run(run.run_id).state in TERMINAL:
+                return True  # `spotrain down` ended the run from another process: stop watching
+            if self._over_budget(run):
+                stop(transport, run_dir, grace_s=60)
+            return not process_status(transport, run_dir).running
+
+        path, offset = f"{run_dir}/events.jsonl", attempt.events_offset  # a restarted controller goes on
+        for event in follow_events(transport, path, offset=offset, poll_s=self.poll_s, stop=finished):
+            if event.kind == "malformed":
+                continue
+            attempt = self._store_trainer_event(run, attempt, event)
+            self._in_contact(run, attempt)
+            crash_point("training")
+            self.on_event({"run": run.run_id, "attempt": attempt.number, "source": "trainer", **event.data})
+
+    def _store_trainer_event(self, run, attempt, event):
+        """One trainer event into the store (with the offset to follow on from) and the attempt's
+        progress; the watching controller and a catching-up `status` both pull through here."""
+        self.store.add_trainer_events(run.run_id, attempt.number, [event.data], offset=event.end)
+        return self._note_progress(run, attempt, event.data)
+
+    def catch_up(self, run_id: str) -> str | None:
+        """For a live run no controller watches (`spotrain status RUN`; the caller holds the run's
+        lock): store the trainer's events written since the last pull, from its instance. Returns
+        what the store cannot say yet (the trainer or its instance ended), or None. It changes no state
+        and ends no attempt: that is the next controller's to decide (`spotrain resume`)."""
+        run = self.store.get_run(run_id)
+        attempt = self.store.live_attempt(run_id)
+        if run.state in TERMINAL or attempt is None or attempt.instance_id is None:
+            return None
+        record = f"not yet recorded: `spotrain resume {run_id}` records it"
+        try:
+            status = self.cloud.describe(attempt.region, attempt.instance_id)
+            transport = self.cloud.transport(status, ssh=self.ssh)
+        except SpotrainError as err:
+            return f"instance {attempt.instance_id} cannot be read ({err.message}); showing what was stored"
+        run_dir, _ = self._paths(attempt, run_id)
+        try:
+            path = f"{run_dir}/events.jsonl"
+            for event in follow_events(transport, path, offset=attempt.events_offset, stop=lambda: True):
+                if event.kind != "malformed":
+                    attempt = self._store_trainer_event(run, attempt, event)
+            proc = process_status(transport, run_dir)
+        except RemoteError as err:
+            return f"instance {attempt.instance_id} cannot be read ({err.message}); showing what was stored"
+        finally:
+            transport.close()
+        if status.end != EndKind.RUNNING:
+            return f"instance {attempt.instance_id} ended ({status.reason_code}), {record}"
+        if proc.state == "exited":
+            return f"trainer exited {proc.exit_code}, {record}"
+        if proc.state == "lost":
+            return f"trainer is gone without an exit code, {record}"
+        return None
+
+    def _final_status(self, transport, run_dir: str, settle_s: float = 5.0):
+        """How the trainer ended. Between its death and its supervisor writing the exit code it reads
+        as "lost" for a moment: wait that out (a truly lost one stays lost and is returned so)."""
+        deadline = time.monotonic() + settle_s
+        proc = process_status(transport, run_dir)
+        while proc.state == "lost" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            proc = process_status(transport, run_dir)
+        return proc
+
+    def _note_progress(self, run, attempt, event: dict[str, Any]):
+        """The attempt's resume point, first training step and last step; returns the updated record."""
+        kind = event.get("kind")
+        if kind == "start":
+            return self.store.update_attempt(
+                run.run_id, attempt.number, resumed_from_step=event.get("step", 0)
+            )
+        if kind == "step":
+            fields = {"last_step": event["step"]}
+            if attempt.training_started_at is None:
+                fields["training_started_at"] = event["t"]
+            return self.store.update_attempt(run.run_id, attempt.number, **fields)
+        step = event.get("step")
+        # `step` events come every --log-every steps only; the attempt's last step is where its trainer
+        # saved and stopped (the step the next attempt resumes from), when that is later
+        if (
+            kind in ("checkpoint", "interruption", "done")
+            and isinstance(step, int)
+            and step > (attempt.last_step or 0)
+        ):
+            return self.store.update_attempt(run.run_id, attempt.number, last_step=step)
+        return attempt
+
+    def _injection(self, run, attempt) -> str | None:
+        """Dry-run: this attempt's --inject-interruption AT (one per attempt, in order), if any."""
+        ats = run.spec.inject_interruptions
+        return (
+            ats[attempt.number - 1] if self.cloud.name == "dry-run" and attempt.number <= len(ats) else None
+        )
+
+    def _injection_env(self, run, attempt) -> dict[str, str]:
+        at = self._injection(run, attempt)
+        return self.cloud.injection_env(at) if at else {}
+
+    def _inject(self, run, attempt, run_dir: str) -> None:
+        """Dry-run: --inject-interruption AT, one per attempt in order, posted at that instance's IMDS."""
+        at = self._injection(run, attempt)
+        if at:
+            self.cloud.schedule_interruption(attempt.instance_id, at, f"{run_dir}/events.jsonl")
+            self._event(run.run_id, "inject", attempt=attempt.number, at=at)
+
+    def _missed_injection(self, run, attempt) -> None:
+        """A run asked to be interrupted in this attempt, and it finished first: say so, with where."""
+        at = self._injection(run, attempt)
+        if not at:
+            return
+        done = [e for e in self.store.events(run.run_id, kinds=["done"]) if e.attempt == attempt.number]
+        where = ""
+        if done:
+            d = done[-1].data
+            why = "reached its target" if d.get("reason") == "target" else f"ended ({d.get('reason')})"
+            where = f" (the run {why} at step {d.get('step')}, epoch {d.get('epoch')})"
+        self._event(
+            run.run_id,
+            "warning",
+            attempt=attempt.number,
+            message=f"the injected interruption {at} never came{where}",
+        )

@@ -1,0 +1,215 @@
+"""The workspace: the state directory, its store and a cloud (AWS, or the dry-run's on this machine) put
+together as a `Controller`, and what is asked across both stores: a run by its id or a prefix, the
+newest run, every run's status rows, and `down` of one run or of all.
+
+The dry-run keeps its own state directory (`STATE/dry-run`), so its runs never mix with real ones;
+commands that name a run look in the real store first, then the dry-run's. These functions never print
+and never exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spotrain.errors import SpotrainError
+from spotrain.orchestrator import OnEvent, Orchestrator
+from spotrain.settings import Settings, load_settings
+from spotrain.store import TERMINAL, RunRecord, RunState, Store
+
+
+@dataclass
+class Controller:
+    settings: Settings
+    dry_run: bool
+    state_dir: Path
+    store: Store
+    boot_delay_s: float = 2.0
+    seed: int = 0
+    regions: list[str] = field(default_factory=lambda: ["us-east-1"])  # the run's (AWS only)
+    bucket: str | None = None  # the run's --bucket (AWS only; None: the one `spotrain init` made)
+    _cloud: Any = field(default=None, repr=False)
+
+    @property
+    def cloud(self):
+        """Made on first use: `status` and `cost` need only the store, never AWS or a moto server."""
+        if self._cloud is None:
+            if self.dry_run:
+                from spotrain.cloud.local import LocalCloud
+
+                self._cloud = LocalCloud(self.state_dir, boot_delay_s=self.boot_delay_s, seed=self.seed)
+            else:
+                from spotrain.cloud.aws.cloud import AwsCloud
+
+                self._cloud = AwsCloud(
+                    regions=self.regions,
+                    bucket=self.bucket,
+                    profile=self.settings.profile,
+                    state_dir=self.state_dir,  # its keys: a fresh `resume` or `logs -f` can SSH too
+                )
+        return self._cloud
+
+    def orchestrator(
+        self, on_event: OnEvent | None = None, *, ssh: bool = False, poll_s: float = 0.5
+    ) -> Orchestrator:
+        return Orchestrator(self.store, self.cloud, self.state_dir, on_event=on_event, ssh=ssh, poll_s=poll_s)
+
+    def close(self) -> None:
+        if self._cloud is not None:
+            self._cloud.close()
+        self.store.close()
+
+
+@contextlib.contextmanager
+def open_controller(
+    *, dry_run: bool, boot_delay_s: float = 2.0, seed: int = 0, settings: Settings | None = None
+) -> Iterator[Controller]:
+    settings = settings or load_settings()
+    state_dir = settings.dry_run_dir() if dry_run else settings.state_dir
+    ctl = Controller(settings, dry_run, state_dir, Store.open(state_dir), boot_delay_s, seed)
+    try:
+        yield ctl
+    finally:
+        ctl.close()
+
+
+def find_run(run_id: str, *, settings: Settings | None = None) -> tuple[str, bool]:
+    """The full id `run_id` names and whether it is the dry-run's: the run of exactly that id, else
+    the one run, in either store, whose id starts with it. An ambiguous prefix is refused with its
+    matches; an unknown id with the known ids of both stores (one may be empty, the other not)."""
+    settings = settings or load_settings()
+    exact, matches, known = [], [], []
+    for dry_run in (False, True):
+        state_dir = settings.dry_run_dir() if dry_run else settings.state_dir
+        if not (state_dir / "state.db").exists():
+            continue  # never create a store only to look in it
+        with Store.open(state_dir) as store:
+            ids = store.run_ids()
+        label = " (dry-run)" if dry_run else ""
+        exact += [(i, dry_run) for i in ids if i == run_id]
+        matches += [(i, dry_run) for i in ids if i.startswith(run_id)]
+        known += [(i, label) for i in ids]
+    if exact or len(matches) == 1:
+        return (exact or matches)[0]
+    if matches:
+        raise SpotrainError(
+            f"run '{run_id}' is ambiguous: {len(matches)} runs start with it: "
+            + ", ".join(i + (" (dry-run)" if d else "") for i, d in matches[:10]),
+            "give more of the id",
+        )
+    if not known:
+        raise SpotrainError(
+            f"run '{run_id}' is unknown: there are no runs in {settings.state_dir} "
+            f"(nor its dry-run's {settings.dry_run_dir()})",
+            "start one with `spotrain launch`; SPOTRAIN_HOME chooses the state directory",
+        )
+    close = difflib.get_close_matches(run_id, [i for i, _ in known], n=1, cutoff=0.6)
+    guess = f"; did you mean {close[0]}?" if close else ""
+    raise SpotrainError(
+        f"run '{run_id}' is unknown{guess}",
+        "known runs: "
+        + ", ".join(i + label for i, label in known[:10])
+        + (" ..." if len(known) > 10 else ""),
+    )
+
+
+@contextlib.contextmanager
+def controller_for_run(run_id: str, *, settings: Settings | None = None) -> Iterator[Controller]:
+    """The controller whose store holds `run_id` (an exact id; see `find_run` for prefixes)."""
+    settings = settings or load_settings()
+    full, dry_run = find_run(run_id, settings=settings)
+    with open_controller(dry_run=dry_run, settings=settings) as ctl:
+        run = ctl.store.get_run(full)
+        ctl.boot_delay_s, ctl.seed = run.spec.boot_delay_s, run.spec.seed
+        ctl.regions, ctl.bucket = list(run.spec.regions), run.spec.bucket
+        yield ctl
+
+
+@dataclass(frozen=True)
+class Swept:
+    """What `down --all` did in one world (AWS, or the dry-run's cloud on this machine)."""
+
+    world: str  # "aws" or "dry-run"
+    cancelled: list[str]  # runs that had not ended
+    removed: list[str]  # instances, security groups, key pairs ...
+
+
+def down_all(settings: Settings | None = None) -> list[Swept]:
+    """Every run's leftovers, in each world that has state here: the dry-run's on its own cloud (never
+    AWS), AWS only when this machine has real runs (a machine that never launched one has nothing
+    of ours there to know of). Runs that had not ended end CANCELLED, as `down RUN` does."""
+    settings = settings or load_settings()
+    done = []
+    for dry_run in (True, False):
+        state_dir = settings.state_dir_for(dry_run)
+        if not (state_dir / "state.db").exists():
+            continue
+        with open_controller(dry_run=dry_run, settings=settings) as ctl:
+            runs = ctl.store.list_runs()
+            if not dry_run and not runs:
+                continue
+            if not dry_run:  # the cloud is made for the regions the runs used
+                ctl.regions = sorted({r for run in runs for r in run.spec.regions})
+            orch = ctl.orchestrator()
+            cancelled = [run.run_id for run in runs if run.state not in TERMINAL]
+            removed = [item for run_id in cancelled for item in orch.down(run_id)]
+            result = ctl.cloud.sweep(None)
+            removed += [*result.terminated, *result.deleted]
+            done.append(Swept("dry-run" if dry_run else "aws", cancelled, sorted(set(removed))))
+    return done
+
+
+def newest_run(settings: Settings | None = None) -> str:
+    """The id of the newest run in either store."""
+    newest: list[RunRecord] = []
+    for dry_run in (False, True):
+        with open_controller(dry_run=dry_run, settings=settings) as ctl:
+            newest += ctl.store.list_runs()[:1]
+    if not newest:
+        raise SpotrainError("there is no run yet", "start one with `spotrain launch` (or --dry-run)")
+    return max(newest, key=lambda r: r.created_at).run_id
+
+
+@dataclass(frozen=True)
+class Downed:
+    """What `down RUN` did: the run's state after it, and what it removed."""
+
+    state: RunState
+    removed: list[str]
+
+
+def down_run(run_id: str, settings: Settings | None = None) -> Downed:
+    """Terminate and remove everything the run owns; it ends CANCELLED (if it had not ended). A run
+    already cancelled with nothing left is refused: there is nothing to take down."""
+    with controller_for_run(run_id, settings=settings) as ctl:
+        before = ctl.store.get_run(run_id)
+        removed = ctl.orchestrator().down(run_id)
+        after = ctl.store.get_run(run_id)
+    if before.state == RunState.CANCELLED and not removed:  # a finished run's cleanup is not an error
+        raise SpotrainError(
+            f"run {run_id} is already down: it was cancelled ({after.end_reason}) and nothing of it is "
+            "left in the cloud",
+            f"see what it did with `spotrain status {run_id}` and `spotrain cost {run_id}`",
+        )
+    return Downed(after.state, removed)
+
+
+def status_rows(run_id: str | None = None, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """`status`'s rows: one run's, caught up from its instance first when no controller watches it
+    (its `trainer` note says what the store cannot yet), else every run of both stores."""
+    from spotrain import controller
+    from spotrain.render import status_rows as rows_of
+
+    if run_id:
+        with controller_for_run(run_id, settings=settings) as ctl:
+            note = controller.refresh(ctl, run_id)
+            return [{**row, "trainer": note} for row in rows_of(ctl.store, [ctl.store.get_run(run_id)])]
+    rows: list[dict[str, Any]] = []
+    for dry_run in (False, True):
+        with open_controller(dry_run=dry_run, settings=settings) as ctl:
+            rows += rows_of(ctl.store, ctl.store.list_runs())
+    return rows
