@@ -126,13 +126,6 @@ class RunSpec(BaseModel):
     inject_interruptions: list[Interruption] = []  # dry-run only: step:N, P% or Ns, one per attempt
     boot_delay_s: float = Field(2.0, ge=0, allow_inf_nan=False)  # dry-run only: simulated boot time
 
-    # Transitional: `spec.get("recipe")`, `spec["recipe"]` for readers written when the stored spec was
-    # a dict (bill, report, render); read attributes instead. Both go once none calls them.
-    def get(self, key: str, default: Any = None) -> Any:
-        return default if getattr(self, key, None) is None else getattr(self, key)
-
-    __getitem__ = BaseModel.__getattribute__
-
     @model_validator(mode="before")
     @classmethod
     def _instance_from_recipe(cls, values: Any) -> Any:

@@ -333,7 +333,7 @@ def run_usage(store, run_id: str, *, now: float | None = None) -> RunUsage:
     """What run `run_id` has used so far (all of it, once it has ended); prices nothing."""
     now = now or time.time()
     run = store.get_run(run_id)
-    recipe = catalog.recipe(run.spec["recipe"])
+    recipe = catalog.recipe(run.spec.recipe)
     records, gb = store.attempts(run_id), recipe.root_volume_gb
     attempts, samples = [], []
     for a in records:
@@ -351,7 +351,7 @@ def run_usage(store, run_id: str, *, now: float | None = None) -> RunUsage:
         samples=tuple(samples),
         evals=tuple(evals),
         s3=_s3_usage(store, run_id, end - first, len(records)),
-        target=float(run.spec.get("target_acc") or recipe.target),
+        target=float(run.spec.target_acc or recipe.target),
         target_metric=metric,
         origin=min((a.start for a in attempts), default=run.created_at),
         end=end,

@@ -137,8 +137,8 @@ def status_rows(store, runs) -> list[dict[str, Any]]:
             {
                 "run": run.run_id,
                 "state": run.state.value,
-                "recipe": run.spec.get("recipe"),
-                "instance": run.spec.get("instance"),
+                "recipe": run.spec.recipe,
+                "instance": run.spec.instance,
                 "attempts": len(attempts),
                 "epoch": steps[-1].data.get("epoch") if steps else None,
                 "step": next((a.last_step for a in reversed(attempts) if a.last_step is not None), None),

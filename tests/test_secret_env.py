@@ -44,7 +44,7 @@ def test_secret_values_go_to_a_0600_file_beside_the_database_not_into_it(isolate
     with Store.open(isolated_env) as store:
         store.create_run("r1", {"recipe": "digits", "env": ENV}, dry_run=True)
         run = store.get_run("r1")
-        assert run.spec["env"] == {k: "***" if k in SECRETS else v for k, v in ENV.items()}
+        assert run.spec.env == {k: "***" if k in SECRETS else v for k, v in ENV.items()}
         raw = state_bytes(isolated_env)
         assert b"v4lue" not in raw and b"WANDB_PROJECT" in raw
         assert store.run_env(run) == ENV  # what the trainer gets, on this attempt and every other one

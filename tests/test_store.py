@@ -159,7 +159,7 @@ def test_secret_env_values_never_reach_the_file(isolated_env: Path) -> None:
     }
     with Store.open(isolated_env) as s:
         s.create_run("r1", {"recipe": "digits", "env": env}, dry_run=False)
-        assert s.get_run("r1").spec["env"] == {
+        assert s.get_run("r1").spec.env == {
             "AWS_SECRET_ACCESS_KEY": "***",
             "HF_TOKEN": "***",
             "db_password": "***",

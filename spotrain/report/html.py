@@ -131,7 +131,7 @@ def page(d: RunData, rows: list[tuple[str, str]], pngs: dict[str, Path]) -> str:
     run = d.run
     title = f"spotrain report: {run.run_id}"
     header = (
-        f"<h1>{escape(title)}</h1><p>{escape(str(run.spec.get('recipe')))} on {escape(str(run.spec.get('instance')))}"
+        f"<h1>{escape(title)}</h1><p>{escape(str(run.spec.recipe))} on {escape(str(run.spec.instance))}"
         f"{' (dry-run)' if run.dry_run else ''}; state {escape(run.state.value)}"
         f"{': ' + escape(run.end_reason) if run.end_reason else ''}; made {_utc(d.now)} UTC</p>"
     )

@@ -46,10 +46,10 @@ def throughput(d: RunData) -> tuple[float | None, float | None, float | None]:
         return None, None, None
     img_s = statistics.median(rates)
     types = Counter(a.instance_type for a in d.attempts).most_common(1)
-    name = types[0][0] if types else d.run.spec.get("instance") or ""
+    name = types[0][0] if types else d.run.spec.instance
     try:
-        peak = catalog.instance_type(name).peak_tflops * int(d.run.spec.get("nodes") or 1)
-        flops = catalog.recipe(d.run.spec.get("recipe", "")).train_flops_per_sample
+        peak = catalog.instance_type(name).peak_tflops * d.run.spec.nodes
+        flops = catalog.recipe(d.run.spec.recipe).train_flops_per_sample
     except SpotrainError:
         d.note("summary", f"utilisation: the catalog knows no peak TFLOPS for '{name}'")
         return img_s, None, None
@@ -64,8 +64,8 @@ def summarize(d: RunData) -> dict[str, Any]:
     spec = d.run.spec
     out.update(
         state=d.run.state.value,
-        recipe=spec.get("recipe"),
-        instance=spec.get("instance"),
+        recipe=spec.recipe,
+        instance=spec.instance,
         dry_run=d.run.dry_run,
         n_attempts=len(d.attempts),
         interruptions=interruptions,

@@ -165,11 +165,11 @@ def test_without_matplotlib_the_library_names_the_pip_command(tmp_path, monkeypa
     # The demo's launch prints that message instead of failing a run that has ended.
     from rich.console import Console
 
-    from spotrain.cli import _print_report
+    from spotrain.terminal import print_report
 
     console = Console(file=io.StringIO(), width=80)
     with Store.open(tmp_path / "state") as store:
-        _print_report(console, SimpleNamespace(store=store, state_dir=tmp_path), run_id)
+        print_report(console, SimpleNamespace(store=store, state_dir=tmp_path), run_id)
     assert "report not written: the report needs matplotlib" in console.file.getvalue()
 
 
