@@ -104,7 +104,7 @@ def init(region: str | None, bucket: str | None, profile: str | None, print_poli
       spotrain init --region us-east-1
       spotrain init --print-policy > controller-policy.json   # the IAM policy spotrain itself needs
     """
-    from spotrain import infra
+    from spotrain.cloud.aws import stack as infra
     from spotrain.cloud.aws import session
 
     if print_policy:

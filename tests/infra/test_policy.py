@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from spotrain import infra
+from spotrain.cloud.aws import stack
 from spotrain.cloud.aws import instances, network, prices, storage, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, start_attempt
 from spotrain.cloud.local_fakes import Price, add_dlami, quotas, spot_prices
@@ -38,7 +38,7 @@ G5_SSM = "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.9
 
 
 @pytest.fixture
-def world(isolated_env: Path) -> Iterator[tuple[boto3.Session, infra.InfraOutputs]]:
+def world(isolated_env: Path) -> Iterator[tuple[boto3.Session, stack.InfraOutputs]]:
     """moto with the stack deployed (before recording: init is an administrator's job), prices, a
     DLAMI and quotas."""
     from datetime import datetime, timedelta, timezone
@@ -52,10 +52,10 @@ def world(isolated_env: Path) -> Iterator[tuple[boto3.Session, infra.InfraOutput
         add_dlami(R, name=DLAMI, ssm_name=SSM)
         add_dlami(R, name=G5_DLAMI, ssm_name=G5_SSM)
         sess = boto3.Session(region_name=R)
-        yield sess, infra.init(sess, region=R).outputs
+        yield sess, stack.init(sess, region=R).outputs
 
 
-def launch_flow(sess: boto3.Session, out: infra.InfraOutputs, home: Path, run_id: str) -> None:
+def launch_flow(sess: boto3.Session, out: stack.InfraOutputs, home: Path, run_id: str) -> None:
     """prices, then one attempt with the instance profile and a data snapshot, wait, end it."""
     prices.quote(instance_type=P3, region=R, sess=sess)
     ec2 = sess.client("ec2", region_name=R)  # the test's own client: not recorded
@@ -73,7 +73,7 @@ def launch_flow(sess: boto3.Session, out: infra.InfraOutputs, home: Path, run_id
     instances.terminate(sess, region=R, instance_ids=[iid])
 
 
-def sweep_flow(sess: boto3.Session, out: infra.InfraOutputs, home: Path) -> None:
+def sweep_flow(sess: boto3.Session, out: stack.InfraOutputs, home: Path) -> None:
     launch_flow_no_end(sess, out, home, "r-orphan")
     network.ensure_security_group(
         sess, region=R, run_id="r-orphan", owner="alice", ssh_cidr="198.51.100.9/32"
@@ -95,7 +95,7 @@ def sweep_flow(sess: boto3.Session, out: infra.InfraOutputs, home: Path) -> None
     sweep.find_leftovers(sess, regions=[R])
 
 
-def launch_flow_no_end(sess: boto3.Session, out: infra.InfraOutputs, home: Path, run_id: str) -> None:
+def launch_flow_no_end(sess: boto3.Session, out: stack.InfraOutputs, home: Path, run_id: str) -> None:
     spec = instances.LaunchSpec(
         run_id=run_id, attempt_id="a1", owner="alice", instance_type=P3, root_gb=100,
         instance_profile=out.instance_profile_arn,
@@ -124,12 +124,12 @@ def mirror_flow(bucket: str, tmp: Path) -> None:
     restore(f"s3://{bucket}/runs/r1", tmp / "restored", events)
 
 
-def controller_reads(sess: boto3.Session, out: infra.InfraOutputs) -> None:
+def controller_reads(sess: boto3.Session, out: stack.InfraOutputs) -> None:
     storage.list_checkpoints(sess, bucket=out.bucket, run_id="r1")
     storage.read_latest(sess, bucket=out.bucket, run_id="r1")
     storage.list_attempts(sess, bucket=out.bucket, run_id="r1")
-    infra.state_file(R).unlink()
-    infra.outputs(sess, region=R)  # init ran elsewhere: read the stack's outputs back
+    stack.state_file(R).unlink()
+    stack.outputs(sess, region=R)  # init ran elsewhere: read the stack's outputs back
     instances.region_zones(sess, R)  # the plan checks --zone against the region's zones
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import boto3
 
-from spotrain import infra, layout
+from spotrain import layout
+from spotrain.cloud.aws import stack
 from spotrain.cloud import InstanceStatus, SweepResult
 from spotrain.cloud.aws import attempt, client, instances, network, session, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
@@ -107,7 +108,7 @@ class AwsCloud:
     def bucket(self) -> str:
         """--bucket, else the bucket of spotrain's stack in the home region (`spotrain init`)."""
         if self._bucket is None:
-            found = infra.find_outputs(self._session, region=self.regions[0]) if self.regions else None
+            found = stack.find_outputs(self._session, region=self.regions[0]) if self.regions else None
             if found is None:
                 raise SpotrainError(
                     f"no checkpoint bucket for region {self.regions[0] if self.regions else '?'}: "
@@ -123,7 +124,7 @@ class AwsCloud:
         global): the one `spotrain init` stored, else read back from the stack (init ran on another
         machine); None when init ran in none of them."""
         if self._profile is None and self.regions:
-            self._profile = infra.find_instance_profile(self._session, regions=self.regions)
+            self._profile = stack.find_instance_profile(self._session, regions=self.regions)
         return self._profile
 
     def user_data(self, spec: dict) -> str | None:
