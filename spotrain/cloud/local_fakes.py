@@ -34,9 +34,8 @@ from moto.servicequotas.models import ServiceQuotasBackend
 from moto.ssm.models import Parameter, ssm_backends
 
 from spotrain import catalog
-from spotrain.cloud.aws import stack
 from spotrain.cloud import TAG_OWNER, TAG_RUN
-from spotrain.cloud.aws import client, images, network
+from spotrain.cloud.aws import client, images, network, stack
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 SPOT_QUOTA_CODES = ("L-7212CCBC", "L-3819A6DF")  # All P / All G and VT Spot Instance Requests

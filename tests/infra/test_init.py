@@ -14,8 +14,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
-from spotrain.cloud.aws import stack
 from spotrain.cli import main
+from spotrain.cloud.aws import stack
 from spotrain.cloud.local_fakes import add_dlami
 from spotrain.errors import SpotrainError
 

@@ -11,8 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from spotrain.cloud.aws import stack
-from spotrain.cloud.aws import instances, network, prices, storage, sweep
+from spotrain.cloud.aws import instances, network, prices, stack, storage, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, start_attempt
 from spotrain.cloud.local_fakes import Price, add_dlami, quotas, spot_prices
 

@@ -8,9 +8,8 @@ from pathlib import Path
 import boto3
 
 from spotrain import layout
-from spotrain.cloud.aws import stack
 from spotrain.cloud import InstanceStatus, SweepResult
-from spotrain.cloud.aws import attempt, client, instances, network, session, sweep
+from spotrain.cloud.aws import attempt, client, instances, network, session, stack, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
 from spotrain.errors import SpotrainError
 from spotrain.remote import SSHTarget, Transport, connect
