@@ -1,5 +1,5 @@
 """The one interface the orchestrator drives either cloud through: AWS (`cloud/aws/cloud.py`) or the
-dry-run on this machine (`cloud/local.py`). Both run the same `cloud/aws/` code for launching; they
+dry-run on this machine (`cloud/local/`). Both run the same `cloud/aws/` code for launching; they
 differ in where the API lives, how an instance is reached and what environment the trainer gets.
 """
 

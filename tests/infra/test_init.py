@@ -16,7 +16,7 @@ from moto import mock_aws
 
 from spotrain.cli import main
 from spotrain.cloud.aws import stack
-from spotrain.cloud.local_fakes import add_dlami
+from spotrain.cloud.local.moto_patches import add_dlami
 from spotrain.errors import SpotrainError
 
 from .policy_check import REPO, load_template

@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from spotrain.cloud.aws import stack
 from spotrain.cloud.aws.cloud import AwsCloud
-from spotrain.cloud.local_fakes import add_dlami
+from spotrain.cloud.local.moto_patches import add_dlami
 
 from .policy_check import check_policies, record_operations
 

@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from spotrain.cloud.aws import instances, network, prices, stack, storage, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, start_attempt
-from spotrain.cloud.local_fakes import Price, add_dlami, quotas, spot_prices
+from spotrain.cloud.local.moto_patches import Price, add_dlami, quotas, spot_prices
 
 from .policies import justified
 from .policy_check import (

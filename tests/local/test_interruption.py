@@ -10,7 +10,7 @@ from pathlib import Path
 
 from spotrain.cloud import EndKind
 from spotrain.cloud.local import LocalCloud
-from spotrain.cloud.local_imds import EventsProgress, Schedule
+from spotrain.cloud.local.imds import EventsProgress, Schedule
 
 from .local_helpers import events, exit_code, launch, start_trainer, wait_for
 

@@ -39,11 +39,11 @@ from moto.server import ThreadedMotoServer
 
 from spotrain import catalog
 from spotrain.cloud import TAG_OWNER, InstanceStatus, SweepResult
-from spotrain.cloud import local_fakes as fakes
 from spotrain.cloud.aws import attempt, client, instances
 from spotrain.cloud.aws import sweep as aws_sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
-from spotrain.cloud.local_imds import TRAINER_INJECT_ENV, EventsProgress, FakeImds, Schedule, trainer_pids
+from spotrain.cloud.local import moto_patches as fakes
+from spotrain.cloud.local.imds import TRAINER_INJECT_ENV, EventsProgress, FakeImds, Schedule, trainer_pids
 from spotrain.errors import SpotrainError
 from spotrain.remote import LocalTransport, SSHTarget, Transport, connect
 
