@@ -28,6 +28,7 @@ from spotrain.remote import (
     ConnectionLost,
     RemoteError,
     Unreachable,
+    connect,
     follow,
     follow_events,
     process_status,
@@ -200,7 +201,7 @@ class Orchestrator:
             self.store.update_attempt(run.run_id, attempt.number, started_at=time.time())
         run_dir, bundle, transport = *self._paths(attempt, run.run_id), None
         try:  # the transport too: an instance that cannot be reached or logged into ends its attempt
-            transport = self.cloud.transport(status, ssh=self.ssh)
+            transport = connect(self.cloud.target(status, ssh=self.ssh))
             if process_status(transport, run_dir).state != "running":  # an adopted instance may be training
                 ready = self.cloud.wait_ready(transport, deadline_s=900)
                 result = sync(transport, [(TRAINER_DIR, "trainer")], bundle)
@@ -249,7 +250,7 @@ class Orchestrator:
             return self._ended(run, attempt, status.end, status.reason_code)
         run_dir, transport = self._paths(attempt, run.run_id)[0], None
         try:
-            transport = self.cloud.transport(status, ssh=self.ssh)
+            transport = connect(self.cloud.target(status, ssh=self.ssh))
             self._follow(run, attempt, transport, run_dir)
             if self.store.get_run(run.run_id).state in TERMINAL:
                 return self._keep_log(run, attempt, transport, run_dir)  # down's word stands
@@ -353,7 +354,7 @@ class Orchestrator:
         record = f"not yet recorded: `spotrain resume {run_id}` records it"
         try:
             status = self.cloud.describe(attempt.region, attempt.instance_id)
-            transport = self.cloud.transport(status, ssh=self.ssh)
+            transport = connect(self.cloud.target(status, ssh=self.ssh))
         except SpotrainError as err:
             return f"instance {attempt.instance_id} cannot be read ({err.message}); showing what was stored"
         run_dir, _ = self._paths(attempt, run_id)
@@ -475,7 +476,7 @@ class Orchestrator:
             status = self.cloud.describe(attempt.region, attempt.instance_id)
             if status.end != EndKind.RUNNING and self.cloud.name != "dry-run":
                 return None  # an ended EC2 instance answers no SSH (a dry-run's directory stays)
-            transport = self.cloud.transport(status, ssh=self.ssh)
+            transport = connect(self.cloud.target(status, ssh=self.ssh))
         except Exception:  # noqa: BLE001 - gone, unreachable, unknown to the API: try the mirror
             return None
         try:

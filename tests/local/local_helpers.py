@@ -11,7 +11,7 @@ from typing import Any
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
 from spotrain.cloud.aws.instances import LaunchSpec
 from spotrain.cloud.local import LocalCloud
-from spotrain.remote import DetachedProcess, start_detached
+from spotrain.remote import DetachedProcess, connect, start_detached
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,7 +53,7 @@ def start_trainer(
 ) -> tuple[DetachedProcess, Path]:
     """The real trainer on the instance, detached, as the orchestrator starts it; the repo is its bundle."""
     instance_id = started.instance.instance_id
-    transport = cloud.transport(started)
+    transport = connect(cloud.target(started))
     run_dir = f"{cloud.workdir(instance_id)}/runs/run1"
     argv = [cloud.python(instance_id), "-m", "trainer.train", "--recipe", "digits", "--run-dir", run_dir]
     argv += ["--batch-size", "8", "--log-every", "5", *args]

@@ -11,6 +11,7 @@ from pathlib import Path
 from spotrain.cloud import EndKind
 from spotrain.cloud.local import LocalCloud
 from spotrain.cloud.local.imds import EventsProgress, Schedule
+from spotrain.remote import connect
 
 from .local_helpers import events, exit_code, launch, start_trainer, wait_for
 
@@ -21,7 +22,7 @@ def test_injected_notice_stops_the_trainer_then_the_instance_ends(cloud: LocalCl
     env = cloud.instance_env(inst.instance_id)
     assert env["SPOTRAIN_IMDS_URL"].startswith("http://127.0.0.1:")
     assert (
-        cloud.transport(started).exec("echo $SPOTRAIN_IMDS_URL").stdout.decode().strip()
+        connect(cloud.target(started)).exec("echo $SPOTRAIN_IMDS_URL").stdout.decode().strip()
         == env["SPOTRAIN_IMDS_URL"]
     )
     # A schedule far longer than the test: the trainer must not finish before the notice reaches it.

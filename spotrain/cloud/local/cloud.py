@@ -3,7 +3,7 @@
 
     cloud = LocalCloud(state_dir)                         # moto seeded: prices, DLAMI, quotas, bucket
     started = cloud.start_attempt(req)                    # real boto3 calls, zone plan and failover
-    t = cloud.transport(started)                          # LocalTransport(state_dir/instances/ID)
+    t = connect(cloud.target(started))                    # remote.connect: LocalTransport in instances/ID
     env = cloud.injection_env("step:30")                  # for the trainer: a notice at step 30
     cloud.schedule_interruption(id, "step:30", events_path)  # or inject_interruption(id) at once
 
@@ -42,10 +42,11 @@ from spotrain.cloud import TAG_OWNER, InstanceStatus, SweepResult
 from spotrain.cloud.aws import attempt, client, instances
 from spotrain.cloud.aws import sweep as aws_sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
+from spotrain.cloud.base import Shell
 from spotrain.cloud.local import moto_patches as fakes
 from spotrain.cloud.local.imds import TRAINER_INJECT_ENV, EventsProgress, FakeImds, Schedule, trainer_pids
 from spotrain.errors import SpotrainError
-from spotrain.remote import LocalTransport, SSHTarget, Transport, connect
+from spotrain.targets import LocalTarget, SSHTarget
 
 REGIONS = {
     "us-east-1": ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1f"],
@@ -58,6 +59,8 @@ POLL_S = 0.1
 # How often the schedule watcher reads the events (a cheap local read): a `20s` notice is posted within
 # this of its time, a pinned one's reclaim starts within this of the trainer's `interruption` event.
 SCHEDULE_POLL_S = 0.005
+# The instance has its own credentials (moto's), no profile: these of the controller's env stay behind.
+NOT_INHERITED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
 @dataclass
@@ -100,7 +103,7 @@ class LocalCloud:
         self.state_dir = Path(state_dir)
         self.boot_delay_s, self.seed = boot_delay_s, seed
         self.notice_grace_s, self.imds_poll_s = notice_grace_s, imds_poll_s
-        self.sshd = sshd  # a local sshd that reaches this machine, for transport(ssh=True)
+        self.sshd = sshd  # a local sshd that reaches this machine, for target(ssh=True)
         self.instances_dir = self.state_dir / "instances"
         self.instances_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -252,24 +255,24 @@ class LocalCloud:
                     result.deleted.append(key["KeyName"])
         return result
 
-    def transport(self, target: StartedAttempt | InstanceStatus, *, ssh: bool = False) -> Transport:
-        """LocalTransport in the instance directory (HOME there, the instance's env); with ssh=True,
-        an SSH session to the given local sshd, its agent state kept inside the instance directory."""
+    def target(
+        self, instance: StartedAttempt | InstanceStatus, *, ssh: bool = False
+    ) -> LocalTarget | SSHTarget:
+        """The instance directory, run in with HOME there and the instance's env; with ssh=True, the
+        given local sshd, the remote layer's state kept inside the instance directory."""
         instance_id = (
-            target.instance.instance_id if isinstance(target, StartedAttempt) else target.instance_id
+            instance.instance.instance_id if isinstance(instance, StartedAttempt) else instance.instance_id
         )
-        home = self.instance_dir(instance_id)
-        if ssh:
-            if self.sshd is None:
-                raise SpotrainError(
-                    "the dry-run has no sshd to reach instances by SSH", "pass sshd=SSHTarget(...)"
-                )
-            target_ssh = replace(self.sshd, instance_id=instance_id)
-            return connect(target_ssh, python=self.python(instance_id), state_dir=f"{home}/.spotrain-remote")
-        local = LocalTransport(home, python=self.python(instance_id), env=self.instance_env(instance_id))
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-            local.env.pop(name, None)  # the instance has its own credentials (moto's), no profile
-        return local
+        home, python = self.instance_dir(instance_id), self.python(instance_id)
+        if not ssh:
+            return LocalTarget(home, python, env=self.instance_env(instance_id), unset=NOT_INHERITED)
+        if self.sshd is None:
+            raise SpotrainError(
+                "the dry-run has no sshd to reach instances by SSH", "pass sshd=SSHTarget(...)"
+            )
+        return replace(
+            self.sshd, instance_id=instance_id, python=python, state_dir=f"{home}/.spotrain-remote"
+        )
 
     def instance_env(self, instance_id: str) -> dict[str, str]:
         record = self._record(instance_id)
@@ -306,7 +309,7 @@ class LocalCloud:
         """A dry-run instance runs no bootstrap: this machine's Python is the instance's."""
         return None
 
-    def wait_ready(self, transport: Transport, deadline_s: float) -> dict[str, str]:
+    def wait_ready(self, transport: Shell, deadline_s: float) -> dict[str, str]:
         return {}
 
     def close(self) -> None:
