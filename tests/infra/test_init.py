@@ -5,18 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
-from moto import mock_aws
 
 from spotrain.cli import main
 from spotrain.cloud.aws import stack
-from spotrain.cloud.local.moto_patches import add_dlami
 from spotrain.errors import SpotrainError
 
 from .policy_check import REPO, load_template
@@ -24,16 +21,6 @@ from .policy_check import REPO, load_template
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
 
 R = "us-east-1"
-DLAMI = "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.9 (Ubuntu 24.04) 20260101"
-SSM = "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.9-ubuntu-24.04/latest/ami-id"
-
-
-@pytest.fixture
-def aws() -> Iterator[boto3.Session]:
-    with mock_aws():
-        for region in (R, "eu-west-1"):
-            add_dlami(region, name=DLAMI, ssm_name=SSM)
-        yield boto3.Session(region_name=R)
 
 
 def inject(sess: boto3.Session, event: str, code: str, message: str, status: int = 400) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from helpers import PYTORCH_DLAMI, PYTORCH_SSM, V100_DLAMI, V100_SSM
 from moto import mock_aws
 
 from spotrain.cloud.aws import instances, network, prices, stack, storage, sweep
@@ -30,10 +31,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
 
 R = "us-east-1"
 P3 = "p3.16xlarge"
-DLAMI = "Deep Learning Base Proprietary Nvidia Driver AMI (Amazon Linux 2) Version 71.6"  # P3's V100
-SSM = "/aws/service/deeplearning/ami/x86_64/base-proprietary-nvidia-driver-amazon-linux-2/latest/ami-id"
-G5_DLAMI = "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.9 (Ubuntu 24.04) 20260101"
-G5_SSM = "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.9-ubuntu-24.04/latest/ami-id"
 
 
 @pytest.fixture
@@ -48,8 +45,8 @@ def world(isolated_env: Path) -> Iterator[tuple[boto3.Session, stack.InfraOutput
         for i, (z, h) in enumerate([("a", 2), ("b", 3)])
     ]
     with mock_aws(), spot_prices(rows), quotas({"L-7212CCBC": 256}):
-        add_dlami(R, name=DLAMI, ssm_name=SSM)
-        add_dlami(R, name=G5_DLAMI, ssm_name=G5_SSM)
+        add_dlami(R, name=V100_DLAMI, ssm_name=V100_SSM)
+        add_dlami(R, name=PYTORCH_DLAMI, ssm_name=PYTORCH_SSM)
         sess = boto3.Session(region_name=R)
         yield sess, stack.init(sess, region=R).outputs
 

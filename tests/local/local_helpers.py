@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
 from spotrain.cloud.aws.instances import LaunchSpec
@@ -30,22 +27,6 @@ def launch(
     )
     req = AttemptRequest(spec=spec, regions=regions, state_dir=cloud.state_dir, demote_zones=demote)
     return cloud.start_attempt(req)
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def events(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def start_trainer(

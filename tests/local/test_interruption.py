@@ -8,12 +8,14 @@ import json
 import time
 from pathlib import Path
 
+from helpers import read_events, wait_for
+
 from spotrain.cloud import EndKind
 from spotrain.cloud.local import LocalCloud
 from spotrain.cloud.local.imds import EventsProgress, Schedule
 from spotrain.remote import connect
 
-from .local_helpers import events, exit_code, launch, start_trainer, wait_for
+from .local_helpers import exit_code, launch, start_trainer
 
 
 def test_injected_notice_stops_the_trainer_then_the_instance_ends(cloud: LocalCloud) -> None:
@@ -27,13 +29,13 @@ def test_injected_notice_stops_the_trainer_then_the_instance_ends(cloud: LocalCl
     )
     # A schedule far longer than the test: the trainer must not finish before the notice reaches it.
     _, run = start_trainer(cloud, started, "--max-epochs", "50", "--target-acc", "1.0")
-    wait_for(lambda: any(e["kind"] == "step" for e in events(run / "events.jsonl")), 15, "a first step")
+    wait_for(lambda: any(e["kind"] == "step" for e in read_events(run / "events.jsonl")), 15, "a first step")
     assert cloud.describe(inst.region, inst.instance_id).end is EndKind.RUNNING
     t0 = time.monotonic()
     cloud.inject_interruption(inst.instance_id)
     assert wait_for(lambda: exit_code(run) is not None, 10, "the trainer to exit") and exit_code(run) == 75
     assert time.monotonic() - t0 < 5
-    kinds = [e["kind"] for e in events(run / "events.jsonl")]
+    kinds = [e["kind"] for e in read_events(run / "events.jsonl")]
     assert "interruption" in kinds and "checkpoint" in kinds
     ended = wait_for(
         lambda: (s := cloud.describe(inst.region, inst.instance_id)).state == "terminated" and s,
@@ -54,9 +56,9 @@ def test_pinned_injection_stops_at_that_step_then_the_instance_is_reclaimed(clou
     assert schedule.pinned and schedule.step == 40
     _, run = start_trainer(cloud, started, "--max-epochs", "50", "--target-acc", "1.0", env=env)
     assert wait_for(lambda: exit_code(run) is not None, 18, "the trainer to exit") and exit_code(run) == 75
-    stop = next(e for e in events(run / "events.jsonl") if e["kind"] == "interruption")
+    stop = next(e for e in read_events(run / "events.jsonl") if e["kind"] == "interruption")
     assert (stop["step"], stop["source"]) == (40, "injected")
-    assert max(e["step"] for e in events(run / "events.jsonl") if e["kind"] == "step") <= 40
+    assert max(e["step"] for e in read_events(run / "events.jsonl") if e["kind"] == "step") <= 40
     ended = wait_for(
         lambda: (s := cloud.describe(inst.region, inst.instance_id)).state == "terminated" and s,
         5,
