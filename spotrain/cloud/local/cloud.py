@@ -17,11 +17,9 @@ a trainer that kept running meanwhile reaches both again.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -43,7 +41,7 @@ from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
 from spotrain.cloud.base import Shell
 from spotrain.cloud.local import moto_patches as fakes
 from spotrain.cloud.local.imds import TRAINER_INJECT_ENV, EventsProgress, FakeImds, Schedule, trainer_pids
-from spotrain.cloud.local.records import InstanceFiles, InstanceRecord
+from spotrain.cloud.local.records import InstanceFiles, InstanceRecord, save_moto_port, saved_moto_port
 from spotrain.errors import SpotrainError
 from spotrain.targets import LocalTarget, SSHTarget
 
@@ -114,11 +112,13 @@ class LocalCloud:
         self._stack.enter_context(fakes.quotas(dict.fromkeys(fakes.SPOT_QUOTA_CODES, 4096.0)))
         s3_root = self.state_dir / "s3" / BUCKET
         self._stack.enter_context(fakes.persistent_bucket(BUCKET, s3_root))
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port(), verbose=False)
+        self._server = ThreadedMotoServer(
+            ip_address="127.0.0.1", port=saved_moto_port(self.state_dir), verbose=False
+        )
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
-        (self.state_dir / "cloud.json").write_text(json.dumps({"moto_port": port}))
+        save_moto_port(self.state_dir, port)
         self._session = fakes.endpoint_session(self.endpoint, self.state_dir / "aws-config")
         for region in REGIONS:
             fakes.seed_dlamis(region)
@@ -130,16 +130,6 @@ class LocalCloud:
             s3.put_object(Bucket=self.stack.bucket, Key=key, Body=data)
         for record in self._files.running():
             self._restore(record)
-
-    def _port(self) -> int:
-        """The moto port of the last LocalCloud on this state directory if it is free, else any."""
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            port = int(json.loads((self.state_dir / "cloud.json").read_text())["moto_port"])
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", port))
-            return port
-        return 0
 
     def _restore(self, record: InstanceRecord) -> None:
         """Put an instance a killed controller left running back into the fresh moto, same id."""
@@ -188,10 +178,14 @@ class LocalCloud:
 
     def describe(self, region: str, instance_id: str) -> InstanceStatus:
         status = instances.describe(self._session, region=region, instance_id=instance_id)
-        if status.state == "running" and self._files.ended(instance_id):  # `down` in another process
-            with contextlib.suppress(SpotrainError):
-                instances.terminate(self._session, region=region, instance_ids=[instance_id])
+        if status.state == "running" and self._files.ended(instance_id):
+            # Ended by this process meanwhile (in moto first, then in its record: asked again, moto says
+            # so), or by `down` in another process, which only the record tells: then end it here too.
             status = instances.describe(self._session, region=region, instance_id=instance_id)
+            if status.state == "running":
+                with contextlib.suppress(SpotrainError):
+                    instances.terminate(self._session, region=region, instance_ids=[instance_id])
+                status = instances.describe(self._session, region=region, instance_id=instance_id)
         if status.state in {"shutting-down", "terminated"}:
             self._retire(instance_id)  # ended by a call we did not see (the aws sweep, a raw client)
         return status

@@ -1,10 +1,13 @@
-"""The dry-run's instances on disk: a JSON record beside each instance directory (`instances/ID.json`:
+"""What the dry-run keeps on disk: a JSON record beside each instance directory (`instances/ID.json`:
 zone, type, tags, IMDS port, notice, state), so that a LocalCloud started after a killed controller
-brings back every instance not yet ended, and a `spotrain down` in another process is seen."""
+brings back every instance not yet ended, and a `spotrain down` in another process is seen; and the
+moto port (`cloud.json`), taken again when free so a trainer that kept running reaches it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,3 +63,18 @@ class InstanceFiles:
             return json.loads(self._path(instance_id).read_text())["state"] == "terminated"
         except (OSError, ValueError, KeyError):
             return False
+
+
+def saved_moto_port(state_dir: Path) -> int:
+    """The moto port of the last LocalCloud on this state directory if it is free, else 0 (any)."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        port = int(json.loads((state_dir / "cloud.json").read_text())["moto_port"])
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+        return port
+    return 0
+
+
+def save_moto_port(state_dir: Path, port: int) -> None:
+    (state_dir / "cloud.json").write_text(json.dumps({"moto_port": port}))
