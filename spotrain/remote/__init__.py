@@ -1,7 +1,7 @@
 """The remote layer: reach an instance over SSH (or this machine, for the dry-run), sync the bundle,
 run the trainer detached, follow its log. paramiko only; nothing here prints or exits.
 
-    transport = connect(SSHTarget(host, "ubuntu", key_file, instance_id))   # or connect(LocalTarget(dir, python))
+    transport = connect(SSHTarget(host, "ubuntu", key_file, instance_id))   # or LocalTarget(dir, python)
     sync(transport, [(Path("trainer"), "trainer"), (spec, "spec.yaml")], "~/spotrain/bundle")
     start_detached(transport, ["python3", "-m", "trainer.train", "--run-dir", run], run_dir=run, cwd=bundle)
     for event in follow_events(transport, f"{run}/events.jsonl", stop=lambda: not process_status(...).running):
