@@ -11,7 +11,7 @@ import time
 from spotrain.cloud import EndKind
 from spotrain.errors import SpotrainError
 from spotrain.layout import crash_point, log_path
-from spotrain.remote import RemoteError, follow
+from spotrain.remote import RemoteError, connect, follow
 from spotrain.store import RunState
 
 # Lost contact (a dropped connection, no SSH session within the transport's deadline) is retried, with
@@ -56,7 +56,7 @@ class AttemptEnds:
             status = self.cloud.describe(attempt.region, attempt.instance_id)
             if status.end != EndKind.RUNNING and self.cloud.name != "dry-run":
                 return None  # an ended EC2 instance answers no SSH (a dry-run's directory stays)
-            transport = self.cloud.transport(status, ssh=self.ssh)
+            transport = connect(self.cloud.target(status, ssh=self.ssh))
         except Exception:  # noqa: BLE001 - gone, unreachable, unknown to the API: try the mirror
             return None
         try:

@@ -87,8 +87,8 @@ def init(region: str | None, bucket: str | None, profile: str | None, print_poli
       spotrain init --region us-east-1
       spotrain init --print-policy > controller-policy.json   # the IAM policy spotrain itself needs
     """
-    from spotrain import infra
     from spotrain.cloud.aws import session
+    from spotrain.cloud.aws import stack as infra
 
     if print_policy:
         click.echo(infra.print_policy(bucket=bucket), nl=False)

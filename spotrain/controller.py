@@ -180,10 +180,10 @@ def _one_attempt_log(ctl: Controller, run_id: str, number: int, *, follow: bool)
 
 def _running(ctl: Controller, run_id: str, record) -> bool:
     from spotrain.contract import run_paths
-    from spotrain.remote import RemoteError, process_status
+    from spotrain.remote import RemoteError, connect, process_status
 
     try:
-        transport = ctl.cloud.transport(ctl.cloud.describe(record.region, record.instance_id))
+        transport = connect(ctl.cloud.target(ctl.cloud.describe(record.region, record.instance_id)))
     except SpotrainError:
         return False
     try:
@@ -199,11 +199,11 @@ def _live_lines(ctl: Controller, run_id: str, record, *, follow: bool, skip: int
     """The instance's train.log past its first `skip` lines; with `follow`, until its trainer has
     started and ended (a trainer not started yet, the instance provisioning, is waited for)."""
     from spotrain.contract import run_paths
-    from spotrain.remote import RemoteError, process_status
+    from spotrain.remote import RemoteError, connect, process_status
     from spotrain.remote import follow as follow_file
 
     status = ctl.cloud.describe(record.region, record.instance_id)
-    transport = ctl.cloud.transport(status)
+    transport = connect(ctl.cloud.target(status))
     run_dir, _ = run_paths(ctl.cloud.workdir(record.instance_id), run_id)
 
     def done() -> bool:

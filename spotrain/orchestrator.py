@@ -28,6 +28,7 @@ from spotrain.layout import crash_point, run_lock
 from spotrain.remote import (
     ConnectionLost,
     Unreachable,
+    connect,
     process_status,
     read_tail,
     start_detached,
@@ -193,7 +194,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
             self.store.update_attempt(run.run_id, attempt.number, started_at=time.time())
         run_dir, bundle, transport = *self._paths(attempt, run.run_id), None
         try:  # the transport too: an instance that cannot be reached or logged into ends its attempt
-            transport = self.cloud.transport(status, ssh=self.ssh)
+            transport = connect(self.cloud.target(status, ssh=self.ssh))
             if process_status(transport, run_dir).state != "running":  # an adopted instance may be training
                 ready = self.cloud.wait_ready(transport, deadline_s=900)
                 result = sync(transport, [(TRAINER_DIR, "trainer")], bundle)
@@ -242,7 +243,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
             return self._ended(run, attempt, status.end, status.reason_code)
         run_dir, transport = self._paths(attempt, run.run_id)[0], None
         try:
-            transport = self.cloud.transport(status, ssh=self.ssh)
+            transport = connect(self.cloud.target(status, ssh=self.ssh))
             self._follow(run, attempt, transport, run_dir)
             if self.store.get_run(run.run_id).state in TERMINAL:
                 return self._keep_log(run, attempt, transport, run_dir)  # down's word stands

@@ -12,7 +12,7 @@ from spotrain.config import PlanRecord
 from spotrain.contract import run_paths, trainer_command
 from spotrain.errors import SpotrainError
 from spotrain.layout import crash_point
-from spotrain.remote import RemoteError, follow_events, process_status, stop
+from spotrain.remote import RemoteError, connect, follow_events, process_status, stop
 from spotrain.store import TERMINAL
 
 
@@ -79,7 +79,7 @@ class TrainerWatch:
         record = f"not yet recorded: `spotrain resume {run_id}` records it"
         try:
             status = self.cloud.describe(attempt.region, attempt.instance_id)
-            transport = self.cloud.transport(status, ssh=self.ssh)
+            transport = connect(self.cloud.target(status, ssh=self.ssh))
         except SpotrainError as err:
             return f"instance {attempt.instance_id} cannot be read ({err.message}); showing what was stored"
         run_dir, _ = self._paths(attempt, run_id)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
+from moto import mock_aws
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,6 +29,13 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # The trainer must never poll the real link-local IMDS address from a test.
     monkeypatch.setenv("SPOTRAIN_IMDS_URL", "off")
     return home
+
+
+@pytest.fixture
+def aws() -> Iterator[boto3.Session]:
+    """A boto3 session whose every call is answered by moto in this process."""
+    with mock_aws():
+        yield boto3.Session(region_name="us-east-1")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""What a cloud returns: typed records shared by `cloud/aws/` and the dry-run cloud (`cloud/local.py`).
+"""What a cloud returns: typed records shared by `cloud/aws/` and the dry-run cloud (`cloud/local/`).
 
 No boto3 here. Each record is a frozen dataclass; the cloud modules never print and never exit.
 """

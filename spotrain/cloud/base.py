@@ -1,5 +1,5 @@
 """The one interface the orchestrator drives either cloud through: AWS (`cloud/aws/cloud.py`) or the
-dry-run on this machine (`cloud/local.py`). Both run the same `cloud/aws/` code for launching; they
+dry-run on this machine (`cloud/local/`). Both run the same `cloud/aws/` code for launching; they
 differ in where the API lives, how an instance is reached and what environment the trainer gets.
 """
 
@@ -8,12 +8,31 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from spotrain.cloud import InstanceStatus, SweepResult
+from spotrain.targets import Target
 
 if TYPE_CHECKING:
     import boto3
 
     from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
-    from spotrain.remote.base import Transport
+
+
+class CommandResult(Protocol):
+    """How a command ended, as the remote layer's ExecResult says it (the cloud reads no more)."""
+
+    @property
+    def exit_code(self) -> int: ...
+
+    @property
+    def stdout(self) -> bytes: ...
+
+    @property
+    def stderr(self) -> bytes: ...
+
+
+class Shell(Protocol):
+    """What `wait_ready` needs of a transport (spotrain.remote's, which cloud/ does not import)."""
+
+    def exec(self, command: str, *, timeout: float | None = None) -> CommandResult: ...
 
 
 @runtime_checkable
@@ -49,8 +68,8 @@ class Cloud(Protocol):
         run, spotrain's key pairs."""
         ...
 
-    def transport(self, target: StartedAttempt | InstanceStatus, *, ssh: bool = False) -> Transport:
-        """How to run commands on the instance."""
+    def target(self, instance: StartedAttempt | InstanceStatus, *, ssh: bool = False) -> Target:
+        """How to reach the instance (a plain record: `spotrain.remote.connect(target)` opens it)."""
         ...
 
     def instance_env(self, instance_id: str) -> dict[str, str]:
@@ -79,7 +98,7 @@ class Cloud(Protocol):
         """What the instance runs at boot (AWS: infra/bootstrap.sh with the run's settings)."""
         ...
 
-    def wait_ready(self, transport: Transport, deadline_s: float) -> dict[str, str]:
+    def wait_ready(self, transport: Shell, deadline_s: float) -> dict[str, str]:
         """Until the instance's bootstrap says it is ready; what it found (SPOTRAIN_PYTHON, SPOTRAIN_DATA)."""
         ...
 

@@ -1,7 +1,7 @@
 """The remote layer: reach an instance over SSH (or this machine, for the dry-run), sync the bundle,
 run the trainer detached, follow its log. paramiko only; nothing here prints or exits.
 
-    transport = connect(SSHTarget(host, "ubuntu", key_file, instance_id))   # or LocalTransport(dir)
+    transport = connect(SSHTarget(host, "ubuntu", key_file, instance_id))   # or LocalTarget(dir, python)
     sync(transport, [(Path("trainer"), "trainer"), (spec, "spec.yaml")], "~/spotrain/bundle")
     start_detached(transport, ["python3", "-m", "trainer.train", "--run-dir", run], run_dir=run, cwd=bundle)
     for event in follow_events(transport, f"{run}/events.jsonl", stop=lambda: not process_status(...).running):
@@ -21,6 +21,7 @@ from spotrain.remote.base import (
 )
 from spotrain.remote.local import LocalTransport
 from spotrain.remote.logs import Event, LogLine, follow, follow_events, read_tail
+from spotrain.remote.reach import connect
 from spotrain.remote.run import (
     AlreadyRunning,
     DetachedProcess,
@@ -29,8 +30,9 @@ from spotrain.remote.run import (
     start_detached,
     stop,
 )
-from spotrain.remote.ssh import HostKeyPins, RetryPolicy, SSHTarget, SSHTransport, connect, load_key
+from spotrain.remote.ssh import HostKeyPins, RetryPolicy, SSHTransport, load_key
 from spotrain.remote.sync import DEFAULT_EXCLUDES, SyncResult, sync
+from spotrain.targets import LocalTarget, SSHTarget, Target
 
 __all__ = [
     "DEFAULT_EXCLUDES",
@@ -42,6 +44,7 @@ __all__ = [
     "ExecResult",
     "HostKeyMismatch",
     "HostKeyPins",
+    "LocalTarget",
     "LocalTransport",
     "LogLine",
     "ProcessStatus",
@@ -52,6 +55,7 @@ __all__ = [
     "SSHTarget",
     "SSHTransport",
     "SyncResult",
+    "Target",
     "Transport",
     "Unreachable",
     "connect",

@@ -30,6 +30,21 @@ import zlib
 CHUNK = 1 << 20
 
 
+def _read(path: str):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 # ---- Manifests -------------------------------------------------------------------------------
 
 
@@ -48,29 +63,23 @@ def safe_rel(rel: str) -> str:
 
 def link_escapes(rel: str, target: str) -> bool:
     """True when a symlink at `rel` (relative to the tree's root) points outside the tree."""
-    if target.startswith("/"):
-        return True
     joined = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
-    return joined == ".." or joined.startswith("../")
+    return target.startswith("/") or joined == ".." or joined.startswith("../")
 
 
 def file_digest(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        while True:
-            block = f.read(CHUNK)
-            if not block:
-                return h.hexdigest()
+        for block in iter(lambda: f.read(CHUNK), b""):
             h.update(block)
+    return h.hexdigest()
 
 
 def walk(root: str, cache: dict, patterns: list) -> dict:
-    """{rel: [kind, size, mode, digest]} for everything under root, never following a symlink.
-
-    kind is f (file), d (directory) or l (symlink, digest = sha256 of its target). A file whose size,
-    mtime and inode match `cache` (rel -> [size, mtime_ns, ino, digest]) is not read again; `cache`
-    is updated in place to what was seen.
-    """
+    """{rel: [kind, size, mode, digest]} for everything under root, never following a symlink: kind f
+    (file), d (directory) or l (symlink, digest = sha256 of its target). A file whose size, mtime and
+    inode match `cache` (rel -> [size, mtime_ns, ino, digest]) is not read again; `cache` is updated
+    in place to what was seen."""
     out, seen = {}, {}
     stack = [""]
     while stack:
@@ -104,18 +113,14 @@ def walk(root: str, cache: dict, patterns: list) -> dict:
 
 def load_cache(path: str) -> dict:
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+        return json.loads(_read(path) or "{}")
+    except ValueError:
         return {}
 
 
 def save_cache(path: str, cache: dict) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(cache, f, separators=(",", ":"))
-    os.replace(tmp, path)
+    _write_atomic(path, json.dumps(cache, separators=(",", ":")))
 
 
 def cmd_sync(root: str, cache_path: str, patterns: list) -> None:
@@ -126,10 +131,9 @@ def cmd_sync(root: str, cache_path: str, patterns: list) -> None:
     out = sys.stdout.buffer
     out.write(b"%d\n" % len(blob) + blob)
     out.flush()
-    header = sys.stdin.buffer.readline()
+    header = sys.stdin.buffer.readline().strip()
     summary = {"written": 0, "deleted": 0, "bytes": 0}
-    if header.strip():
-        summary = apply(root, cache, patterns, json.loads(header), sys.stdin.buffer)
+    summary = apply(root, cache, patterns, json.loads(header), sys.stdin.buffer) if header else summary
     save_cache(cache_path, cache)
     out.write(json.dumps(summary).encode())
 
@@ -165,24 +169,18 @@ class Tree:
         """True if every directory above rel is a real directory (no symlink to elsewhere on the way)."""
         parent = posixpath.dirname(rel)
         while parent:
-            try:
-                if not stat.S_ISDIR(os.lstat(os.path.join(self.root, parent)).st_mode):
-                    return False
-            except FileNotFoundError:
+            path = os.path.join(self.root, parent)
+            if os.path.islink(path) or not os.path.isdir(path):
                 return False
             parent = posixpath.dirname(parent)
         return True
 
     def remove(self, rel: str) -> None:
         rel = safe_rel(rel)
-        if not self.parents_are_dirs(rel):
-            return  # nothing of ours can be under a symlink: never delete through one
         path = os.path.join(self.root, rel)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(st.st_mode):
+        if not self.parents_are_dirs(rel) or not os.path.lexists(path):
+            return  # nothing of ours can be under a symlink: never delete through one
+        if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)  # rmtree never follows symlinks
         else:
             os.unlink(path)
@@ -256,13 +254,6 @@ def apply(root: str, cache: dict, patterns: list, header: dict, stdin) -> dict:
 # supervisor that waits for it), RUN/process.json the details (argv, start time, signal).
 
 
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _start_ticks(pid: int):
     """The process's start time in clock ticks since boot (tells a live pid from a reused one)."""
     try:
@@ -331,15 +322,8 @@ def _supervise(run_dir: str, cwd: str, env: dict, argv: list, report_fd: int) ->
 
 
 def status(run_dir: str) -> dict:
-    def read(name):
-        try:
-            with open(os.path.join(run_dir, name)) as f:
-                return f.read()
-        except OSError:
-            return None
-
-    info = json.loads(read("process.json") or "{}")
-    pid_text, code_text = read("pid"), read("exit_code")
+    info = json.loads(_read(os.path.join(run_dir, "process.json")) or "{}")
+    pid_text, code_text = (_read(os.path.join(run_dir, name)) for name in ("pid", "exit_code"))
     out = {"state": "absent", "pid": None, "exit_code": None, "signal": None}
     out.update(started_at=info.get("started_at"), ended_at=info.get("ended_at"))
     if code_text is not None and code_text.strip():
@@ -375,8 +359,7 @@ def cmd_stop(run_dir: str, grace: float) -> None:
 
 
 def _wait_exit(run_dir: str, seconds: float) -> dict:
-    deadline = time.monotonic() + seconds
-    lost_since = None
+    deadline, lost_since = time.monotonic() + seconds, None
     while True:
         st = status(run_dir)
         now = time.monotonic()
@@ -389,20 +372,19 @@ def _wait_exit(run_dir: str, seconds: float) -> dict:
 
 def main(argv: list) -> None:
     verb, args = argv[0], argv[1:]
-    if verb != "launch":
-        args = [os.path.expanduser(a) if a.startswith("~") else a for a in args]
+    # The launched command's own `~/` arguments too (the trainer's --run-dir under AwsCloud's workdir
+    # "~/spotrain"): Popen runs it without a shell, so nothing else would expand them, and the trainer
+    # would write under cwd/~/... while the controller reads ~/... (issue 13, item 2). Here, not in the
+    # controller: only the instance knows its home directory. ENV, "-" or JSON, never starts with "~".
     try:
+        sep = args.index("--") if verb == "launch" else len(args)
+        args = [os.path.expanduser(a) if a.startswith("~") else a for a in args[:sep]] + [
+            os.path.expanduser(a) if a.startswith("~/") else a for a in args[sep:]
+        ]
         if verb == "sync":
             cmd_sync(args[0], args[1], json.loads(args[2]))
         elif verb == "launch":
-            sep = args.index("--")
-            run_dir, cwd = os.path.expanduser(args[0]), os.path.expanduser(args[1])
-            # The command's own `~/` arguments too (the trainer's --run-dir under AwsCloud's workdir
-            # "~/spotrain"): Popen runs it without a shell, so nothing else would expand them, and the
-            # trainer would write under cwd/~/... while the controller reads ~/... (issue 13, item 2).
-            # Here, not in the controller: only the instance knows its home directory.
-            argv = [os.path.expanduser(a) if a.startswith("~/") else a for a in args[sep + 1 :]]
-            cmd_launch(run_dir, cwd, args[2], argv)
+            cmd_launch(args[0], args[1], args[2], args[sep + 1 :])
         elif verb == "status":
             json.dump(status(args[0]), sys.stdout)
         elif verb == "stop":

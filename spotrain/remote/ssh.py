@@ -38,6 +38,7 @@ from spotrain.remote.base import (
     Unreachable,
     state_home,
 )
+from spotrain.targets import SSHTarget
 
 # paramiko logs each failed attempt with a traceback; while a machine boots those are expected, so they
 # go to our own logger, silent unless the application configures logging.
@@ -47,20 +48,6 @@ logging.getLogger("spotrain.remote").addHandler(logging.NullHandler())
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # Faster than paramiko's default (aes128-ctr + a separate HMAC) and supported by every OpenSSH >= 6.2.
 _CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
-
-
-@dataclass(frozen=True)
-class SSHTarget:
-    """Where to connect and as whom. `instance_id` names the host key pin."""
-
-    host: str
-    user: str
-    key_file: Path
-    instance_id: str
-    port: int = 22
-
-    def __str__(self) -> str:
-        return f"{self.user}@{self.host}:{self.port} ({self.instance_id})"
 
 
 def load_key(path: Path) -> paramiko.PKey:
@@ -148,17 +135,18 @@ def connect(
     *,
     retry: RetryPolicy | None = None,
     keepalive_s: float = 15.0,
-    python: str = "python3",
-    state_dir: str = DEFAULT_STATE_DIR,
+    python: str | None = None,
+    state_dir: str | None = None,
     pins: HostKeyPins | None = None,
 ) -> SSHTransport:
-    """An open SSH session to `target`, or Unreachable / AuthFailed / HostKeyMismatch."""
+    """An open SSH session to `target`, or Unreachable / AuthFailed / HostKeyMismatch. `python` and
+    `state_dir` default to the target's."""
     transport = SSHTransport(
         target,
         retry=retry or RetryPolicy(),
         keepalive_s=keepalive_s,
-        python=python,
-        state_dir=state_dir,
+        python=python or target.python,
+        state_dir=state_dir or target.state_dir or DEFAULT_STATE_DIR,
         pins=pins,
     )
     transport.reconnect()

@@ -1,6 +1,6 @@
 """What moto 5 does not emulate, added to its backend (see ../shared/notes/moto.md).
 
-The fakes the dry-run cloud needs too live in spotrain/cloud/local_fakes.py (one copy); this module
+The fakes the dry-run cloud needs too live in spotrain/cloud/local/moto_patches.py (one copy); this module
 adds the tests' own: a fixed clock, a hand-made day of prices, and injected capacity errors.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.awsrequest import AWSResponse
 
-from spotrain.cloud.local_fakes import ACCOUNT, Price, add_dlami, interrupt, quotas, spot_prices
+from spotrain.cloud.local.moto_patches import ACCOUNT, Price, add_dlami, interrupt, quotas, spot_prices
 
 __all__ = [
     "ACCOUNT",

@@ -331,9 +331,8 @@ def test_a_fresh_controller_finds_the_instances_key_in_the_state_dir(
 
     fresh = Controller(Settings(state_dir=isolated_env), False, isolated_env, Store.open(isolated_env))
     targets: list = []
-    monkeypatch.setattr(cloud, "connect", lambda target, python: targets.append(target))
     status = fresh.cloud.describe(R, started.instance.instance_id)
-    fresh.cloud.transport(status)  # before: SpotrainError "no private key known"
+    targets.append(fresh.cloud.target(status))  # before: SpotrainError "no private key known"
     fresh.close()
     assert [(t.host, t.user, t.key_file, t.instance_id) for t in targets] == [
         (status.public_ip, cloud.ssh_user(status), Path(started.key.private_key_path), status.instance_id)

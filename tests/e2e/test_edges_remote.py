@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from spotrain import orchestrator
 from spotrain.cloud import EndKind
 from spotrain.errors import SpotrainError
 from spotrain.remote import AuthFailed, ConnectionLost, Unreachable
@@ -50,7 +51,7 @@ class Silent:
 def failing_transport(
     monkeypatch, ctl, make_error: Callable[[], Exception], *, on_open: bool = True
 ) -> list[int]:
-    """The cloud's transport() raises make_error() (on_open), or opens one whose commands raise it."""
+    """Opening the instance's transport raises make_error() (on_open), or opens one whose commands raise it."""
     calls: list[int] = []
 
     def fail() -> None:
@@ -59,10 +60,10 @@ def failing_transport(
             raise RetriedForever(f"the instance was tried {len(calls)} times")
         raise make_error()
 
-    def transport(target, *, ssh: bool = False):
+    def connect(target):
         return fail() if on_open else Silent(fail)
 
-    monkeypatch.setattr(ctl.cloud, "transport", transport)
+    monkeypatch.setattr(orchestrator, "connect", connect)
     return calls
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from spotrain import orchestrator
-from spotrain.cloud import local_fakes
+from spotrain.cloud.local import moto_patches
 from spotrain.config import load_spec
 from spotrain.controller import create_run, prepare
 from spotrain.store import RunState
@@ -111,7 +111,7 @@ def test_reclaim_without_notice_before_the_first_checkpoint(ctl) -> None:
                 events = Path(ctl.cloud.workdir(live.instance_id)) / "runs" / run_id / "events.jsonl"
                 lines = events.read_text().splitlines() if events.exists() else []
                 if any(json.loads(line).get("kind") == "step" for line in lines if line.strip()):
-                    local_fakes.interrupt(live.region, live.instance_id)  # AWS takes it: no notice, no save
+                    moto_patches.interrupt(live.region, live.instance_id)  # AWS takes it: no notice, no save
                     ctl.cloud._retire(live.instance_id)  # its processes die with it
                     reclaimed.append(live.instance_id)
             time.sleep(0.005)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spotrain.cloud.local_imds import trainer_pids
+from spotrain.cloud.local.imds import trainer_pids
 from spotrain.store import Store
 
 from .cli import spotrain

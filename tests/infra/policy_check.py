@@ -32,7 +32,7 @@ from .policies import REPO, controller_policy, instance_role_policy, load_templa
 ACCOUNT = "123456789012"  # moto's default account
 VENV = REPO / ".venv"
 OWNERS = {REPO / "spotrain": "controller", REPO / "trainer": "trainer"}
-FAKES = REPO / "spotrain" / "cloud" / "local_fakes.py"
+FAKES = REPO / "spotrain" / "cloud" / "local" / "moto_patches.py"
 FREE = {"sts:GetCallerIdentity"}  # AWS asks no permission for these
 S3_ACTIONS = {
     "ListObjectsV2": "ListBucket",
@@ -80,8 +80,8 @@ class Recorder:
 
 def _owner_of_caller() -> str | None:
     """The owner of the innermost repository frame that is creating a client. The dry-run's own fakes
-    own nothing: a client made directly in spotrain/cloud/local*.py (its seeding), or made anywhere
-    while spotrain/cloud/local_fakes.py is on the stack (the infra deploy as an administrator, the
+    own nothing: a client made directly in spotrain/cloud/local/ (its seeding), or made anywhere
+    while spotrain/cloud/local/moto_patches.py is on the stack (the infra deploy as an administrator, the
     re-registration of a restarted dry-run's instances). The tests' own clients own nothing either."""
     frame = sys._getframe(2)  # skip this function and `creating`
     owner: str | None = None
@@ -92,7 +92,7 @@ def _owner_of_caller() -> str | None:
             return None
         if innermost and path.is_relative_to(REPO) and not path.is_relative_to(VENV):
             innermost = False
-            if path.parent == REPO / "spotrain" / "cloud" and path.name.startswith("local"):
+            if path.is_relative_to(REPO / "spotrain" / "cloud" / "local"):
                 return None
             owner = next((o for root, o in OWNERS.items() if path.is_relative_to(root)), None)
         frame = frame.f_back

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from spotrain import config, infra
+from spotrain import config
+from spotrain.cloud.aws import stack
 from spotrain.controller import create_run, launch, prepare
 from spotrain.store import RunState
 from spotrain.workspace import open_controller
@@ -42,8 +43,8 @@ def test_the_dry_run_uses_the_stack_and_calls_only_what_the_policy_allows(
         assert len(ctl.store.attempts(run_id)) == 2  # interrupted once, resumed
         assert left == []  # the run swept its security group itself when it succeeded
         cloud = ctl.cloud
-        stored = infra.load_outputs("us-east-1", home=ctl.state_dir)
-        assert stored is not None and infra.load_outputs("us-east-1") is None  # the real file untouched
+        stored = stack.load_outputs("us-east-1", home=ctl.state_dir)
+        assert stored is not None and stack.load_outputs("us-east-1") is None  # the real file untouched
         assert cloud.bucket() == stored.bucket and cloud.instance_profile() == stored.instance_profile_arn
         s3 = cloud.session().client("s3", region_name="us-east-1")  # the test's own: not recorded
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stored.bucket)["Contents"]]

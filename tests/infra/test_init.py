@@ -5,18 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
-from moto import mock_aws
 
-from spotrain import infra
 from spotrain.cli import main
-from spotrain.cloud.local_fakes import add_dlami
+from spotrain.cloud.aws import stack
 from spotrain.errors import SpotrainError
 
 from .policy_check import REPO, load_template
@@ -24,16 +21,6 @@ from .policy_check import REPO, load_template
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
 
 R = "us-east-1"
-DLAMI = "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.9 (Ubuntu 24.04) 20260101"
-SSM = "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.9-ubuntu-24.04/latest/ami-id"
-
-
-@pytest.fixture
-def aws() -> Iterator[boto3.Session]:
-    with mock_aws():
-        for region in (R, "eu-west-1"):
-            add_dlami(region, name=DLAMI, ssm_name=SSM)
-        yield boto3.Session(region_name=R)
 
 
 def inject(sess: boto3.Session, event: str, code: str, message: str, status: int = 400) -> None:
@@ -75,10 +62,10 @@ def test_template_says_what_moto_ignores() -> None:
 
 
 def test_init_deploys_and_stores_the_outputs(aws, isolated_env: Path) -> None:
-    done = infra.init(aws, region=R)
+    done = stack.init(aws, region=R)
     assert done.status == "created" and done.outputs.bucket == f"spotrain-123456789012-{R}"
     assert done.state_file == isolated_env / f"infra-{R}.json"
-    assert infra.load_outputs(R) == done.outputs
+    assert stack.load_outputs(R) == done.outputs
     assert ":role/spotrain/" in done.outputs.instance_role_arn
     assert ":instance-profile/spotrain/" in done.outputs.instance_profile_arn
     iam = aws.client("iam")
@@ -89,11 +76,11 @@ def test_init_deploys_and_stores_the_outputs(aws, isolated_env: Path) -> None:
 
 
 def test_init_twice_changes_nothing(aws, isolated_env: Path) -> None:
-    first = infra.init(aws, region=R, bucket="my-spotrain-ckpt")
+    first = stack.init(aws, region=R, bucket="my-spotrain-ckpt")
     cfn = aws.client("cloudformation", region_name=R)
     events = len(cfn.describe_stack_events(StackName="spotrain")["StackEvents"])
     before = first.state_file.stat().st_mtime_ns
-    again = infra.init(aws, region=R)  # no --bucket: keeps the stack's
+    again = stack.init(aws, region=R)  # no --bucket: keeps the stack's
     assert again.status == "up to date" and not again.changed and again.outputs == first.outputs
     assert len(cfn.describe_stack_events(StackName="spotrain")["StackEvents"]) == events
     assert first.state_file.stat().st_mtime_ns == before
@@ -101,20 +88,20 @@ def test_init_twice_changes_nothing(aws, isolated_env: Path) -> None:
 
 def test_no_updates_from_cloudformation_means_up_to_date(aws, monkeypatch) -> None:
     """Real CloudFormation refuses an update that changes nothing; moto accepts it."""
-    first = infra.init(aws, region=R)
-    monkeypatch.setattr(infra, "template_body", lambda: infra.TEMPLATE.read_text() + "\n# touched\n")
+    first = stack.init(aws, region=R)
+    monkeypatch.setattr(stack, "template_body", lambda: stack.TEMPLATE.read_text() + "\n# touched\n")
     inject(
         aws, "before-call.cloudformation.UpdateStack", "ValidationError", "No updates are to be performed."
     )
-    again = infra.init(aws, region=R)
+    again = stack.init(aws, region=R)
     assert again.status == "up to date" and again.outputs == first.outputs
 
 
 def test_a_changed_template_updates_the_stack(aws, monkeypatch) -> None:
-    infra.init(aws, region=R)
-    monkeypatch.setattr(infra, "template_body", lambda: infra.TEMPLATE.read_text() + "\n# v2\n")
-    assert infra.init(aws, region=R).status == "updated"
-    assert infra.init(aws, region=R).status == "up to date"
+    stack.init(aws, region=R)
+    monkeypatch.setattr(stack, "template_body", lambda: stack.TEMPLATE.read_text() + "\n# v2\n")
+    assert stack.init(aws, region=R).status == "updated"
+    assert stack.init(aws, region=R).status == "up to date"
 
 
 @pytest.mark.parametrize(
@@ -130,7 +117,7 @@ def test_a_changed_template_updates_the_stack(aws, monkeypatch) -> None:
 )
 def test_invalid_bucket_name_creates_nothing(aws, name: str, needle: str) -> None:
     with pytest.raises(SpotrainError) as err:
-        infra.init(aws, region=R, bucket=name)
+        stack.init(aws, region=R, bucket=name)
     assert needle in err.value.message and name in err.value.message
     assert aws.client("cloudformation", region_name=R).list_stacks()["StackSummaries"] == []
 
@@ -153,7 +140,7 @@ def _bucket_in_another_account(name: str) -> None:
 def test_a_bucket_someone_else_owns(aws) -> None:
     _bucket_in_another_account("theirs")
     with pytest.raises(SpotrainError) as err:
-        infra.init(aws, region=R, bucket="theirs")
+        stack.init(aws, region=R, bucket="theirs")
     assert "'theirs' is taken" in err.value.message and "--bucket" in err.value.hint
     assert aws.client("cloudformation", region_name=R).list_stacks()["StackSummaries"] == []
 
@@ -162,7 +149,7 @@ def test_a_bucket_another_account_owns_as_aws_says_it(aws) -> None:
     """Real S3 answers HeadBucket on another account's bucket with 403 (moto says 200)."""
     inject(aws, "before-call.s3.HeadBucket", "403", "Forbidden", status=403)
     with pytest.raises(SpotrainError) as err:
-        infra.init(aws, region=R, bucket="theirs")
+        stack.init(aws, region=R, bucket="theirs")
     assert "belongs to another AWS account" in err.value.message
 
 
@@ -170,13 +157,13 @@ def test_bucket_taken_while_the_stack_creates(aws) -> None:
     inject(aws, "before-call.s3.HeadBucket", "404", "Not Found", status=404)
     _bucket_in_another_account("raced")
     with pytest.raises(SpotrainError) as err:
-        infra.init(aws, region=R, bucket="raced")
+        stack.init(aws, region=R, bucket="raced")
     assert "'raced' is taken" in err.value.message
 
 
 def test_a_region_without_the_dlami(aws) -> None:
     with pytest.raises(SpotrainError) as err:
-        infra.init(aws, region="us-east-2")
+        stack.init(aws, region="us-east-2")
     assert "us-east-2 has no PyTorch Deep Learning AMI" in err.value.message
     assert aws.client("cloudformation", region_name="us-east-2").list_stacks()["StackSummaries"] == []
 
@@ -188,7 +175,7 @@ def test_access_denied_names_the_action_and_the_policy(aws) -> None:
     )
     inject(aws, "before-call.cloudformation.CreateStack", "AccessDenied", message, status=403)
     with pytest.raises(SpotrainError) as err:
-        infra.init(aws, region=R)
+        stack.init(aws, region=R)
     assert "may not call cloudformation:CreateStack" in err.value.message
     assert "infra/controller-policy.md" in err.value.hint
 
@@ -212,7 +199,7 @@ def test_print_policy_fills_in_the_bucket(capsys) -> None:
     policy = json.loads(capsys.readouterr().out)
     resources = json.dumps(policy)
     assert "arn:aws:s3:::my-ckpt/runs/*" in resources and "spotrain-*/" not in resources
-    assert json.loads(infra.print_policy()) == json.loads(
+    assert json.loads(stack.print_policy()) == json.loads(
         (REPO / "infra" / "controller-policy.json").read_text()
     )
 

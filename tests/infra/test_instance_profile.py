@@ -4,51 +4,41 @@ allowed by infra/controller-policy.json."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
+from helpers import PYTORCH_DLAMI, PYTORCH_SSM
 
-from spotrain import infra
+from spotrain.cloud.aws import stack
 from spotrain.cloud.aws.cloud import AwsCloud
-from spotrain.cloud.local_fakes import add_dlami
+from spotrain.cloud.local.moto_patches import add_dlami
 
 from .policy_check import check_policies, record_operations
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
 
 R = "us-east-1"
-DLAMI = "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.9 (Ubuntu 24.04) 20260101"
-SSM = "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.9-ubuntu-24.04/latest/ami-id"
-
-
-@pytest.fixture
-def aws() -> Iterator[boto3.Session]:
-    with mock_aws():
-        add_dlami(R, name=DLAMI, ssm_name=SSM)
-        yield boto3.Session(region_name=R)
 
 
 def test_no_profile_before_init_then_the_stacks(aws: boto3.Session, isolated_env: Path) -> None:
     with record_operations() as rec:
         assert AwsCloud(regions=[R], bucket="b").instance_profile() is None
-    done = infra.init(aws, region=R)  # as an administrator: not recorded
+    done = stack.init(aws, region=R)  # as an administrator: not recorded
     with record_operations() as later:
         cloud = AwsCloud(regions=[R], bucket=done.outputs.bucket)
         assert cloud.instance_profile() == done.outputs.instance_profile_arn
         done.state_file.unlink()  # init ran on another machine: the stack is read back, and stored
         assert AwsCloud(regions=[R], bucket="b").instance_profile() == done.outputs.instance_profile_arn
-    assert infra.load_outputs(R) == done.outputs
+    assert stack.load_outputs(R) == done.outputs
     rec.calls += later.calls
     assert [c.operation for c in rec.calls] == ["DescribeStacks", "DescribeStacks"]
     assert check_policies(rec).used["controller"] == {"cloudformation:DescribeStacks"}
 
 
 def test_the_profile_is_found_in_any_region_the_run_uses(aws: boto3.Session, isolated_env: Path) -> None:
-    add_dlami("us-west-2", name=DLAMI, ssm_name=SSM)
-    done = infra.init(aws, region="us-west-2")  # the stack is in the run's second region only
+    add_dlami("us-west-2", name=PYTORCH_DLAMI, ssm_name=PYTORCH_SSM)
+    done = stack.init(aws, region="us-west-2")  # the stack is in the run's second region only
     cloud = AwsCloud(regions=[R, "us-west-2"], bucket=done.outputs.bucket)  # --bucket: no stack needed
     assert cloud.instance_profile() == done.outputs.instance_profile_arn
     assert AwsCloud(regions=[R], bucket="b").instance_profile() is None  # a region without it: none

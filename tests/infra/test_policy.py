@@ -9,12 +9,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from helpers import PYTORCH_DLAMI, PYTORCH_SSM, V100_DLAMI, V100_SSM
 from moto import mock_aws
 
-from spotrain import infra
-from spotrain.cloud.aws import instances, network, prices, storage, sweep
+from spotrain.cloud.aws import instances, network, prices, stack, storage, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, start_attempt
-from spotrain.cloud.local_fakes import Price, add_dlami, quotas, spot_prices
+from spotrain.cloud.local.moto_patches import Price, add_dlami, quotas, spot_prices
 from spotrain.config import RunSpec
 from spotrain.plan import zone_order
 
@@ -33,14 +33,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
 
 R = "us-east-1"
 P3 = "p3.16xlarge"
-DLAMI = "Deep Learning Base Proprietary Nvidia Driver AMI (Amazon Linux 2) Version 71.6"  # P3's V100
-SSM = "/aws/service/deeplearning/ami/x86_64/base-proprietary-nvidia-driver-amazon-linux-2/latest/ami-id"
-G5_DLAMI = "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.9 (Ubuntu 24.04) 20260101"
-G5_SSM = "/aws/service/deeplearning/ami/x86_64/oss-nvidia-driver-gpu-pytorch-2.9-ubuntu-24.04/latest/ami-id"
 
 
 @pytest.fixture
-def world(isolated_env: Path) -> Iterator[tuple[boto3.Session, infra.InfraOutputs]]:
+def world(isolated_env: Path) -> Iterator[tuple[boto3.Session, stack.InfraOutputs]]:
     """moto with the stack deployed (before recording: init is an administrator's job), prices, a
     DLAMI and quotas."""
     from datetime import datetime, timedelta, timezone
@@ -51,10 +47,10 @@ def world(isolated_env: Path) -> Iterator[tuple[boto3.Session, infra.InfraOutput
         for i, (z, h) in enumerate([("a", 2), ("b", 3)])
     ]
     with mock_aws(), spot_prices(rows), quotas({"L-7212CCBC": 256}):
-        add_dlami(R, name=DLAMI, ssm_name=SSM)
-        add_dlami(R, name=G5_DLAMI, ssm_name=G5_SSM)
+        add_dlami(R, name=V100_DLAMI, ssm_name=V100_SSM)
+        add_dlami(R, name=PYTORCH_DLAMI, ssm_name=PYTORCH_SSM)
         sess = boto3.Session(region_name=R)
-        yield sess, infra.init(sess, region=R).outputs
+        yield sess, stack.init(sess, region=R).outputs
 
 
 def attempt_request(sess: boto3.Session, spec: instances.LaunchSpec, home: Path) -> AttemptRequest:
@@ -63,7 +59,7 @@ def attempt_request(sess: boto3.Session, spec: instances.LaunchSpec, home: Path)
     return AttemptRequest(spec=spec, regions=[R], state_dir=home, order=order, ssh_cidr="203.0.113.7")
 
 
-def launch_flow(sess: boto3.Session, out: infra.InfraOutputs, home: Path, run_id: str) -> None:
+def launch_flow(sess: boto3.Session, out: stack.InfraOutputs, home: Path, run_id: str) -> None:
     """prices, then one attempt with the instance profile and a data snapshot, wait, end it."""
     prices.quote(instance_type=P3, region=R, sess=sess)
     ec2 = sess.client("ec2", region_name=R)  # the test's own client: not recorded
@@ -79,7 +75,7 @@ def launch_flow(sess: boto3.Session, out: infra.InfraOutputs, home: Path, run_id
     instances.terminate(sess, region=R, instance_ids=[iid])
 
 
-def sweep_flow(sess: boto3.Session, out: infra.InfraOutputs, home: Path) -> None:
+def sweep_flow(sess: boto3.Session, out: stack.InfraOutputs, home: Path) -> None:
     launch_flow_no_end(sess, out, home, "r-orphan")
     network.ensure_security_group(
         sess, region=R, run_id="r-orphan", owner="alice", ssh_cidr="198.51.100.9/32"
@@ -101,7 +97,7 @@ def sweep_flow(sess: boto3.Session, out: infra.InfraOutputs, home: Path) -> None
     sweep.find_leftovers(sess, regions=[R])
 
 
-def launch_flow_no_end(sess: boto3.Session, out: infra.InfraOutputs, home: Path, run_id: str) -> None:
+def launch_flow_no_end(sess: boto3.Session, out: stack.InfraOutputs, home: Path, run_id: str) -> None:
     spec = instances.LaunchSpec(
         run_id=run_id, attempt_id="a1", owner="alice", instance_type=P3, root_gb=100,
         instance_profile=out.instance_profile_arn,
@@ -130,12 +126,12 @@ def mirror_flow(bucket: str, tmp: Path) -> None:
     restore(f"s3://{bucket}/runs/r1", tmp / "restored", events)
 
 
-def controller_reads(sess: boto3.Session, out: infra.InfraOutputs) -> None:
+def controller_reads(sess: boto3.Session, out: stack.InfraOutputs) -> None:
     storage.list_checkpoints(sess, bucket=out.bucket, run_id="r1")
     storage.read_latest(sess, bucket=out.bucket, run_id="r1")
     storage.list_attempts(sess, bucket=out.bucket, run_id="r1")
-    infra.state_file(R).unlink()
-    infra.outputs(sess, region=R)  # init ran elsewhere: read the stack's outputs back
+    stack.state_file(R).unlink()
+    stack.outputs(sess, region=R)  # init ran elsewhere: read the stack's outputs back
     instances.region_zones(sess, R)  # the plan checks --zone against the region's zones
 
 

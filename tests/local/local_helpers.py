@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
 from spotrain.cloud.aws.instances import LaunchSpec, region_quotes
 from spotrain.cloud.local import LocalCloud
 from spotrain.plan import order_zones
-from spotrain.remote import DetachedProcess, start_detached
+from spotrain.remote import DetachedProcess, connect, start_detached
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,28 +32,12 @@ def launch(
     return cloud.start_attempt(req)
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def events(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def start_trainer(
     cloud: LocalCloud, started: StartedAttempt, *args: str, env: dict[str, str] | None = None
 ) -> tuple[DetachedProcess, Path]:
     """The real trainer on the instance, detached, as the orchestrator starts it; the repo is its bundle."""
     instance_id = started.instance.instance_id
-    transport = cloud.transport(started)
+    transport = connect(cloud.target(started))
     run_dir = f"{cloud.workdir(instance_id)}/runs/run1"
     argv = [cloud.python(instance_id), "-m", "trainer.train", "--recipe", "digits", "--run-dir", run_dir]
     argv += ["--batch-size", "8", "--log-every", "5", *args]

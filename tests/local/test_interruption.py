@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from helpers import read_events, wait_for
+
 from spotrain.cloud import EndKind
 from spotrain.cloud.local import LocalCloud
-from spotrain.cloud.local_imds import EventsProgress, Schedule
+from spotrain.cloud.local.imds import EventsProgress, Schedule
+from spotrain.remote import connect
 
-from .local_helpers import events, exit_code, launch, start_trainer, wait_for
+from .local_helpers import exit_code, launch, start_trainer
 
 
 def test_injected_notice_stops_the_trainer_then_the_instance_ends(cloud: LocalCloud) -> None:
@@ -20,16 +23,16 @@ def test_injected_notice_stops_the_trainer_then_the_instance_ends(cloud: LocalCl
     env = cloud.instance_env(inst.instance_id)
     assert env["SPOTRAIN_IMDS_URL"].startswith("http://127.0.0.1:")
     assert (
-        cloud.transport(started).exec("echo $SPOTRAIN_IMDS_URL").stdout.decode().strip()
+        connect(cloud.target(started)).exec("echo $SPOTRAIN_IMDS_URL").stdout.decode().strip()
         == env["SPOTRAIN_IMDS_URL"]
     )
     # A schedule far longer than the test: the trainer must not finish before the notice reaches it.
     _, run = start_trainer(cloud, started, "--max-epochs", "50", "--target-acc", "1.0")
-    wait_for(lambda: any(e["kind"] == "step" for e in events(run / "events.jsonl")), 15, "a first step")
+    wait_for(lambda: any(e["kind"] == "step" for e in read_events(run / "events.jsonl")), 15, "a first step")
     assert cloud.describe(inst.region, inst.instance_id).end is EndKind.RUNNING
     cloud.inject_interruption(inst.instance_id)
     assert wait_for(lambda: exit_code(run) is not None, 10, "the trainer to exit") and exit_code(run) == 75
-    kinds = [e["kind"] for e in events(run / "events.jsonl")]
+    kinds = [e["kind"] for e in read_events(run / "events.jsonl")]
     assert "interruption" in kinds and "checkpoint" in kinds
     ended = wait_for(
         lambda: (s := cloud.describe(inst.region, inst.instance_id)).state == "terminated" and s,
@@ -50,9 +53,9 @@ def test_pinned_injection_stops_at_that_step_then_the_instance_is_reclaimed(clou
     assert schedule.pinned and schedule.step == 40
     _, run = start_trainer(cloud, started, "--max-epochs", "50", "--target-acc", "1.0", env=env)
     assert wait_for(lambda: exit_code(run) is not None, 18, "the trainer to exit") and exit_code(run) == 75
-    stop = next(e for e in events(run / "events.jsonl") if e["kind"] == "interruption")
+    stop = next(e for e in read_events(run / "events.jsonl") if e["kind"] == "interruption")
     assert (stop["step"], stop["source"]) == (40, "injected")
-    assert max(e["step"] for e in events(run / "events.jsonl") if e["kind"] == "step") <= 40
+    assert max(e["step"] for e in read_events(run / "events.jsonl") if e["kind"] == "step") <= 40
     ended = wait_for(
         lambda: (s := cloud.describe(inst.region, inst.instance_id)).state == "terminated" and s,
         5,

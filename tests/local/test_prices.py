@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from spotrain import catalog
 from spotrain.cloud.aws import prices
 from spotrain.cloud.local import REGIONS, LocalCloud
-from spotrain.cloud.local_fakes import seeded_history
+from spotrain.cloud.local.moto_patches import seeded_history
 
 P3 = "p3.16xlarge"
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from helpers import wait_for
+
 from spotrain.cloud import EndKind
 from spotrain.cloud.local import BUCKET, LocalCloud
 
-from .local_helpers import launch, wait_for
+from .local_helpers import launch
 
 
 def test_a_new_cloud_on_the_same_state_finds_the_live_instance(tmp_path: Path) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import wait_for
 
 from spotrain.remote import (
     AlreadyRunning,
@@ -27,15 +27,18 @@ from .conftest import ssh_to
 WAIT_FOR_FILE = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.02)\n"
 
 
-def wait_until(
-    check: Callable[[], ProcessStatus], done: Callable[[ProcessStatus], bool], timeout: float = 10
-):
-    deadline = time.monotonic() + timeout
-    while True:
-        status = check()
-        if done(status) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.05)
+def exited(transport: Transport, run_dir: str) -> ProcessStatus:
+    """The process's status once it has exited (AssertionError after 10 s)."""
+
+    def ended() -> ProcessStatus | None:
+        status = process_status(transport, run_dir)
+        return status if status.state == "exited" else None
+
+    return wait_for(ended, 10, f"the process in {run_dir} to exit")
+
+
+def text_in(path: Path, text: str) -> bool:
+    return path.exists() and text in path.read_text()
 
 
 def test_a_detached_process_outlives_its_connection_and_its_exit_code_is_read_later(
@@ -51,7 +54,7 @@ def test_a_detached_process_outlives_its_connection_and_its_exit_code_is_read_la
     second = ssh_to(sshd, tmp_path)
     assert process_status(second, str(run)).state == "running"
     go.touch()
-    ended = wait_until(lambda: process_status(second, str(run)), lambda s: s.state == "exited")
+    ended = exited(second, str(run))
     assert (ended.state, ended.exit_code, ended.pid) == ("exited", 7, proc.pid)
     assert read_tail(second, proc.log_path) == ["finished"]
     assert (run / "pid").read_text().strip() == str(proc.pid) and (run / "exit_code").read_text() == "7\n"
@@ -66,7 +69,7 @@ def test_stop_sends_sigterm_first(transport: Transport, tmp_path: Path) -> None:
         "print('ready', flush=True)\nwhile True: time.sleep(0.05)\n"
     )
     start_detached(transport, [sys.executable, "-c", script], run_dir=str(run), cwd=str(tmp_path))
-    _wait_for_text(run / "train.log", "ready")
+    wait_for(lambda: text_in(run / "train.log", "ready"), 10, "ready in train.log")
     ended = stop(transport, str(run), grace_s=10)
     assert (ended.state, ended.exit_code, ended.signal) == ("exited", 75, None)
     assert (run / "train.log").read_text() == "ready\nsaving\n"
@@ -76,7 +79,7 @@ def test_stop_kills_what_ignores_sigterm(transport: Transport, tmp_path: Path) -
     run = tmp_path / "run"
     script = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(60)\n"
     start_detached(transport, [sys.executable, "-c", script], run_dir=str(run), cwd=str(tmp_path))
-    _wait_for_text(run / "train.log", "ready")
+    wait_for(lambda: text_in(run / "train.log", "ready"), 10, "ready in train.log")
     start = time.monotonic()
     ended = stop(transport, str(run), grace_s=0.5)
     assert (ended.state, ended.exit_code, ended.signal) == ("exited", 137, 9)
@@ -90,10 +93,10 @@ def test_a_second_start_in_the_same_run_dir_is_refused(transport: Transport, tmp
     with pytest.raises(AlreadyRunning, match=str(first.pid)):
         start_detached(transport, argv, run_dir=str(run), cwd=str(tmp_path))
     go.touch()
-    wait_until(lambda: process_status(transport, str(run)), lambda s: s.state == "exited")
+    exited(transport, str(run))
     second = start_detached(transport, argv, run_dir=str(run), cwd=str(tmp_path))  # ended: may start again
     assert second.pid != first.pid
-    wait_until(lambda: process_status(transport, str(run)), lambda s: s.state == "exited")
+    exited(transport, str(run))
 
 
 def test_cwd_and_env_reach_the_process(transport: Transport, tmp_path: Path) -> None:
@@ -102,7 +105,7 @@ def test_cwd_and_env_reach_the_process(transport: Transport, tmp_path: Path) -> 
     script = "import os; print(os.getcwd(), os.environ['SPOTRAIN_IMDS_URL'])"
     env = {"SPOTRAIN_IMDS_URL": "http://127.0.0.1:9"}
     start_detached(transport, [sys.executable, "-c", script], run_dir=str(run), cwd=str(work), env=env)
-    ended = wait_until(lambda: process_status(transport, str(run)), lambda s: s.state == "exited")
+    ended = exited(transport, str(run))
     assert ended.exit_code == 0
     assert read_tail(transport, str(run / "train.log")) == [f"{work} http://127.0.0.1:9"]
 
@@ -128,7 +131,7 @@ def test_env_values_reach_the_process_but_never_a_command_line(transport: Transp
     script = "import os; print(os.environ['DB_PASS'])"
     env = {"DB_PASS": "pa55-only-in-env"}
     start_detached(recording, [sys.executable, "-c", script], run_dir=str(run), cwd=str(work), env=env)
-    ended = wait_until(lambda: process_status(transport, str(run)), lambda s: s.state == "exited")
+    ended = exited(transport, str(run))
     assert ended.exit_code == 0
     assert read_tail(transport, str(run / "train.log")) == ["pa55-only-in-env"]
     assert recording.commands and not any("pa55" in c for c in recording.commands)
@@ -140,13 +143,6 @@ def test_a_command_that_cannot_start_is_reported(transport: Transport, tmp_path:
             transport, ["/nonexistent/python", "-V"], run_dir=str(tmp_path / "run"), cwd=str(tmp_path)
         )
     assert process_status(transport, str(tmp_path / "never")).state == "absent"
-
-
-def _wait_for_text(path: Path, text: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and text in path.read_text()):
-        assert time.monotonic() < deadline, f"{text!r} never appeared in {path}"
-        time.sleep(0.02)
 
 
 def test_a_home_relative_run_dir_in_argv_is_the_same_directory_the_agent_uses(tmp_path: Path) -> None:
@@ -163,7 +159,7 @@ def test_a_home_relative_run_dir_in_argv_is_the_same_directory_the_agent_uses(tm
     (home / "spotrain" / "bundle").mkdir(parents=True)
     script = "import pathlib, sys\np = pathlib.Path(sys.argv[1]) / 'events.jsonl'\np.write_text('{}')\n"
     start_detached(instance, [sys.executable, "-c", script, run_dir], run_dir=run_dir, cwd=bundle)
-    ended = wait_until(lambda: process_status(instance, run_dir), lambda s: s.state == "exited")
+    ended = exited(instance, run_dir)
     assert (ended.state, ended.exit_code) == ("exited", 0), read_tail(instance, f"{run_dir}/train.log")
     assert (home / "spotrain" / "runs" / "R" / "events.jsonl").exists()
     assert not (home / "spotrain" / "bundle" / "~").exists()

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import boto3
 
-from spotrain import contract, infra
+from spotrain import contract
 from spotrain.cloud import InstanceStatus, SweepResult
-from spotrain.cloud.aws import attempt, client, instances, network, session, sweep
+from spotrain.cloud.aws import attempt, client, instances, network, session, stack, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
+from spotrain.cloud.base import Shell
 from spotrain.errors import SpotrainError
-from spotrain.remote import SSHTarget, Transport, connect
+from spotrain.targets import SSHTarget
 
 DLAMI_PYTHON = "/opt/pytorch/bin/python"  # the PyTorch Deep Learning AMI's environment
 SSH_USER = "ubuntu"  # the Ubuntu DLAMIs' login user, for an instance launched without the ssh-user tag
@@ -72,19 +73,22 @@ class AwsCloud:
         leftovers = sweep.find_leftovers(self._session, regions=self.regions, run_id=run_id)
         return sweep.sweep(self._session, leftovers)
 
-    def transport(self, target: StartedAttempt | InstanceStatus, *, ssh: bool = True) -> Transport:
+    def target(self, instance: StartedAttempt | InstanceStatus, *, ssh: bool = True) -> SSHTarget:
         """SSH to the instance's public address as its image's login user, with the key pair's key."""
-        if isinstance(target, StartedAttempt):
-            target = self.describe(target.instance.region, target.instance.instance_id)
-        key_file = self._key_file(target)
-        if not target.public_ip or key_file is None:
+        status = (
+            self.describe(instance.instance.region, instance.instance.instance_id)
+            if isinstance(instance, StartedAttempt)
+            else instance
+        )
+        key_file = self._key_file(status)
+        if not status.public_ip or key_file is None:
             raise SpotrainError(
-                f"cannot reach {target.instance_id}: "
-                + ("it has no public address" if not target.public_ip else "no private key known"),
+                f"cannot reach {status.instance_id}: "
+                + ("it has no public address" if not status.public_ip else "no private key known"),
                 "check that it runs in a subnet with public addresses, and the key in the state directory",
             )
-        ssh_target = SSHTarget(target.public_ip, ssh_user(target), key_file, target.instance_id)
-        return connect(ssh_target, python=self.python(target.instance_id))
+        python = self.python(status.instance_id)
+        return SSHTarget(status.public_ip, ssh_user(status), key_file, status.instance_id, python=python)
 
     def _key_file(self, target: InstanceStatus) -> Path | None:
         """The private key of the instance's key pair: found in the state directory by the pair's name,
@@ -107,7 +111,7 @@ class AwsCloud:
     def bucket(self) -> str:
         """--bucket, else the bucket of spotrain's stack in the home region (`spotrain init`)."""
         if self._bucket is None:
-            found = infra.find_outputs(self._session, region=self.regions[0]) if self.regions else None
+            found = stack.find_outputs(self._session, region=self.regions[0]) if self.regions else None
             if found is None:
                 raise SpotrainError(
                     f"no checkpoint bucket for region {self.regions[0] if self.regions else '?'}: "
@@ -123,13 +127,13 @@ class AwsCloud:
         global): the one `spotrain init` stored, else read back from the stack (init ran on another
         machine); None when init ran in none of them."""
         if self._profile is None and self.regions:
-            self._profile = infra.find_instance_profile(self._session, regions=self.regions)
+            self._profile = stack.find_instance_profile(self._session, regions=self.regions)
         return self._profile
 
     def user_data(self, spec: dict) -> str | None:
         return contract.user_data(spec)
 
-    def wait_ready(self, transport: Transport, deadline_s: float, poll_s: float = 5.0) -> dict[str, str]:
+    def wait_ready(self, transport: Shell, deadline_s: float, poll_s: float = 5.0) -> dict[str, str]:
         """Poll the bootstrap's ready marker over SSH; its failure marker ends the wait with its reason."""
         deadline = time.monotonic() + deadline_s
         probe = (

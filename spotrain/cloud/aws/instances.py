@@ -61,7 +61,7 @@ ZONE_ERRORS = {
 REGION_ERRORS = {"MaxSpotInstanceCountExceeded", "VcpuLimitExceeded", "InstanceLimitExceeded"}
 THROTTLED = {"RequestLimitExceeded", "Throttling", "ThrottlingException"}
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
-TAG_SSH_USER = "spotrain:ssh-user"  # the image's login user, read back by AwsCloud.transport
+TAG_SSH_USER = "spotrain:ssh-user"  # the image's login user, read back by AwsCloud.target
 
 
 @dataclass(frozen=True)

@@ -3,32 +3,28 @@
 
     cloud = LocalCloud(state_dir)                         # moto seeded: prices, DLAMI, quotas, bucket
     started = cloud.start_attempt(req)                    # real boto3 calls, zone plan and failover
-    t = cloud.transport(started)                          # LocalTransport(state_dir/instances/ID)
+    t = connect(cloud.target(started))                    # remote.connect: LocalTransport in instances/ID
     env = cloud.injection_env("step:30")                  # for the trainer: a notice at step 30
     cloud.schedule_interruption(id, "step:30", events_path)  # or inject_interruption(id) at once
 
-How long the "cloud" lives: moto keeps its state in the memory of the process that started it, so the
-dry-run's cloud lives as long as the controller process. To survive a killed controller, each instance
-is also a JSON file beside its directory (`instances/ID.json`: zone, type, tags, IMDS port, notice,
-state), and the checkpoint bucket is written through to `s3/BUCKET/`. A new LocalCloud on the same
-state directory re-registers every instance not yet ended under its old id (so `find_instances`
-finds it by tag), reopens its IMDS on the same port, reloads the bucket, and takes the moto port it
-had before when it is free, so a trainer that kept running meanwhile reaches both again.
+moto keeps its state in the memory of the process that started it. To survive a killed controller,
+each instance is also a record on disk (records.py) and the bucket is written through to `s3/BUCKET/`:
+a new LocalCloud on the same state directory re-registers every instance not yet ended under its old
+id, reopens its IMDS on the same port, reloads the bucket, and takes its old moto port when free, so
+a trainer that kept running meanwhile reaches both again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -39,13 +35,15 @@ from moto.server import ThreadedMotoServer
 
 from spotrain import catalog
 from spotrain.cloud import TAG_OWNER, InstanceStatus, SweepResult
-from spotrain.cloud import local_fakes as fakes
 from spotrain.cloud.aws import attempt, client, instances
 from spotrain.cloud.aws import sweep as aws_sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
-from spotrain.cloud.local_imds import TRAINER_INJECT_ENV, EventsProgress, FakeImds, Schedule, trainer_pids
+from spotrain.cloud.base import Shell
+from spotrain.cloud.local import moto_patches as fakes
+from spotrain.cloud.local.imds import TRAINER_INJECT_ENV, EventsProgress, FakeImds, Schedule, trainer_pids
+from spotrain.cloud.local.records import InstanceFiles, InstanceRecord, save_moto_port, saved_moto_port
 from spotrain.errors import SpotrainError
-from spotrain.remote import LocalTransport, SSHTarget, Transport, connect
+from spotrain.targets import LocalTarget, SSHTarget
 
 REGIONS = {
     "us-east-1": ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1f"],
@@ -53,25 +51,12 @@ REGIONS = {
 }
 BUCKET = "spotrain-dry-run"  # the bucket name the dry-run deploys infra/spotrain.yaml with
 HOME_REGION = "us-east-1"  # where its stack (bucket, instance role and profile) lives
-DUMMY_KEY = fakes.DUMMY_KEY
 POLL_S = 0.1
 # How often the schedule watcher reads the events (a cheap local read): a `20s` notice is posted within
 # this of its time, a pinned one's reclaim starts within this of the trainer's `interruption` event.
 SCHEDULE_POLL_S = 0.005
-
-
-@dataclass
-class InstanceRecord:
-    """What a restarted controller needs to bring a dry-run instance back."""
-
-    instance_id: str
-    region: str
-    zone: str
-    instance_type: str
-    tags: dict[str, str]
-    imds_port: int
-    state: str = "running"  # or "terminated"
-    notice: dict[str, str] | None = None  # the IMDS instance-action once posted
+# The instance has its own credentials (moto's), no profile: these of the controller's env stay behind.
+NOT_INHERITED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
 class _Live:
@@ -100,9 +85,9 @@ class LocalCloud:
         self.state_dir = Path(state_dir)
         self.boot_delay_s, self.seed = boot_delay_s, seed
         self.notice_grace_s, self.imds_poll_s = notice_grace_s, imds_poll_s
-        self.sshd = sshd  # a local sshd that reaches this machine, for transport(ssh=True)
+        self.sshd = sshd  # a local sshd that reaches this machine, for target(ssh=True)
         self.instances_dir = self.state_dir / "instances"
-        self.instances_dir.mkdir(parents=True, exist_ok=True)
+        self._files = InstanceFiles(self.instances_dir)
         self._lock = threading.RLock()
         self._closing = threading.Event()
         self._live: dict[str, _Live] = {}
@@ -120,16 +105,20 @@ class LocalCloud:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto_api_backend.reset()  # a fresh cloud, as a new controller process would get
         types = sorted(catalog.INSTANCE_TYPES)
-        rows = fakes.seeded_history(regions=REGIONS, instance_types=types, now=_now(), seed=self.seed)
+        rows = fakes.seeded_history(
+            regions=REGIONS, instance_types=types, now=datetime.now(timezone.utc), seed=self.seed
+        )
         self._stack.enter_context(fakes.spot_prices(rows))
         self._stack.enter_context(fakes.quotas(dict.fromkeys(fakes.SPOT_QUOTA_CODES, 4096.0)))
         s3_root = self.state_dir / "s3" / BUCKET
         self._stack.enter_context(fakes.persistent_bucket(BUCKET, s3_root))
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port(), verbose=False)
+        self._server = ThreadedMotoServer(
+            ip_address="127.0.0.1", port=saved_moto_port(self.state_dir), verbose=False
+        )
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
-        (self.state_dir / "cloud.json").write_text(json.dumps({"moto_port": port}))
+        save_moto_port(self.state_dir, port)
         self._session = fakes.endpoint_session(self.endpoint, self.state_dir / "aws-config")
         for region in REGIONS:
             fakes.seed_dlamis(region)
@@ -139,20 +128,8 @@ class LocalCloud:
         s3 = self._session.client("s3", region_name=HOME_REGION)
         for key, data in fakes.saved_objects(s3_root):
             s3.put_object(Bucket=self.stack.bucket, Key=key, Body=data)
-        for path in sorted(self.instances_dir.glob("*.json")):
-            record = InstanceRecord(**json.loads(path.read_text()))
-            if record.state == "running":
-                self._restore(record)
-
-    def _port(self) -> int:
-        """The moto port of the last LocalCloud on this state directory if it is free, else any."""
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            port = int(json.loads((self.state_dir / "cloud.json").read_text())["moto_port"])
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", port))
-            return port
-        return 0
+        for record in self._files.running():
+            self._restore(record)
 
     def _restore(self, record: InstanceRecord) -> None:
         """Put an instance a killed controller left running back into the fresh moto, same id."""
@@ -171,18 +148,11 @@ class LocalCloud:
 
     def _attach(self, record: InstanceRecord) -> _Live:
         imds = FakeImds(record.instance_id, record.zone, port=record.imds_port)
-        record.imds_port = imds.port
-        live = _Live(record, imds)
+        live = _Live(replace(record, imds_port=imds.port), imds)
         with self._lock:
             self._live[record.instance_id] = live
-        self._save(record)
+        self._files.save(live.record)
         return live
-
-    def _save(self, record: InstanceRecord) -> None:
-        path = self.instances_dir / f"{record.instance_id}.json"
-        tmp = path.with_suffix(".json.part")
-        tmp.write_text(json.dumps(asdict(record), indent=1))
-        tmp.replace(path)
 
     # -- Cloud ---------------------------------------------------------------------------------
 
@@ -208,21 +178,17 @@ class LocalCloud:
 
     def describe(self, region: str, instance_id: str) -> InstanceStatus:
         status = instances.describe(self._session, region=region, instance_id=instance_id)
-        if status.state == "running" and self._ended_elsewhere(instance_id):  # `down` in another process
-            with contextlib.suppress(SpotrainError):
-                instances.terminate(self._session, region=region, instance_ids=[instance_id])
+        if status.state == "running" and self._files.ended(instance_id):
+            # Ended by this process meanwhile (in moto first, then in its record: asked again, moto says
+            # so), or by `down` in another process, which only the record tells: then end it here too.
             status = instances.describe(self._session, region=region, instance_id=instance_id)
+            if status.state == "running":
+                with contextlib.suppress(SpotrainError):
+                    instances.terminate(self._session, region=region, instance_ids=[instance_id])
+                status = instances.describe(self._session, region=region, instance_id=instance_id)
         if status.state in {"shutting-down", "terminated"}:
             self._retire(instance_id)  # ended by a call we did not see (the aws sweep, a raw client)
         return status
-
-    def _ended_elsewhere(self, instance_id: str) -> bool:
-        """Another process's dry-run cloud (a `spotrain down`) terminated it: its record says so."""
-        path = self.instances_dir / f"{instance_id}.json"
-        try:
-            return json.loads(path.read_text())["state"] == "terminated"
-        except (OSError, ValueError, KeyError):
-            return False
 
     def find_instances(self, run_id: str) -> list[InstanceStatus]:
         found = []
@@ -252,24 +218,24 @@ class LocalCloud:
                     result.deleted.append(key["KeyName"])
         return result
 
-    def transport(self, target: StartedAttempt | InstanceStatus, *, ssh: bool = False) -> Transport:
-        """LocalTransport in the instance directory (HOME there, the instance's env); with ssh=True,
-        an SSH session to the given local sshd, its agent state kept inside the instance directory."""
+    def target(
+        self, instance: StartedAttempt | InstanceStatus, *, ssh: bool = False
+    ) -> LocalTarget | SSHTarget:
+        """The instance directory, run in with HOME there and the instance's env; with ssh=True, the
+        given local sshd, the remote layer's state kept inside the instance directory."""
         instance_id = (
-            target.instance.instance_id if isinstance(target, StartedAttempt) else target.instance_id
+            instance.instance.instance_id if isinstance(instance, StartedAttempt) else instance.instance_id
         )
-        home = self.instance_dir(instance_id)
-        if ssh:
-            if self.sshd is None:
-                raise SpotrainError(
-                    "the dry-run has no sshd to reach instances by SSH", "pass sshd=SSHTarget(...)"
-                )
-            target_ssh = replace(self.sshd, instance_id=instance_id)
-            return connect(target_ssh, python=self.python(instance_id), state_dir=f"{home}/.spotrain-remote")
-        local = LocalTransport(home, python=self.python(instance_id), env=self.instance_env(instance_id))
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-            local.env.pop(name, None)  # the instance has its own credentials (moto's), no profile
-        return local
+        home, python = self.instance_dir(instance_id), self.python(instance_id)
+        if not ssh:
+            return LocalTarget(home, python, env=self.instance_env(instance_id), unset=NOT_INHERITED)
+        if self.sshd is None:
+            raise SpotrainError(
+                "the dry-run has no sshd to reach instances by SSH", "pass sshd=SSHTarget(...)"
+            )
+        return replace(
+            self.sshd, instance_id=instance_id, python=python, state_dir=f"{home}/.spotrain-remote"
+        )
 
     def instance_env(self, instance_id: str) -> dict[str, str]:
         record = self._record(instance_id)
@@ -277,8 +243,8 @@ class LocalCloud:
             "SPOTRAIN_IMDS_URL": f"http://127.0.0.1:{record.imds_port}",
             "SPOTRAIN_IMDS_POLL_S": f"{self.imds_poll_s:g}",
             "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": DUMMY_KEY,
-            "AWS_SECRET_ACCESS_KEY": DUMMY_KEY,
+            "AWS_ACCESS_KEY_ID": fakes.DUMMY_KEY,
+            "AWS_SECRET_ACCESS_KEY": fakes.DUMMY_KEY,
             "AWS_DEFAULT_REGION": record.region,
             "AWS_REGION": record.region,
             "AWS_CONFIG_FILE": os.devnull,
@@ -306,7 +272,7 @@ class LocalCloud:
         """A dry-run instance runs no bootstrap: this machine's Python is the instance's."""
         return None
 
-    def wait_ready(self, transport: Transport, deadline_s: float) -> dict[str, str]:
+    def wait_ready(self, transport: Shell, deadline_s: float) -> dict[str, str]:
         return {}
 
     def close(self) -> None:
@@ -347,8 +313,8 @@ class LocalCloud:
             if live.record.notice is not None:
                 return live.record.notice
             when = datetime.now(timezone.utc) + timedelta(seconds=self.notice_grace_s)
-            live.record.notice = live.imds.post_notice(when)
-            self._save(live.record)
+            live.record = replace(live.record, notice=live.imds.post_notice(when))
+            self._files.save(live.record)
         self._spawn(instance_id, self._reclaim_after_notice)
         return live.record.notice
 
@@ -403,8 +369,8 @@ class LocalCloud:
         for pid in trainer_pids(self.instance_dir(instance_id)):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
-        live.record.state = "terminated"
-        self._save(live.record)
+        live.record = replace(live.record, state="terminated")
+        self._files.save(live.record)
         live.imds.close()
 
     def _spawn(self, instance_id: str, target: Any) -> None:
@@ -423,13 +389,4 @@ class LocalCloud:
         with self._lock:
             if instance_id in self._live:
                 return self._live[instance_id].record
-        path = self.instances_dir / f"{instance_id}.json"
-        if not path.exists():
-            raise SpotrainError(
-                f"no dry-run instance {instance_id} in {self.instances_dir}", "see `spotrain status`"
-            )
-        return InstanceRecord(**json.loads(path.read_text()))
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+        return self._files.load(instance_id)

@@ -33,9 +33,9 @@ from moto.s3.models import S3Backend
 from moto.servicequotas.models import ServiceQuotasBackend
 from moto.ssm.models import Parameter, ssm_backends
 
-from spotrain import catalog, infra
+from spotrain import catalog
 from spotrain.cloud import TAG_OWNER, TAG_RUN
-from spotrain.cloud.aws import client, images, network
+from spotrain.cloud.aws import client, images, network, stack
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 SPOT_QUOTA_CODES = ("L-7212CCBC", "L-3819A6DF")  # All P / All G and VT Spot Instance Requests
@@ -327,7 +327,7 @@ def _catalog_products(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, di
     }
 
 
-def deploy_stack(sess: boto3.Session, *, region: str, bucket: str, home: Path) -> infra.InfraOutputs:
+def deploy_stack(sess: boto3.Session, *, region: str, bucket: str, home: Path) -> stack.InfraOutputs:
     """`spotrain init` on moto: infra/spotrain.yaml deployed through CloudFormation, its outputs kept
     in `home`. moto deploys all of it but the TLS-only bucket policy, and says so twice (a warning and
     a log line): not news for a dry-run user, so both are silenced here."""
@@ -337,6 +337,6 @@ def deploy_stack(sess: boto3.Session, *, region: str, bucket: str, home: Path) -
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Tried to parse AWS::S3::BucketPolicy")
-            return infra.init(sess, region=region, bucket=bucket, home=home).outputs
+            return stack.init(sess, region=region, bucket=bucket, home=home).outputs
     finally:
         log.setLevel(level)

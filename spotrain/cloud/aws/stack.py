@@ -29,7 +29,7 @@ from botocore.exceptions import WaiterError
 from spotrain.cloud.aws import ClientError, aws_errors, client, error_code, error_message, images, region_of
 from spotrain.errors import SpotrainError
 
-INFRA_DIR = Path(__file__).resolve().parent.parent / "infra"
+INFRA_DIR = Path(__file__).resolve().parents[3] / "infra"
 TEMPLATE = INFRA_DIR / "spotrain.yaml"
 POLICY = INFRA_DIR / "controller-policy.json"
 TEMPLATE_TAG = "spotrain:template-sha256"
