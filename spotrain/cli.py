@@ -264,7 +264,7 @@ def status(run_id: str | None, as_json: bool) -> None:
     """
     import json
 
-    from spotrain.workspace import status_rows
+    from spotrain.controller import status_rows
 
     rows = status_rows(run_id)
     if as_json:

@@ -9,14 +9,16 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from spotrain import catalog
 from spotrain.config import RunSpec
 from spotrain.errors import SpotrainError
 from spotrain.orchestrator import OnEvent, Outcome
 from spotrain.plan import Plan, make_plan
+from spotrain.settings import Settings
 from spotrain.store import TERMINAL, Store
-from spotrain.workspace import Controller
+from spotrain.workspace import Controller, controller_for_run, open_controller
 
 
 # ---------------------------------------------------------------------------------------------- launch
@@ -240,3 +242,19 @@ def _next_attempt(ctl: Controller, run_id: str, number: int):
             what = "is interrupted" if run.state == RunState.INTERRUPTED else f"is {run.state.value}"
             return f"==> run {run_id} {what} and no controller watches it: `spotrain resume {run_id}` goes on <=="
         time.sleep(POLL_S)
+
+
+def status_rows(run_id: str | None = None, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """`status`'s rows: one run's, caught up from its instance first when no controller watches it
+    (its `trainer` note says what the store cannot yet), else every run of both stores."""
+    from spotrain.render import status_rows as rows_of
+
+    if run_id:
+        with controller_for_run(run_id, settings=settings) as ctl:
+            note = refresh(ctl, run_id)
+            return [{**row, "trainer": note} for row in rows_of(ctl.store, [ctl.store.get_run(run_id)])]
+    rows: list[dict[str, Any]] = []
+    for dry_run in (False, True):
+        with open_controller(dry_run=dry_run, settings=settings) as ctl:
+            rows += rows_of(ctl.store, ctl.store.list_runs())
+    return rows

@@ -196,20 +196,3 @@ def down_run(run_id: str, settings: Settings | None = None) -> Downed:
             f"see what it did with `spotrain status {run_id}` and `spotrain cost {run_id}`",
         )
     return Downed(after.state, removed)
-
-
-def status_rows(run_id: str | None = None, settings: Settings | None = None) -> list[dict[str, Any]]:
-    """`status`'s rows: one run's, caught up from its instance first when no controller watches it
-    (its `trainer` note says what the store cannot yet), else every run of both stores."""
-    from spotrain import controller
-    from spotrain.render import status_rows as rows_of
-
-    if run_id:
-        with controller_for_run(run_id, settings=settings) as ctl:
-            note = controller.refresh(ctl, run_id)
-            return [{**row, "trainer": note} for row in rows_of(ctl.store, [ctl.store.get_run(run_id)])]
-    rows: list[dict[str, Any]] = []
-    for dry_run in (False, True):
-        with open_controller(dry_run=dry_run, settings=settings) as ctl:
-            rows += rows_of(ctl.store, ctl.store.list_runs())
-    return rows

@@ -11,7 +11,7 @@ import pytest
 
 from spotrain import catalog
 from trainer import TrainerError
-from trainer.data import load_datasets
+from trainer.datasets import load_datasets
 from trainer.recipes import get_recipe, known_recipes
 
 PLANNED = sorted(catalog.RECIPES)  # the recipes the controller can launch

@@ -212,17 +212,3 @@ def _require_dir(data_dir: Path | None, recipe: str, layout: str) -> Path:
     if not Path(data_dir).is_dir():
         raise TrainerError(f"--data {data_dir}: no such directory; expected {layout}", "check the path")
     return Path(data_dir)
-
-
-def load_datasets(dataset: str, data_dir: Path | None) -> Datasets:
-    if dataset == "digits":
-        return load_digits()
-    if dataset == "cifar10":
-        return load_cifar10(data_dir)
-    if dataset == "imagenet":
-        from trainer.folder import load_imagenet
-
-        return load_imagenet(data_dir)
-    raise TrainerError(
-        f"unknown dataset {dataset!r}", "a recipe's dataset is one of digits, cifar10, imagenet"
-    )

@@ -29,7 +29,8 @@ import torch.distributed as dist
 from torch import nn
 
 from trainer import EXIT_BAD_INPUT, TrainerError
-from trainer.data import ResumableSampler, load_datasets
+from trainer.data import ResumableSampler
+from trainer.datasets import load_datasets
 from trainer.dist import Dist
 from trainer.net import build_optimizer
 from trainer.recipes import get_recipe

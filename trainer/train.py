@@ -25,7 +25,8 @@ import torch
 from trainer import TrainerError
 from trainer.args import Settings, check_args, parse_args
 from trainer.checkpoint import Checkpointer, Progress
-from trainer.data import Datasets, ResumableSampler, load_datasets
+from trainer.data import Datasets, ResumableSampler
+from trainer.datasets import load_datasets
 from trainer.dist import Dist
 from trainer.events import EventLog
 from trainer.net import build_net

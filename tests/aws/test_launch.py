@@ -13,7 +13,7 @@ import pytest
 
 from spotrain import plan
 from spotrain.cloud import EndKind
-from spotrain.cloud.aws import cloud, instances, sweep
+from spotrain.cloud.aws import cloud, instances, lifecycle, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt, start_attempt
 from spotrain.cloud.aws.cloud import AwsCloud
 from spotrain.config import RunSpec
@@ -62,7 +62,7 @@ def ec2(sess: boto3.Session, region: str = R) -> Any:
 
 
 def live(sess: boto3.Session, region: str = R) -> list[str]:
-    return [i["InstanceId"] for i in instances.run_instances_live(ec2(sess, region), None)]
+    return [i["InstanceId"] for i in lifecycle.run_instances_live(ec2(sess, region), None)]
 
 
 def test_first_two_zones_out_of_capacity_lands_in_the_third(world, isolated_env) -> None:
@@ -135,14 +135,14 @@ def test_user_data_tells_the_bootstrap_the_gpus_the_user_and_the_torch(world, is
     assert lines[0] == "#!/usr/bin/env bash" and lines[-1] == "set -e"
     assert "export SPOTRAIN_GPUS=8" in lines and "export SPOTRAIN_LOGIN_USER=ec2-user" in lines
     assert "export SPOTRAIN_TORCH_PIP='torch==2.6.0 torchvision==0.21.0 numpy scikit-learn boto3'" in lines
-    status = instances.describe(world, region=R, instance_id=iid)
+    status = lifecycle.describe(world, region=R, instance_id=iid)
     assert cloud.ssh_user(status) == "ec2-user"
 
 
 def test_the_zone_that_just_interrupted_the_run_is_tried_last(world, isolated_env) -> None:
     first = start_attempt(world, request(isolated_env))
     interrupt(R, first.instance.instance_id)
-    status = instances.describe(world, region=R, instance_id=first.instance.instance_id)
+    status = lifecycle.describe(world, region=R, instance_id=first.instance.instance_id)
     assert status.end == EndKind.SPOT_INTERRUPTION and status.reason_code == "Server.SpotInstanceTermination"
     asked = fail_zones(world, {"us-east-1c": CAPACITY, "us-east-1b": CAPACITY})
     again = start_attempt(world, request(isolated_env, demote=[first.instance.zone]))
@@ -160,16 +160,16 @@ def test_a_full_region_moves_to_the_next(world, isolated_env) -> None:
 def test_wait_and_why_an_instance_ended(world, isolated_env) -> None:
     started = start_attempt(world, request(isolated_env))
     iid = started.instance.instance_id
-    up = instances.wait(world, region=R, instance_id=iid, deadline_s=10)
+    up = lifecycle.wait(world, region=R, instance_id=iid, deadline_s=10)
     assert (up.state, up.end, up.spot) == ("running", EndKind.RUNNING, True)
-    instances.terminate(world, region=R, instance_ids=[iid])
-    down = instances.wait(world, region=R, instance_id=iid, until="terminated", deadline_s=10)
+    lifecycle.terminate(world, region=R, instance_ids=[iid])
+    down = lifecycle.wait(world, region=R, instance_id=iid, until="terminated", deadline_s=10)
     assert (down.state, down.end, down.reason_code) == (
         "terminated",
         EndKind.USER,
         "Client.UserInitiatedShutdown",
     )
-    assert instances.end_kind("terminated", "Server.InternalError") == EndKind.ERROR
+    assert lifecycle.end_kind("terminated", "Server.InternalError") == EndKind.ERROR
 
 
 def test_orphan_sweep_removes_exactly_the_runs_resources(world, isolated_env) -> None:
@@ -296,7 +296,7 @@ def test_a_second_region_without_the_snapshot_is_skipped_with_why(world, isolate
 def test_an_instance_gone_from_ec2_reads_as_terminated_with_why(world, isolated_env) -> None:
     # EC2 answers InvalidInstanceID.NotFound an hour after a termination; moto does for an unknown id.
     old = "i-0123456789abcdef0"
-    status = instances.describe(world, region=R, instance_id=old)
+    status = lifecycle.describe(world, region=R, instance_id=old)
     assert (status.state, status.end, status.reason_code) == (
         "terminated",
         EndKind.UNKNOWN,
@@ -310,9 +310,9 @@ def test_terminating_an_instance_ec2_forgot_is_done_and_the_others_still_end(wor
     # resume of a run whose instance ended long ago (or a fresh dry-run's moto) terminates it again:
     # InvalidInstanceID.NotFound is what EC2 answers, and it must not stop the rest of the call.
     live = start_attempt(world, request(isolated_env)).instance.instance_id
-    instances.terminate(world, region=R, instance_ids=["i-0123456789abcdef0"])
-    instances.terminate(world, region=R, instance_ids=["i-0123456789abcdef0", live])
-    assert instances.describe(world, region=R, instance_id=live).state in ("shutting-down", "terminated")
+    lifecycle.terminate(world, region=R, instance_ids=["i-0123456789abcdef0"])
+    lifecycle.terminate(world, region=R, instance_ids=["i-0123456789abcdef0", live])
+    assert lifecycle.describe(world, region=R, instance_id=live).state in ("shutting-down", "terminated")
 
 
 def test_a_fresh_controller_finds_the_instances_key_in_the_state_dir(

@@ -131,7 +131,7 @@ def test_an_instance_describe_says_is_gone_ends_the_attempt_not_lost_contact(dry
         status = real(region, instance_id)
         if not calls:  # booting: as it was
             return status
-        # what instances.describe makes of InvalidInstanceID.NotFound (an instance gone for an hour)
+        # what lifecycle.describe makes of InvalidInstanceID.NotFound (an instance gone for an hour)
         return dataclasses.replace(
             status, state="terminated", end=EndKind.UNKNOWN, reason_code="InvalidInstanceID.NotFound"
         )

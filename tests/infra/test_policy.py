@@ -12,7 +12,7 @@ import pytest
 from helpers import PYTORCH_DLAMI, PYTORCH_SSM, V100_DLAMI, V100_SSM
 from moto import mock_aws
 
-from spotrain.cloud.aws import instances, network, prices, stack, storage, sweep
+from spotrain.cloud.aws import instances, lifecycle, network, prices, stack, storage, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, start_attempt
 from spotrain.cloud.local.moto_patches import Price, add_dlami, quotas, spot_prices
 from spotrain.config import RunSpec
@@ -70,9 +70,9 @@ def launch_flow(sess: boto3.Session, out: stack.InfraOutputs, home: Path, run_id
     )  # fmt: skip
     started = start_attempt(sess, attempt_request(sess, spec, home))
     iid = started.instance.instance_id
-    instances.wait(sess, region=R, instance_id=iid, until="running", deadline_s=10)
-    instances.describe(sess, region=R, instance_id=iid)
-    instances.terminate(sess, region=R, instance_ids=[iid])
+    lifecycle.wait(sess, region=R, instance_id=iid, until="running", deadline_s=10)
+    lifecycle.describe(sess, region=R, instance_id=iid)
+    lifecycle.terminate(sess, region=R, instance_ids=[iid])
 
 
 def sweep_flow(sess: boto3.Session, out: stack.InfraOutputs, home: Path) -> None:

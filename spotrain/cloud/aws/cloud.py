@@ -9,7 +9,7 @@ import boto3
 
 from spotrain import contract
 from spotrain.cloud import InstanceStatus, SweepResult
-from spotrain.cloud.aws import attempt, client, instances, network, session, stack, sweep
+from spotrain.cloud.aws import attempt, client, instances, lifecycle, network, session, stack, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
 from spotrain.cloud.base import Shell
 from spotrain.errors import SpotrainError
@@ -53,20 +53,20 @@ class AwsCloud:
         return started
 
     def wait_running(self, region: str, instance_id: str, deadline_s: float) -> InstanceStatus:
-        return instances.wait(self._session, region=region, instance_id=instance_id, deadline_s=deadline_s)
+        return lifecycle.wait(self._session, region=region, instance_id=instance_id, deadline_s=deadline_s)
 
     def describe(self, region: str, instance_id: str) -> InstanceStatus:
-        return instances.describe(self._session, region=region, instance_id=instance_id)
+        return lifecycle.describe(self._session, region=region, instance_id=instance_id)
 
     def find_instances(self, run_id: str) -> list[InstanceStatus]:
         return [
             self.describe(region, inst["InstanceId"])
             for region in self.regions
-            for inst in instances.run_instances_live(client(self._session, "ec2", region), run_id)
+            for inst in lifecycle.run_instances_live(client(self._session, "ec2", region), run_id)
         ]
 
     def terminate(self, region: str, instance_ids: list[str]) -> None:
-        instances.terminate(self._session, region=region, instance_ids=instance_ids)
+        lifecycle.terminate(self._session, region=region, instance_ids=instance_ids)
 
     def sweep(self, run_id: str | None) -> SweepResult:
         """Instances, spot requests, volumes and security groups; key pairs stay (shared by runs)."""

@@ -35,7 +35,7 @@ from moto.server import ThreadedMotoServer
 
 from spotrain import catalog
 from spotrain.cloud import TAG_OWNER, InstanceStatus, SweepResult
-from spotrain.cloud.aws import attempt, client, instances
+from spotrain.cloud.aws import attempt, client, lifecycle
 from spotrain.cloud.aws import sweep as aws_sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
 from spotrain.cloud.base import Shell
@@ -165,7 +165,7 @@ class LocalCloud:
             req = replace(req, ssh_cidr=fakes.LOOPBACK_CIDR)
         started = attempt.start_attempt(self._session, req)
         inst = started.instance
-        status = instances.describe(self._session, region=inst.region, instance_id=inst.instance_id)
+        status = lifecycle.describe(self._session, region=inst.region, instance_id=inst.instance_id)
         record = InstanceRecord(inst.instance_id, inst.region, inst.zone, inst.instance_type, status.tags, 0)
         self.instance_dir(inst.instance_id).mkdir(parents=True, exist_ok=True)
         self._attach(record)
@@ -177,15 +177,15 @@ class LocalCloud:
         return self.describe(region, instance_id)
 
     def describe(self, region: str, instance_id: str) -> InstanceStatus:
-        status = instances.describe(self._session, region=region, instance_id=instance_id)
+        status = lifecycle.describe(self._session, region=region, instance_id=instance_id)
         if status.state == "running" and self._files.ended(instance_id):
             # Ended by this process meanwhile (in moto first, then in its record: asked again, moto says
             # so), or by `down` in another process, which only the record tells: then end it here too.
-            status = instances.describe(self._session, region=region, instance_id=instance_id)
+            status = lifecycle.describe(self._session, region=region, instance_id=instance_id)
             if status.state == "running":
                 with contextlib.suppress(SpotrainError):
-                    instances.terminate(self._session, region=region, instance_ids=[instance_id])
-                status = instances.describe(self._session, region=region, instance_id=instance_id)
+                    lifecycle.terminate(self._session, region=region, instance_ids=[instance_id])
+                status = lifecycle.describe(self._session, region=region, instance_id=instance_id)
         if status.state in {"shutting-down", "terminated"}:
             self._retire(instance_id)  # ended by a call we did not see (the aws sweep, a raw client)
         return status
@@ -193,12 +193,12 @@ class LocalCloud:
     def find_instances(self, run_id: str) -> list[InstanceStatus]:
         found = []
         for region in REGIONS:
-            for inst in instances.run_instances_live(client(self._session, "ec2", region), run_id):
+            for inst in lifecycle.run_instances_live(client(self._session, "ec2", region), run_id):
                 found.append(self.describe(region, inst["InstanceId"]))
         return found
 
     def terminate(self, region: str, instance_ids: list[str]) -> None:
-        instances.terminate(self._session, region=region, instance_ids=instance_ids)
+        lifecycle.terminate(self._session, region=region, instance_ids=instance_ids)
         for instance_id in instance_ids:
             self._retire(instance_id)
 
