@@ -122,7 +122,7 @@ class RunSpec(BaseModel):
     target_acc: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)  # None: the recipe's target
     max_epochs: int | None = Field(None, ge=1)  # None: the recipe's schedule
     seed: int = Field(0, ge=0)
-    dry_run: bool = False  # run on this machine against cloud/local.py
+    dry_run: bool = False  # run on this machine against cloud/local/
     inject_interruptions: list[Interruption] = []  # dry-run only: step:N, P% or Ns, one per attempt
     boot_delay_s: float = Field(2.0, ge=0, allow_inf_nan=False)  # dry-run only: simulated boot time
 

@@ -2,7 +2,7 @@
 run's bill, the one place a run is priced: `spotrain cost`, `status`, the budget check and the report all
 take their dollars and seconds from `run_bill`.
 
-The rule (DESIGN.md, Cost): each attempt is billed per second with a 60-second minimum, at the spot
+The rule (ARCHITECTURE.md, Cost): each attempt is billed per second with a 60-second minimum, at the spot
 price in force in its zone at each billed second (a step function of the price samples; a price is
 never taken from "now" for a past second), plus its EBS volumes prorated by the second, plus S3
 storage and requests. The on-demand equivalent is the same instance-seconds at the catalog's on-demand

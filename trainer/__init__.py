@@ -1,6 +1,6 @@
 """The trainer spotrain ships to the spot instance: one-cycle, multi-GPU, interruption-safe.
 
-It never imports spotrain; it meets the controller only at the contract in DESIGN.md (command line, run
+It never imports spotrain; it meets the controller only at the contract in ARCHITECTURE.md (command line, run
 directory, events.jsonl, exit codes, checkpoint layout), and runs unchanged under a plain torchrun.
 """
 

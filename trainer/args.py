@@ -1,4 +1,4 @@
-"""The trainer's command line (DESIGN.md's contract, plus the flags listed there as beyond it), and the
+"""The trainer's command line (ARCHITECTURE.md's contract, plus the flags listed there as beyond it), and the
 settings it makes of a recipe's defaults."""
 
 from __future__ import annotations

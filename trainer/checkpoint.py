@@ -1,6 +1,6 @@
 """Atomic, asynchronous, verified checkpoints.
 
-Layout (DESIGN.md's contract): `ckpt/step-000123/` holds the state files and `manifest.json` (sha256 and
+Layout (ARCHITECTURE.md's contract): `ckpt/step-000123/` holds the state files and `manifest.json` (sha256 and
 size of each file); it is written under a temporary name and renamed when complete, and `ckpt/LATEST`,
 naming the newest complete one, is replaced last. Saving copies the state to host memory (the only part
 that blocks the loop) and a background thread writes it while training goes on. Loading verifies the

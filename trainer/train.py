@@ -3,7 +3,7 @@
     python -m trainer.train --recipe digits --run-dir runs/d                  # one process, CPU
     torchrun --nproc_per_node=8 -m trainer.train --recipe imagenet --data /data --run-dir runs/r
 
-Exit codes (DESIGN.md's contract): 0 finished (target reached or schedule done), 75 stopped for a spot
+Exit codes (ARCHITECTURE.md's contract): 0 finished (target reached or schedule done), 75 stopped for a spot
 interruption after a complete checkpoint, 2 bad input; anything else is a crash. The controller reads
 only `RUN_DIR/events.jsonl` (and status.json); train.log is for people.
 

@@ -1,4 +1,4 @@
-"""The run's S3 prefix, as the trainer's mirror writes it (DESIGN.md, the contract):
+"""The run's S3 prefix, as the trainer's mirror writes it (ARCHITECTURE.md, the contract):
 
     s3://BUCKET/runs/RUN_ID/ckpt/step-000123/{state.pt,manifest.json}
     s3://BUCKET/runs/RUN_ID/ckpt/LATEST                     the newest complete checkpoint's name
