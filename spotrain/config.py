@@ -62,7 +62,7 @@ EXPECTED: dict[str, str] = {
     "checkpoint_every": "'auto' or a number of seconds from 60 to 1800 (e.g. 300, 300s or 5m)",
     "data": "an S3 URI (s3://bucket/prefix) or an EBS snapshot id (snap-0123456789abcdef0)",
     "bucket": "an S3 bucket name: 3-63 lower-case letters, digits, dots and hyphens",
-    "includes": "paths of files or directories to send to the instance",
+    "includes": "paths of files or directories to send to the instance (each lands beside trainer/ in the bundle, the trainer's working directory)",
     "env": "a map of environment variable names to values (KEY=VALUE,... from the environment)",
     "ami": "an AMI id: ami- and 8 or 17 hex digits",
     "ssh_cidr": "an IPv4 network such as 203.0.113.7/32",
@@ -202,6 +202,15 @@ class RunSpec(BaseModel):
                     f" digits or _ ({_show(bad[0])} is not one)"
                 )
             _env_bounds(v)
+        return v
+
+    @field_validator("includes")
+    @classmethod
+    def _includes(cls, v: list[Path]) -> list[Path]:
+        names = [Path(p).name for p in v]
+        clash = sorted({n for n in names if names.count(n) > 1 or n in ("trainer", "", ".", "..")})
+        if clash:
+            raise ValueError(f"{EXPECTED['includes']}, each under its own name, none named trainer: {clash}")
         return v
 
     @field_validator("ami")

@@ -197,7 +197,8 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
             transport = connect(self.cloud.target(status, ssh=self.ssh))
             if process_status(transport, run_dir).state != "running":  # an adopted instance may be training
                 ready = self.cloud.wait_ready(transport, deadline_s=900)
-                result = sync(transport, [(TRAINER_DIR, "trainer")], bundle)
+                sources = [(TRAINER_DIR, "trainer"), *((Path(p), Path(p).name) for p in run.spec.includes)]
+                result = sync(transport, sources, bundle)
                 self._event(
                     run.run_id,
                     "sync",

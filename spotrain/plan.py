@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from spotrain import catalog
 from spotrain.cloud import ImageChoice, ZoneFailure, ZoneQuote
@@ -208,6 +209,7 @@ def make_plan(
     itype = catalog.instance_type(spec.instance)
     check_zones(sess, spec)
     check_snapshot(sess, spec)
+    check_includes(spec)
     quotes = _quotes(sess, spec, now or datetime.now(timezone.utc))
     order = _order(quotes, spec, demote=())
     refuse_empty(order, quotes, spec)
@@ -258,4 +260,15 @@ def check_snapshot(sess, spec: RunSpec) -> None:
             f"--data {spec.data}: no such EBS snapshot in {', '.join(spec.regions)}",
             f"check the id with `aws ec2 describe-snapshots --snapshot-ids {spec.data}`; a snapshot is "
             "regional: copy it into a region of the run (`aws ec2 copy-snapshot`)",
+        )
+
+
+def check_includes(spec: RunSpec) -> None:
+    """Every `includes` path is there to be sent (beside `trainer/` in the bundle, under its own name),
+    before anything is launched or billed."""
+    missing = [str(p) for p in spec.includes if not Path(p).exists()]
+    if missing:
+        raise SpotrainError(
+            f"includes: {', '.join(missing)}: no such file or directory",
+            "give paths that exist (in a spec file, relative to the file's directory)",
         )

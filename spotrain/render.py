@@ -27,9 +27,16 @@ def plan_table(spec, plan: Plan) -> Table:
     )
     t.add_column(style="bold")
     t.add_column()
-    t.add_row(
-        "instance", f"{plan.instance_type} in {z.zone} (cheapest of {len(plan.zones)} zones in {plan.region})"
+    regions = sorted({c.region for c in plan.order.candidates})
+    where = (
+        f"{len(plan.zones)} zones in {', '.join(regions)}" if len(plan.zones) > 1 else "the only zone allowed"
     )
+    then = ", then ".join(c.zone for c in plan.order.candidates[1:4]) + (
+        ", ..." if len(plan.zones) > 4 else ""
+    )
+    t.add_row("instance", f"{plan.instance_type} in {z.zone} (cheapest of {where})")
+    if then:
+        t.add_row("then", f"{then} (tried in this order if capacity runs out)")
     t.add_row("image", f"{plan.image.image_id}: {plan.image.reason}")
     t.add_row(
         "spot price",

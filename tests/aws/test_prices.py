@@ -38,13 +38,6 @@ def test_price_in_force_at_a_past_second(aws) -> None:
         prices.price_at(samples, zone="us-east-1a", t=(NOW - timedelta(days=2)).timestamp())
 
 
-def test_the_zone_that_just_interrupted_us_goes_last(aws) -> None:
-    with spot_prices(history()):
-        table = prices.quote(instance_type=P3, region="us-east-1", sess=aws, now=NOW)
-    order = prices.cheapest(table.zones, demote=["us-east-1a"])
-    assert [q.zone for q in order] == ["us-east-1c", "us-east-1b", "us-east-1a"]
-
-
 def test_region_without_the_type(aws) -> None:
     with spot_prices(history()), pytest.raises(SpotrainError) as err:
         prices.quote(instance_type=P3, region="ap-south-2", sess=aws, now=NOW)

@@ -61,3 +61,29 @@ def test_a_run_that_finishes_before_its_injected_notice_says_so(tmp_path) -> Non
     out = spotrain(*DIGITS, "--inject-interruption", "step:500", home=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "the injected interruption step:500 never came (the run reached its target at step" in out.stdout
+
+
+def test_a_specs_includes_reach_the_instance_beside_the_trainer(tmp_path) -> None:
+    # `includes` was stored and never sent: a file the trainer's working directory should hold.
+    work = tmp_path / "work"
+    (work / "conf").mkdir(parents=True)
+    (work / "conf" / "labels.txt").write_text("zero\none\n")
+    (work / "notes.md").write_text("hello\n")
+    (work / "run.yaml").write_text("recipe: digits\nincludes: [conf, notes.md]\n")
+    out = spotrain("launch", "-f", str(work / "run.yaml"), *DIGITS[1:], home=tmp_path / "home")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    (bundle,) = (tmp_path / "home" / "dry-run" / "instances").glob("i-*/spotrain/bundle")
+    assert (bundle / "conf" / "labels.txt").read_text() == "zero\none\n"
+    assert (bundle / "notes.md").read_text() == "hello\n" and (bundle / "trainer" / "train.py").exists()
+
+
+@pytest.mark.parametrize(
+    ("includes", "phrase"),
+    [("[missing.txt]", "missing.txt: no such file or directory"), ("[a/trainer]", "none named trainer")],
+    ids=["missing", "named-trainer"],
+)
+def test_includes_that_cannot_be_sent_are_refused_before_a_run_exists(tmp_path, includes, phrase) -> None:
+    (tmp_path / "a" / "trainer").mkdir(parents=True)
+    (tmp_path / "run.yaml").write_text(f"recipe: digits\nincludes: {includes}\n")
+    refused(spotrain("launch", "-f", str(tmp_path / "run.yaml"), *DIGITS[1:], home=tmp_path / "h"), phrase)
+    assert runs(tmp_path / "h") == []

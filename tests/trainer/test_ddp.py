@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import signal
 
-from trainer_helpers import read_events, wait_for
+from helpers import wait_for
+from trainer_helpers import read_events
 
 LAUNCH = ["--standalone", "--nproc_per_node=2", "-m", "trainer.train"]
 

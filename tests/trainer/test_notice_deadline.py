@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from trainer_helpers import read_events, wait_for
+from helpers import wait_for
+from trainer_helpers import read_events
 
 from trainer.checkpoint import verify
 from trainer.interrupt import NOTICE_LEAD_S, SIGTERM_GRACE_S, notice_deadline

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainer_helpers import REPO, Trainer, read_events, wait_for
+from helpers import wait_for
+from trainer_helpers import REPO, Trainer, read_events
 
 # digits at batch 8: 179 steps an epoch, so a notice after step 40 lands well inside the first epoch.
 ARGS = [

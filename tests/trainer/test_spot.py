@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from trainer_helpers import wait_for
+from helpers import wait_for
 
 from trainer.spot import SpotWatcher
 

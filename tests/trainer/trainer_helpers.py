@@ -7,8 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,16 +21,6 @@ def read_events(run_dir: Path) -> list[dict]:
     """A run directory's events so far (a torn last line skipped; [] before the file exists)."""
     path = Path(run_dir) / "events.jsonl"
     return events.read_events(path) if path.exists() else []
-
-
-def wait_for(predicate: Callable[[], object], timeout_s: float = 30.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 class Trainer:

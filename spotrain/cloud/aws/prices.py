@@ -80,12 +80,6 @@ def zone_quotes(
     return sorted(quotes, key=lambda q: (q.usd_per_hour, q.zone))
 
 
-def cheapest(quotes: Sequence[ZoneQuote], *, demote: Iterable[str] = ()) -> list[ZoneQuote]:
-    """Zones cheapest first, with the `demote`d ones (e.g. the zone that just interrupted us) last."""
-    last = set(demote)
-    return sorted(quotes, key=lambda q: (q.zone in last, q.usd_per_hour, q.zone))
-
-
 @translated("read spot prices")
 def quote(
     *,
