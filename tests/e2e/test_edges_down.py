@@ -133,7 +133,9 @@ def test_ctrl_c_stops_watching_and_the_run_goes_on(tmp_path: Path) -> None:
 
 
 def test_down_while_the_instance_boots_starts_no_trainer(tmp_path: Path) -> None:
-    booting = ("launch", "--dry-run", "--recipe", "digits", "-y", "--boot-delay", "8")
+    # A boot far longer than any machine needs to run `down`: the watcher's boot wait ends when the
+    # instance is terminated, not by the clock (8 s raced a loaded machine's `down`).
+    booting = ("launch", "--dry-run", "--recipe", "digits", "-y", "--boot-delay", "200")
     watcher = start(*booting, home=tmp_path)
     try:
         deadline = time.monotonic() + 60

@@ -59,6 +59,9 @@ SCHEDULE_POLL_S = 0.005
 NOT_INHERITED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
+BOOT_POLL_S = 0.1  # how often a simulated boot looks for its instance ended by another process
+
+
 class _Live:
     """A running dry-run instance: its record, IMDS server and the threads that may end it."""
 
@@ -172,8 +175,12 @@ class LocalCloud:
         return started
 
     def wait_running(self, region: str, instance_id: str, deadline_s: float) -> InstanceStatus:
-        """Sleeps the simulated boot (moto says running at once), then how the instance is."""
-        self._closing.wait(min(self.boot_delay_s, max(0.0, deadline_s)))
+        """Sleeps the simulated boot (moto says running at once), then how the instance is; an instance
+        ended meanwhile (`spotrain down` in another process) ends the wait at once, as EC2's waiter does."""
+        end = time.monotonic() + min(self.boot_delay_s, max(0.0, deadline_s))
+        while not self._closing.wait(min(BOOT_POLL_S, max(0.0, end - time.monotonic()))):
+            if time.monotonic() >= end or self._files.ended(instance_id):
+                break
         return self.describe(region, instance_id)
 
     def describe(self, region: str, instance_id: str) -> InstanceStatus:
