@@ -9,7 +9,6 @@ and how it ended can be read back at any later time, from any new connection.
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -83,11 +82,6 @@ def stop(transport: Transport, run_dir: str, *, grace_s: float = 30.0) -> Proces
     """SIGTERM the process; after `grace_s` seconds still alive, SIGKILL its whole process group."""
     result = call_agent(transport, ["stop", run_dir, f"{grace_s:g}"], timeout=grace_s + 60)
     return _status(result.check().stdout)
-
-
-def shell_command(argv: Sequence[str]) -> str:
-    """argv as one shell-quoted line (for messages and logs)."""
-    return " ".join(shlex.quote(a) for a in argv)
 
 
 def _status(raw: bytes) -> ProcessStatus:

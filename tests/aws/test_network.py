@@ -130,8 +130,3 @@ def test_malformed_cidr_creates_nothing(aws) -> None:
     with pytest.raises(SpotrainError, match="'0.0.0.0/-1'"):
         network.ensure_security_group(aws, region=R, run_id="r2", owner="alice", ssh_cidr="0.0.0.0/-1")
     assert network.run_group_ids(aws.client("ec2", region_name=R), "r2") == []
-
-
-def test_owner_from_arn() -> None:
-    assert network.owner_from_arn("arn:aws:iam::123456789012:user/alice") == "alice"
-    assert network.owner_from_arn("arn:aws:sts::1:assumed-role/Admin/bob@example.com") == "bob@example.com"

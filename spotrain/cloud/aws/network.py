@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import ipaddress
 import os
-import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -71,18 +70,7 @@ def caller_cidr(url: str | None = None, timeout_s: float = 5.0) -> str:
     return f"{addr}/{addr.max_prefixlen}"
 
 
-def owner_from_arn(arn: str) -> str:
-    """'arn:aws:iam::1:user/alice' -> 'alice'; an assumed role gives its session name."""
-    name = arn.rsplit("/", 1)[-1] if "/" in arn else arn.rsplit(":", 1)[-1]
-    return re.sub(r"[^A-Za-z0-9_.@-]", "-", name)[:64] or "unknown"
-
-
 @translated("find who you are in AWS")
-def caller_owner(sess: boto3.Session, *, region: str) -> str:
-    """The `spotrain:owner` tag value for the caller: the IAM user or role session name."""
-    return owner_from_arn(client(sess, "sts", region).get_caller_identity()["Arn"])
-
-
 # -- key pairs --------------------------------------------------------------------------------
 
 
