@@ -118,6 +118,10 @@ def _console():
 @click.option("--budget", type=float, help="Stop when spent + projected $ would pass this.")
 @click.option("--max-attempts", type=int, help="Instances at most, interruptions included (default 10).")
 @click.option("--auto-resume", is_flag=True, default=None, help="Relaunch after each interruption.")
+@click.option(
+    "--max-wait",
+    help="With --auto-resume: wait at most this long for spot capacity, e.g. 2h (default: no limit).",
+)
 @click.option("--checkpoint-every", help="Seconds between checkpoints, or auto (Young's interval).")
 @click.option("--data", help="The data set: s3://bucket/prefix or an EBS snapshot snap-...")
 @click.option("--bucket", help="Checkpoint bucket (default: the one `spotrain init` made).")

@@ -40,7 +40,7 @@ _SNAPSHOT = re.compile(r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")
 _AMI = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INTERRUPTION = re.compile(r"^(?:(\d+(?:\.\d+)?)(s|%)|step:([1-9]\d*))$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min)?$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h)?$")
 
 # These bounds refuse, before anything is launched, what would exhaust the instance (an environment
 # larger than a command line may carry); spec_sources.py bounds the file itself.
@@ -59,6 +59,7 @@ EXPECTED: dict[str, str] = {
     "budget": "a positive number of dollars",
     "max_attempts": "a whole number of attempts, 1 or more",
     "auto_resume": "true or false",
+    "max_wait": "how long --auto-resume waits for spot capacity: seconds, or e.g. 30m or 2h (more than 0)",
     "checkpoint_every": "'auto' or a number of seconds from 60 to 1800 (e.g. 300, 300s or 5m)",
     "data": "an S3 URI (s3://bucket/prefix) or an EBS snapshot id (snap-0123456789abcdef0)",
     "bucket": "an S3 bucket name: 3-63 lower-case letters, digits, dots and hyphens",
@@ -112,6 +113,7 @@ class RunSpec(BaseModel):
     budget: float | None = Field(None, gt=0, allow_inf_nan=False)  # $: stop when spent + projected passes it
     max_attempts: int = Field(10, ge=1)  # instances, interruptions included
     auto_resume: bool = False  # relaunch after an interruption without asking
+    max_wait: float | None = None  # s: --auto-resume waits this long for capacity at most; None: no limit
     checkpoint_every: Literal["auto"] | float = "auto"  # seconds; auto = Young's interval
     data: str | None = None  # s3://bucket/prefix or snap-...
     bucket: str | None = None  # where checkpoints and logs go; None: the one `spotrain init` made
@@ -168,6 +170,14 @@ class RunSpec(BaseModel):
         lo, hi = CHECKPOINT_BOUNDS_S
         if seconds is None or not lo <= seconds <= hi:
             raise ValueError(EXPECTED["checkpoint_every"])
+        return seconds
+
+    @field_validator("max_wait", mode="before")
+    @classmethod
+    def _max_wait(cls, v: Any) -> Any:
+        seconds = None if v is None else _seconds(v)
+        if v is not None and (seconds is None or not 0 < seconds < float("inf")):
+            raise ValueError(EXPECTED["max_wait"])
         return seconds
 
     @field_validator("data")
@@ -366,7 +376,7 @@ def _did_you_mean(word: Any, choices: Any) -> str:
 
 
 def _seconds(v: Any) -> float | None:
-    """A checkpoint interval in seconds from 300, 300.0, '300', '300s' or '5m'; None if unreadable."""
+    """Seconds from 300, 300.0, '300', '300s', '5m' or '2h'; None if unreadable."""
     if isinstance(v, bool):
         return None
     if isinstance(v, int | float):
@@ -374,7 +384,7 @@ def _seconds(v: Any) -> float | None:
     m = _DURATION.match(str(v).strip().lower())
     if not m:
         return None
-    return float(m.group(1)) * (60.0 if m.group(2) in ("m", "min") else 1.0)
+    return float(m.group(1)) * {"m": 60.0, "min": 60.0, "h": 3600.0}.get(m.group(2), 1.0)
 
 
 def _bucket_ok(name: str) -> bool:

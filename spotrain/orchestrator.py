@@ -68,6 +68,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
         self.store, self.cloud, self.state_dir = store, cloud, Path(state_dir)
         self.on_event = on_event or (lambda event: None)
         self.ssh, self.poll_s = ssh, poll_s
+        self.clock, self.sleep = time.monotonic, time.sleep  # the waits' (tests give their own)
         self.lost_contact_tries, self.lost_contact_s = LOST_CONTACT_TRIES, LOST_CONTACT_S
         self._lost: dict[tuple[str, int], tuple[float, int]] = {}  # (run, attempt) -> (since, failures)
 
@@ -138,17 +139,21 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
         )
         self._event(run.run_id, "launch", attempt=number, instance_type=planned.instance_type, demoted=demote)
         crash_point("requesting")
-        order = plan.zone_order(self.cloud.session(), spec, demote=demote)
-        started = self.cloud.start_attempt(
-            AttemptRequest(
-                spec=launch,
-                regions=spec.regions,
-                state_dir=self.state_dir,
-                order=order,
-                ssh_cidr=spec.ssh_cidr,
-                ami=spec.ami,
-            )
+        started = self._launch_waiting(  # each try in the plan's zone order at the prices then
+            run,
+            lambda: self.cloud.start_attempt(
+                AttemptRequest(
+                    spec=launch,
+                    regions=spec.regions,
+                    state_dir=self.state_dir,
+                    order=plan.zone_order(self.cloud.session(), spec, demote=demote),
+                    ssh_cidr=spec.ssh_cidr,
+                    ami=spec.ami,
+                )
+            ),
         )
+        if started is None:
+            return  # `spotrain down` ended the run while it waited for capacity
         crash_point("launched")  # an instance exists that the store does not know yet
         inst = started.instance
         self.store.add_attempt(

@@ -61,7 +61,7 @@ def progress_line(event: dict[str, Any]) -> str | None:
             return f"[{event['run']}] {event['to'].upper()}: {event['reason']}"
         if kind == "budget":
             return f"[{event['run']}] BUDGET: {event['message']}"
-        if kind in ("warning", "restart") and "message" in event:
+        if kind in ("warning", "restart", "waiting") and "message" in event:
             a = f" (attempt {event['attempt']})" if event.get("attempt") else ""
             return f"[{event['run']}] {kind}{a}: {event['message']}"
         if kind in ("launch", "sync", "inject", "warning", "restart"):

@@ -1,10 +1,20 @@
-"""Whether an interrupted run goes on, mixed into the Orchestrator: --max-attempts and --budget
-(spent + projected, decided once and recorded as a `budget` event)."""
+"""Whether a run goes on, mixed into the Orchestrator: --max-attempts and --budget (spent + projected,
+decided once and recorded as a `budget` event), and how long --auto-resume waits for spot capacity
+(--max-wait)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+from spotrain.cloud import NoCapacity
 from spotrain.errors import SpotrainError
-from spotrain.store import RunState
+from spotrain.store import TERMINAL, RunState
+
+T = TypeVar("T")
+# --auto-resume's pauses between launches refused for capacity: doubling from the first, at most the
+# last (a spot vCPU quota counts an interrupted instance for minutes; capacity returns in minutes to hours)
+WAIT_FIRST_S, WAIT_MOST_S = 30.0, 600.0
 
 
 class RunLimits:
@@ -69,3 +79,43 @@ class RunLimits:
             f"${budget:.4f}: {what}",
         )
         return True
+
+    def _launch_waiting(self, run, launch: Callable[[], T]) -> T | None:
+        """`launch()`, and with --auto-resume, again after a pause each time it is refused for capacity
+        (NoCapacity), doubling the pause, until --max-wait has passed (then the refusal stands, saying
+        how long it waited). Each pause is a `waiting` event. None when the run ended meanwhile
+        (`spotrain down`). Waiting costs nothing: no instance runs."""
+        first, pause = None, WAIT_FIRST_S
+        while True:
+            try:
+                return launch()
+            except NoCapacity as err:
+                if not run.spec.auto_resume:
+                    raise
+                first = self.clock() if first is None else first
+                waited, limit = self.clock() - first, run.spec.max_wait
+                if limit is not None and waited + pause > limit:
+                    raise NoCapacity(
+                        f"{err.message}\n--max-wait {limit:g} s: waited {waited:.0f} s for capacity, "
+                        "not waiting longer",
+                        "`spotrain resume RUN` tries again; or allow more zones or regions, or another --instance",
+                    ) from None
+                self._event(
+                    run.run_id,
+                    "waiting",
+                    message=f"no spot capacity now ({err.message.splitlines()[0]}); trying again in "
+                    f"{pause:.0f} s (waited {waited:.0f} s"
+                    + (f" of --max-wait {limit:g} s)" if limit is not None else ", no --max-wait)"),
+                )
+                if not self._pause(run.run_id, pause):
+                    return None
+                pause = min(pause * 2, WAIT_MOST_S)
+
+    def _pause(self, run_id: str, seconds: float) -> bool:
+        """Sleep `seconds` in short slices; False as soon as the run has ended (another process's down)."""
+        end = self.clock() + seconds
+        while self.clock() < end:
+            if self.store.get_run(run_id).state in TERMINAL:
+                return False
+            self.sleep(min(1.0, end - self.clock()))
+        return self.store.get_run(run_id).state not in TERMINAL

@@ -99,6 +99,17 @@ def test_checkpoint_every_accepts_seconds_and_minutes(value: Any, seconds: float
     assert spec({"checkpoint_every": value}).checkpoint_every == seconds
 
 
+@pytest.mark.parametrize(("value", "seconds"), [("90", 90.0), ("30m", 1800.0), ("2h", 7200.0), (None, None)])
+def test_max_wait_reads_seconds_minutes_and_hours(value: Any, seconds: float | None) -> None:
+    assert spec({"max_wait": value}).max_wait == seconds
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "inf", "soon"])
+def test_a_max_wait_that_is_no_duration_is_refused_naming_it(value: str) -> None:
+    with pytest.raises(SpotrainError, match="max_wait"):
+        spec({"max_wait": value})
+
+
 def test_a_spec_reloads_from_its_json_form_and_is_frozen() -> None:
     s = spec(
         {"env": {"X": "1"}, "includes": [Path("/a")], "ssh_cidr": "203.0.113.7", "zones": ["us-east-1c"]}

@@ -9,6 +9,8 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from spotrain.errors import SpotrainError
+
 TAG_RUN = "spotrain:run"  # on every resource a run creates: instances, volumes, security groups
 TAG_OWNER = "spotrain:owner"  # on every resource spotrain creates, key pairs included
 
@@ -146,3 +148,9 @@ class SweepResult:
     terminated: list[str]
     deleted: list[str]
     failed: list[ZoneFailure]  # resource-level failures, zone holds the resource id
+
+
+class NoCapacity(SpotrainError):
+    """Every zone tried said "not now" (no capacity, the price above --max-price, a spot vCPU quota
+    that a just-ended instance still fills: AWS updates it late): trying again later may succeed, so
+    --auto-resume waits and retries (run_limits.py) where any other refusal ends the launch."""

@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from spotrain import plan
-from spotrain.cloud import EndKind
+from spotrain.cloud import EndKind, NoCapacity
 from spotrain.cloud.aws import cloud, instances, lifecycle, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt, start_attempt
 from spotrain.cloud.aws.cloud import AwsCloud
@@ -95,6 +95,16 @@ def test_quota_too_low_is_said_before_any_launch_call(world, isolated_env) -> No
     assert "needs 64" in err.value.message
     assert "request-service-quota-increase" in err.value.hint and "L-7212CCBC" in err.value.hint
     assert sweep.find_leftovers(world, regions=[R]) == []
+    assert not isinstance(err.value, NoCapacity)  # 32 vCPUs never hold a 64-vCPU p3.16xlarge: no wait
+
+
+def test_a_quota_filled_by_an_instance_still_counted_is_worth_waiting_for(world, isolated_env) -> None:
+    # 64 vCPUs would hold the p3.16xlarge, but the first one (just ended, say) still counts: AWS updates
+    # the usage late, so --auto-resume waits and tries again (NoCapacity) rather than giving up.
+    with quotas({"L-7212CCBC": 64}):
+        start_attempt(world, request(isolated_env))
+        with pytest.raises(NoCapacity, match="64 in use"):
+            start_attempt(world, request(isolated_env, run_id="r2"))
 
 
 def test_the_instance_is_spot_imdsv2_encrypted_tagged_and_ssh_only(world, isolated_env) -> None:

@@ -22,6 +22,7 @@ from spotrain import catalog
 from spotrain.cloud import (
     ImageChoice,
     LaunchedInstance,
+    NoCapacity,
     ZoneFailure,
     ZoneQuote,
     tags,
@@ -238,8 +239,12 @@ def _run_once(ec2: Any, params: dict[str, Any], *, tries: int = 4) -> dict[str, 
 
 
 def all_failed(spec: LaunchSpec, failures: list[ZoneFailure]) -> SpotrainError:
+    """Why no zone took the launch; NoCapacity when each refusal may pass with time (capacity, price)."""
     lines = "\n".join(f"  {f.region}/{f.zone}: {f.code}: {f.message}" for f in failures)
-    return SpotrainError(
+    passing = failures and all(
+        f.code in ZONE_ERRORS | REGION_ERRORS | {"MaxPrice", "Quota"} for f in failures
+    )
+    return (NoCapacity if passing else SpotrainError)(
         f"no spot capacity for {spec.instance_type} in any zone tried ({len(failures)}):\n{lines}",
         "try again in a few minutes, allow more regions, raise --max-price, or pick another --instance",
     )

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 
 from spotrain import catalog
-from spotrain.cloud import Quota, ZoneFailure
+from spotrain.cloud import NoCapacity, Quota, ZoneFailure
 from spotrain.cloud.aws import ClientError, client, error_code
 from spotrain.errors import SpotrainError
 
@@ -89,5 +89,11 @@ def gate(sess: boto3.Session, *, regions: Sequence[str], itype: catalog.Instance
     if short and len(short) == len(regions):
         quota, why = short[0]
         others = "; ".join(w for _, w in short[1:])
-        raise SpotrainError(why + (f"; also {others}" if others else ""), quota_hint(quota, itype))
+        # A quota that could hold the instance but for vCPUs in use may free up (an instance just
+        # interrupted is counted for a while: the quota updates late); one smaller than the instance
+        # never will.
+        lagging = all(q.vcpus is not None and q.vcpus >= itype.vcpus for q, _ in short)
+        raise (NoCapacity if lagging else SpotrainError)(
+            why + (f"; also {others}" if others else ""), quota_hint(quota, itype)
+        )
     return [ZoneFailure(q.region, "*", "Quota", why) for q, why in short]
