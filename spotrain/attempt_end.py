@@ -19,6 +19,9 @@ from spotrain.store import RunState
 # ends (its instance terminated) and the run waits, INTERRUPTED. Both, so that neither a burst of quick
 # failures nor one slow SSH deadline (300 s, remote/ssh.py) ends an attempt that a laptop's sleep broke.
 LOST_CONTACT_TRIES, LOST_CONTACT_S, LOST_CONTACT_PAUSE_S = 10, 900.0, 30.0
+# An interrupted instance in its first hour is left for EC2 to reclaim (free), for at most this long
+# after the trainer stopped: the notice comes 2 minutes ahead, and EC2 takes a little more.
+FREE_HOUR_S, RECLAIM_WAIT_S = 3600.0, 180.0
 
 
 class AttemptEnds:
@@ -106,9 +109,31 @@ class AttemptEnds:
             self.store.update_attempt(
                 run.run_id, attempt.number, ended_at=now, end_reason=reason, exit_code=exit_code
             )
-        with contextlib.suppress(SpotrainError):
-            self.cloud.terminate(attempt.region, [attempt.instance_id])
+        by = self._reclaimed_by(run, attempt) if reason == EndKind.SPOT_INTERRUPTION.value else None
+        if by != "ec2":
+            with contextlib.suppress(SpotrainError):
+                self.cloud.terminate(attempt.region, [attempt.instance_id])
+        if by is not None:
+            self._event(run.run_id, "reclaim", attempt=attempt.number, by=by)
         self._record_prices(attempt.region, attempt.instance_type, attempt.zone, attempt.requested_at, now)
+
+    def _reclaimed_by(self, run, attempt) -> str:
+        """Who ends an interrupted attempt's instance: "ec2", when EC2 reclaims it as its notice said,
+        or "spotrain". AWS does not charge a spot instance that EC2 interrupts in its first hour; one
+        terminated by its owner is billed per second ("Billing for interrupted Spot Instances", EC2 user
+        guide). So within the first hour the instance is left to EC2 (up to RECLAIM_WAIT_S: the notice
+        comes two minutes ahead), unless --terminate-on-notice; later it is terminated at once."""
+        if run.spec.terminate_on_notice:
+            return "spotrain"  # asked to end it at once: billed to the second, whoever is first
+        age = time.time() - (attempt.started_at or attempt.requested_at)
+        end = self.clock() + max(min(RECLAIM_WAIT_S, FREE_HOUR_S - age), 0.0)
+        while True:
+            status = self.cloud.describe(attempt.region, attempt.instance_id)
+            if status.end == EndKind.SPOT_INTERRUPTION:
+                return "ec2"
+            if status.end != EndKind.RUNNING or self.clock() >= end:
+                return "spotrain"
+            self.sleep(min(self.poll_s, max(end - self.clock(), 0.0)))
 
     def _lost_contact(self, run, attempt, err: SpotrainError) -> None:
         """The instance did not answer. One that describe says is gone (InvalidInstanceID.NotFound reads

@@ -122,6 +122,12 @@ def _console():
     "--max-wait",
     help="With --auto-resume: wait at most this long for spot capacity, e.g. 2h (default: no limit).",
 )
+@click.option(
+    "--terminate-on-notice",
+    is_flag=True,
+    default=None,
+    help="End an interrupted instance at once (billed) rather than leave it to EC2 (free in its first hour).",
+)
 @click.option("--checkpoint-every", help="Seconds between checkpoints, or auto (Young's interval).")
 @click.option("--data", help="The data set: s3://bucket/prefix or an EBS snapshot snap-...")
 @click.option("--bucket", help="Checkpoint bucket (default: the one `spotrain init` made).")
@@ -297,8 +303,9 @@ def cost(run_id: str | None, as_json: bool) -> None:
     import json
 
     from spotrain import workspace
-    from spotrain.cost import bill_json, run_bill
+    from spotrain.cost import run_bill
     from spotrain.render import cost_table
+    from spotrain.report.summary import bill_json
 
     if run_id is None:
         run_id = _newest_run()

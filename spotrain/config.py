@@ -59,6 +59,7 @@ EXPECTED: dict[str, str] = {
     "budget": "a positive number of dollars",
     "max_attempts": "a whole number of attempts, 1 or more",
     "auto_resume": "true or false",
+    "terminate_on_notice": "true or false",
     "max_wait": "how long --auto-resume waits for spot capacity: seconds, or e.g. 30m or 2h (more than 0)",
     "checkpoint_every": "'auto' or a number of seconds from 60 to 1800 (e.g. 300, 300s or 5m)",
     "data": "an S3 URI (s3://bucket/prefix) or an EBS snapshot id (snap-0123456789abcdef0)",
@@ -114,6 +115,7 @@ class RunSpec(BaseModel):
     max_attempts: int = Field(10, ge=1)  # instances, interruptions included
     auto_resume: bool = False  # relaunch after an interruption without asking
     max_wait: float | None = None  # s: --auto-resume waits this long for capacity at most; None: no limit
+    terminate_on_notice: bool = False  # end an interrupted instance at once, not leave it to EC2 (free)
     checkpoint_every: Literal["auto"] | float = "auto"  # seconds; auto = Young's interval
     data: str | None = None  # s3://bucket/prefix or snap-...
     bucket: str | None = None  # where checkpoints and logs go; None: the one `spotrain init` made

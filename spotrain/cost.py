@@ -1,14 +1,10 @@
 """What a run cost: first the rules, pure functions of its attempts and the spot price history; then a
-run's bill, the one place a run is priced: `spotrain cost`, `status`, the budget check and the report all
-take their dollars and seconds from `run_bill`.
-
-The rule (ARCHITECTURE.md, Cost): each attempt is billed per second with a 60-second minimum, at the spot
-price in force in its zone at each billed second (a step function of the price samples; a price is
-never taken from "now" for a past second), plus its EBS volumes prorated by the second, plus S3
-storage and requests. The on-demand equivalent is the same instance-seconds at the catalog's on-demand
-price. Time and $ to target stop at the first eval that reached the target (DAWNBench's rule).
-The bill gathers what the rules need from the store (`run_usage`, which never prices and so never fails
-on a missing price) and prices it (`price`); it takes a Store as an argument and never imports one.
+run's bill (`run_bill`), the one place a run is priced, for `cost`, `status`, the budget and the report.
+The rules (ARCHITECTURE.md, Cost): per second with a 60 s minimum at the spot price in force in the
+attempt's zone at each second (never "now"'s price for a past second), the first hour free when EC2
+interrupted it, EBS by the second, S3 storage and requests; on demand: the same seconds at the on-demand
+price; time and $ to target stop at the first eval that reached it (DAWNBench). The bill gathers from a
+Store it is given (`run_usage`, never failing on a missing price) and prices that (`price`).
 """
 
 from __future__ import annotations
@@ -53,6 +49,7 @@ class Attempt:
     end: float  # unix s, when it ended (or now, for a running attempt)
     ebs_gb: float = 0.0  # every volume it had (root + data), gp3
     ebs_usd_per_gb_month: float = EBS_GP3_USD_PER_GB_MONTH
+    reclaimed_by_ec2: bool = False  # EC2 interrupted and ended it (not its owner): its first hour is free
 
 
 @dataclass(frozen=True)
@@ -77,6 +74,7 @@ class AttemptCost:
     spot_usd: float
     ebs_usd: float
     on_demand_usd: float
+    free_hour: bool = False  # interrupted by EC2 in its first hour: no spot charge (the EBS is billed)
 
 
 @dataclass(frozen=True)
@@ -173,14 +171,18 @@ def attempt_cost(attempt: Attempt, curve: PriceCurve) -> AttemptCost:
             f"attempt {attempt.attempt_id} (t={attempt.start:.0f})",
             "refresh the price history from before the attempt started (spotrain prices)",
         ) from None
+    # "Billing for interrupted Spot Instances" (EC2 user guide): EC2 interrupting an instance in its
+    # first hour charges nothing for it; after that, or ended by its owner, every second is billed.
+    free = attempt.reclaimed_by_ec2 and attempt.end - attempt.start < 3600.0
     od_rate = catalog.instance_type(attempt.instance_type).on_demand_usd_per_hour
     return AttemptCost(
         attempt_id=attempt.attempt_id,
         zone=attempt.zone,
         billed_s=billed,
-        spot_usd=spot,
+        spot_usd=0.0 if free else spot,
         ebs_usd=attempt.ebs_gb * attempt.ebs_usd_per_gb_month * billed / MONTH_S,
         on_demand_usd=od_rate * billed / 3600.0,
+        free_hour=free,
     )
 
 
@@ -277,31 +279,6 @@ class Bill:
         return spent_by(self.usage.attempts, self.usage.curves, t)
 
 
-def bill_json(bill: Bill) -> dict[str, Any]:
-    """`spotrain cost --json`, and the first keys of the report's summary: $ to 6 places, s to 3."""
-    c, u, tt = bill.cost, bill.usage, bill.cost.to_target
-    money = ("spot_usd", "ebs_usd", "s3_usd", "total_usd", "on_demand_usd", "savings_usd", "savings_fraction")
-    return {
-        "run": u.run_id,
-        "wall_s": round(u.wall_s, 3),
-        "gpu_hours": round(c.gpu_hours, 6),
-        **{k: round(getattr(c, k), 6) for k in money},
-        "target": u.target,
-        "target_metric": u.target_metric,
-        "to_target": None
-        if tt is None
-        else {"seconds": round(tt.seconds, 3), "usd": round(tt.usd, 6), "value": tt.value},
-        "attempts": [_attempt_json(a, ac) for a, ac in zip(u.records, c.attempts, strict=True)],
-    }
-
-
-def _attempt_json(a, ac: AttemptCost) -> dict[str, Any]:
-    ids = {"number": a.number, "instance_id": a.instance_id, "zone": a.zone, "instance_type": a.instance_type}
-    money = {k: round(getattr(ac, k), 6) for k in ("spot_usd", "ebs_usd", "on_demand_usd")}
-    steps = {"resumed_from_step": a.resumed_from_step, "last_step": a.last_step}
-    return {**ids, "billed_s": ac.billed_s, "end_reason": a.end_reason, **money, **steps}
-
-
 def _s3_usage(store, run_id: str, wall_s: float, n_attempts: int) -> S3Usage:
     """S3 from the trainer's upload events: the kept checkpoints' bytes over the run, one PUT a file."""
     uploads = [e.data for e in store.events(run_id, kinds=["checkpoint"]) if e.data.get("where") == "s3"]
@@ -335,10 +312,22 @@ def run_usage(store, run_id: str, *, now: float | None = None) -> RunUsage:
     run = store.get_run(run_id)
     recipe = catalog.recipe(run.spec.recipe)
     records, gb = store.attempts(run_id), recipe.root_volume_gb
+    by_ec2 = {e.attempt for e in store.events(run_id, kinds=["reclaim"]) if e.data.get("by") == "ec2"}
     attempts, samples = [], []
     for a in records:
         start, end = a.started_at or a.requested_at, a.ended_at or now
-        attempts.append(Attempt(f"{run_id}-{a.number}", a.instance_type, a.zone, start, max(end, start), gb))
+        ec2 = a.number in by_ec2 and a.end_reason == "spot-interruption"
+        attempts.append(
+            Attempt(
+                f"{run_id}-{a.number}",
+                a.instance_type,
+                a.zone,
+                start,
+                max(end, start),
+                gb,
+                reclaimed_by_ec2=ec2,
+            )
+        )
         samples += _prices_in_force(store, a, start, end)
     metric = recipe.target_metric
     evals = [EvalPoint(e.t, e.data[metric]) for e in store.events(run_id, kinds=["eval"]) if metric in e.data]

@@ -96,7 +96,7 @@ def cost_table(bill: Bill) -> Table:
             a.zone,
             a.instance_type,
             duration(ac.billed_s),
-            a.end_reason or "running",
+            (a.end_reason or "running") + (" (free hour)" if ac.free_hour else ""),
             usd(ac.spot_usd),
             usd(ac.ebs_usd),
             usd(ac.on_demand_usd),
@@ -123,6 +123,8 @@ def cost_table(bill: Bill) -> Table:
         )
     elif u.target is not None:
         t.caption += f"\ntarget {u.target_metric} {u.target} not reached"
+    if any(ac.free_hour for ac in c.attempts):
+        t.caption += "\nfree hour: EC2 interrupted the instance in its first hour, so AWS bills no spot $ for it"
     t.caption_justify = "left"
     return t
 

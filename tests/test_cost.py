@@ -216,3 +216,15 @@ def test_spent_and_projected_of_a_run_with_no_attempt_is_nothing(store) -> None:
 
 
 EBS_HOUR = 120 * 0.08 * 3600 / (30 * 86400)  # digits' 120 GB root volume for an hour
+
+
+@pytest.mark.parametrize(
+    ("minutes", "by_ec2", "free"), [(30, True, True), (59, True, True), (61, True, False), (30, False, False)]
+)
+def test_ec2_interrupting_in_the_first_hour_charges_no_spot(minutes: int, by_ec2: bool, free: bool) -> None:
+    # "Billing for interrupted Spot Instances": EC2 interrupting in the first hour charges nothing for
+    # the instance; after the first hour, or ended by its owner, each second is billed. EBS always is.
+    a = Attempt("r-1", T, "us-east-1a", 0.0, minutes * 60.0, 100, reclaimed_by_ec2=by_ec2)
+    ac = attempt_cost(a, PriceCurve([sample("us-east-1a", 0.0, 7.0)]))
+    assert ac.free_hour is free and ac.ebs_usd > 0
+    assert ac.spot_usd == (0.0 if free else pytest.approx(7.0 * minutes / 60))

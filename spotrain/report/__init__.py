@@ -34,7 +34,7 @@ class ReportResult:
     html: Path
     pngs: dict[str, Path]  # figure name -> file, only for the figures that could be drawn
     missing: list[str]  # "section: what is missing", also said in the HTML
-    summary: dict[str, Any]  # cost.bill_json's keys and numbers, plus lost work, throughput, utilisation
+    summary: dict[str, Any]  # summary.bill_json's keys and numbers, plus lost work, throughput, utilisation
 
 
 def _matplotlib() -> None:

@@ -8,11 +8,43 @@ from collections import Counter
 from typing import Any
 
 from spotrain import catalog
-from spotrain.cost import bill_json
+from spotrain.cost import AttemptCost, Bill
 from spotrain.errors import SpotrainError
 from spotrain.formats import duration, usd
 from spotrain.report.data import RunData, load
 from spotrain.store import Store
+
+
+def bill_json(bill: Bill) -> dict[str, Any]:
+    """`spotrain cost --json`, and the first keys of the report's summary: $ to 6 places, s to 3."""
+    c, u, tt = bill.cost, bill.usage, bill.cost.to_target
+    money = ("spot_usd", "ebs_usd", "s3_usd", "total_usd", "on_demand_usd", "savings_usd", "savings_fraction")
+    return {
+        "run": u.run_id,
+        "wall_s": round(u.wall_s, 3),
+        "gpu_hours": round(c.gpu_hours, 6),
+        **{k: round(getattr(c, k), 6) for k in money},
+        "target": u.target,
+        "target_metric": u.target_metric,
+        "to_target": None
+        if tt is None
+        else {"seconds": round(tt.seconds, 3), "usd": round(tt.usd, 6), "value": tt.value},
+        "attempts": [_attempt_json(a, ac) for a, ac in zip(u.records, c.attempts, strict=True)],
+    }
+
+
+def _attempt_json(a, ac: AttemptCost) -> dict[str, Any]:
+    ids = {"number": a.number, "instance_id": a.instance_id, "zone": a.zone, "instance_type": a.instance_type}
+    money = {k: round(getattr(ac, k), 6) for k in ("spot_usd", "ebs_usd", "on_demand_usd")}
+    steps = {"resumed_from_step": a.resumed_from_step, "last_step": a.last_step}
+    return {
+        **ids,
+        "billed_s": ac.billed_s,
+        "end_reason": a.end_reason,
+        "free_hour": ac.free_hour,
+        **money,
+        **steps,
+    }
 
 
 def lost_work(d: RunData) -> tuple[int, int]:
@@ -57,7 +89,7 @@ def throughput(d: RunData) -> tuple[float | None, float | None, float | None]:
 
 
 def summarize(d: RunData) -> dict[str, Any]:
-    """`spotrain cost --json`'s numbers (cost.bill_json) (the same dict) plus the run's state, lost work and throughput."""
+    """`spotrain cost --json`'s numbers (bill_json) (the same dict) plus the run's state, lost work and throughput."""
     out: dict[str, Any] = bill_json(d.bill) if d.bill else {"run": d.run.run_id}
     lost, interruptions = lost_work(d)
     img_s, util, peak = throughput(d)
