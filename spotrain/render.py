@@ -124,7 +124,9 @@ def cost_table(bill: Bill) -> Table:
     elif u.target is not None:
         t.caption += f"\ntarget {u.target_metric} {u.target} not reached"
     if any(ac.free_hour for ac in c.attempts):
-        t.caption += "\nfree hour: EC2 interrupted the instance in its first hour, so AWS bills no spot $ for it"
+        t.caption += (
+            "\nfree hour: EC2 interrupted the instance in its first hour, so AWS bills no spot $ for it"
+        )
     t.caption_justify = "left"
     return t
 
