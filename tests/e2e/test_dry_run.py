@@ -42,11 +42,20 @@ def test_demo_is_interrupted_resumed_in_another_zone_and_reaches_the_target(demo
         (cleanup,) = store.events(run_id, kinds=["cleanup"])  # the finished run left no security group
         assert [d for d in cleanup.data["deleted"] if d.startswith("sg-")] and not cleanup.data["failed"]
         # The bill equals what cost.py computes from the stored attempts and price samples.
+        # EC2 reclaimed the interrupted attempt's instance (spotrain left it): its first hour is free.
+        by_ec2 = {e.attempt for e in store.events(run_id, kinds=["reclaim"]) if e.data["by"] == "ec2"}
+        assert by_ec2 == {1}
         attempts, samples = [], []
         for a in store.attempts(run_id):
             attempts.append(
                 cost.Attempt(
-                    f"{run_id}-{a.number}", a.instance_type, a.zone, a.started_at, a.ended_at, ebs_gb=120
+                    f"{run_id}-{a.number}",
+                    a.instance_type,
+                    a.zone,
+                    a.started_at,
+                    a.ended_at,
+                    ebs_gb=120,
+                    reclaimed_by_ec2=a.number in by_ec2,
                 )
             )
             samples += store.price_samples(

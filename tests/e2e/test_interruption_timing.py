@@ -23,9 +23,11 @@ from spotrain.workspace import open_controller
 def start_run(ctl, checkpoint_s: float | None = None) -> str:
     spec = load_spec(None, {"recipe": "digits", "dry_run": True, "auto_resume": True, "boot_delay_s": 0.2})
     spec, plan = prepare(ctl, spec)
-    if checkpoint_s is not None:
+    if checkpoint_s is not None:  # under the spec's bounds: the stored plan record is what the trainer gets
         plan = dataclasses.replace(
-            plan, checkpoint=dataclasses.replace(plan.checkpoint, seconds=checkpoint_s)
+            plan,
+            checkpoint=dataclasses.replace(plan.checkpoint, seconds=checkpoint_s),
+            record=dataclasses.replace(plan.record, checkpoint_s=checkpoint_s),
         )
     return create_run(ctl, spec, plan)
 

@@ -78,10 +78,13 @@ def test_budget_stops_training_terminates_and_says_so(tmp_path: Path) -> None:
 
 
 def test_budget_refuses_another_attempt_that_would_pass_it(tmp_path: Path) -> None:
-    """One attempt (~$0.003) fits $0.004; a second one's billed minute would not: no relaunch."""
+    """One attempt (~$0.003) fits $0.004; a second one's billed minute would not: no relaunch. The
+    interrupted instance is terminated at once (so billed; left to EC2 its first hour would be free)."""
     budget = "0.004"
     out = spotrain(
-        *DIGITS, "--budget", budget, "--inject-interruption", "step:30", "--auto-resume", home=tmp_path
+        *DIGITS,
+        *("--budget", budget, "--inject-interruption", "step:30", "--auto-resume", "--terminate-on-notice"),
+        home=tmp_path,
     )
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]  # the run failed
     row = only_run(tmp_path)
