@@ -35,7 +35,9 @@ def read_spec_file(file: Path) -> dict[str, Any]:
     if isinstance(includes, str):
         includes = [p.strip() for p in includes.split(",") if p.strip()]
     if isinstance(includes, list):
-        out["includes"] = [str((Path(file).parent / p).resolve()) if isinstance(p, str) else p for p in includes]
+        out["includes"] = [
+            str((Path(file).parent / p).resolve()) if isinstance(p, str) else p for p in includes
+        ]
     return out
 
 

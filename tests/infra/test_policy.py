@@ -135,7 +135,7 @@ def controller_reads(sess: boto3.Session, out: stack.InfraOutputs) -> None:
     instances.region_zones(sess, R)  # the plan checks --zone against the region's zones
 
 
-def smoke_flow(sess: boto3.Session, out: infra.InfraOutputs, home: Path) -> None:
+def smoke_flow(sess: boto3.Session, out: stack.InfraOutputs, home: Path) -> None:
     """`spotrain smoke`'s real interruption: one FIS experiment on the run's instance, then removed."""
     from spotrain.cloud.aws import fis
 
