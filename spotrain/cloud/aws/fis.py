@@ -19,13 +19,16 @@ from typing import Any
 import boto3
 
 from spotrain.cloud import TAG_OWNER, TAG_RUN
-from spotrain.cloud.aws import client, error_code, translated
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from spotrain.cloud.aws import DENIED_CODES, client, error_code, translated
 from spotrain.errors import SpotrainError
 
 ACTION = "aws:ec2:send-spot-instance-interruptions"
 MIN_NOTICE_MIN, MAX_NOTICE_MIN = 2, 15
 ENDED = {"completed", "stopped", "failed", "cancelled"}
 GONE = {"ResourceNotFoundException", "ValidationException"}
+NOT_OFFERED = {"UnsupportedOperation", "InvalidAction", "OptInRequired", "SubscriptionRequiredException"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,41 @@ def template_request(*, arn: str, role_arn: str, run_id: str, notice_minutes: in
         "roleArn": role_arn,
         "tags": {TAG_RUN: run_id, TAG_OWNER: "spotrain-smoke"},
     }
+
+
+@dataclass(frozen=True)
+class Sent:
+    """How one interruption was sent: "fis" (a real notice, then EC2's reclaim) or "sigterm" (FIS was
+    refused: the caller stops the trainer with SIGTERM, which it reads as a notice), and why."""
+
+    method: str
+    why: str
+    interruption: Interruption | None = None  # the FIS experiment, removed with `remove`
+
+
+def interrupt_or_fallback(
+    sess: boto3.Session, *, region: str, instance_id: str, role_arn: str | None, run_id: str
+) -> Sent:
+    """FIS's interruption when it is allowed; else say that SIGTERM stands in, and why: a stack from
+    before the FIS role, an identity that may not use FIS (AccessDenied), a region without FIS."""
+    if not role_arn:
+        return Sent("sigterm", "spotrain's stack has no FIS role (run `spotrain init` again to add it)")
+    try:
+        sent = send_interruption(
+            sess, region=region, instance_id=instance_id, role_arn=role_arn, run_id=run_id
+        )
+    except SpotrainError as err:
+        cause = err.__cause__
+        if isinstance(cause, ClientError) and error_code(cause) in DENIED_CODES:
+            return Sent("sigterm", f"FIS refused: {error_code(cause)} ({err.message[:200]})")
+        if isinstance(cause, EndpointConnectionError):
+            return Sent("sigterm", f"FIS is not offered in {region} ({cause})")
+        raise
+    except ClientError as err:
+        if error_code(err) in NOT_OFFERED:
+            return Sent("sigterm", f"FIS is not offered in {region} ({error_code(err)})")
+        raise
+    return Sent("fis", "sent by AWS Fault Injection Service", sent)
 
 
 @translated("send a spot interruption with AWS Fault Injection Service")
