@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-
-from spotrain.cloud import TAG_OWNER, TAG_RUN
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from spotrain.cloud import TAG_OWNER, TAG_RUN
 from spotrain.cloud.aws import DENIED_CODES, client, error_code, translated
 from spotrain.errors import SpotrainError
 
