@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from spotrain import catalog, plan
@@ -31,10 +31,12 @@ from spotrain.store import TERMINAL, RunState
 from spotrain.workspace import Controller, open_controller
 
 SMALL_MAX_GPUS, SMALL_MAX_USD_H = 1, 2.0  # the catalog's "small" GPU types: one GPU, under $2/h on demand
-# Digits reaches its 98% in seconds; a target of 1.0 and a long schedule keep a real GPU busy for
-# minutes (FIS takes that long to start), the dry-run's CPU for under 40 s at checkpoints every 2 s.
+# Digits reaches its 98% in seconds; a target of 1.0 and a long schedule keep a real GPU busy past
+# FIS's start, the dry-run's CPU for under 40 s. The first checkpoint triggers the interruption: on
+# AWS after the 60 s that --checkpoint-every allows at least; the dry-run's plan is given 2 s, so that
+# its interruption comes within seconds (the trainer takes any interval).
 EPOCHS = {"aws": 400, "dry-run": 30}
-CHECKPOINT_S = {"aws": 20.0, "dry-run": 2.0}
+CHECKPOINT_S = {"aws": 60.0, "dry-run": 2.0}
 COST_CHECK_S = 5.0  # how often the watchdog prices the run
 
 
@@ -102,7 +104,7 @@ def smoke_spec(ctl: Controller, options: SmokeOptions) -> RunSpec:
         budget=options.max_usd,
         target_acc=1.0,
         max_epochs=EPOCHS[world],
-        checkpoint_every=CHECKPOINT_S[world],
+        checkpoint_every=CHECKPOINT_S["aws"],
         dry_run=options.dry_run,
         boot_delay_s=options.boot_delay_s,
     )
@@ -179,6 +181,9 @@ def run_smoke(options: SmokeOptions, *, on_step: Callable[[str], None]) -> Smoke
         )
     with open_controller(dry_run=options.dry_run, boot_delay_s=options.boot_delay_s) as ctl:
         spec, the_plan = prepare(ctl, smoke_spec(ctl, options))
+        if options.dry_run:
+            record = replace(the_plan.record, checkpoint_s=CHECKPOINT_S["dry-run"])
+            the_plan = replace(the_plan, record=record)
         run_id = create_run(ctl, spec, the_plan)
         on_step(
             f"run {run_id}: digits on {spec.instance} in {the_plan.zone.zone} (${the_plan.zone.usd_per_hour:.4f}/h)"
