@@ -68,6 +68,9 @@ def test_ctrl_c_mid_way_removes_everything_and_exits_130(tmp_path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background job starts with SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt: the CLI gets SIGINT's default, as in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         run_id = _wait_training(tmp_path, proc)
@@ -82,3 +85,23 @@ def test_ctrl_c_mid_way_removes_everything_and_exits_130(tmp_path) -> None:
     assert records and {r["state"] for r in records} == {"terminated"}, records
     (run,) = runs(tmp_path)
     assert run["run"] == run_id and run["state"] == "cancelled", run
+
+
+def test_where_fis_is_refused_sigterm_stands_in_and_the_result_says_so(monkeypatch) -> None:
+    """In-process, FIS refused (as AccessDenied gives on AWS): the trainer is SIGTERMed at attempt
+    1's first checkpoint, logs a `sigterm` notice, and every check still passes."""
+    from spotrain.cloud.aws import fis
+    from spotrain.cloud.local import LocalCloud
+    from spotrain.smoke import SmokeOptions, run_smoke
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    refused = fis.Sent("sigterm", "FIS refused: AccessDeniedException (test)")
+    monkeypatch.setattr(LocalCloud, "send_interruption", lambda self, region, instance_id, run_id: refused)
+    steps: list[str] = []
+    result = run_smoke(SmokeOptions(dry_run=True), on_step=steps.append)
+    assert result.interruption == "sigterm" and "AccessDenied" in result.interruption_why
+    assert any("by sigterm: FIS refused" in line for line in steps), steps
+    failed = [c for c in result.checks if not c.ok]
+    assert not failed, failed
+    (logged,) = [c for c in result.checks if c.name == "the trainer logged the interruption"]
+    assert "sigterm" in logged.detail
