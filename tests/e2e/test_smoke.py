@@ -105,3 +105,20 @@ def test_where_fis_is_refused_sigterm_stands_in_and_the_result_says_so(monkeypat
     assert not failed, failed
     (logged,) = [c for c in result.checks if c.name == "the trainer logged the interruption"]
     assert "sigterm" in logged.detail
+
+
+def test_past_max_usd_the_run_is_stopped_and_nothing_is_left(monkeypatch) -> None:
+    """A cap below the first minute's bill (EC2 bills 60 s at least): the smoke's watchdog (or the
+    run's own --budget, whichever sees it first) ends the run; the result fails, every instance ended."""
+    from spotrain.smoke import SmokeOptions, run_smoke
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    result = run_smoke(SmokeOptions(dry_run=True, max_usd=0.000001), on_step=lambda line: None)
+    assert not result.ok
+    home = Path(os.environ["SPOTRAIN_HOME"])
+    (run,) = runs(home)
+    assert run["state"] in ("cancelled", "failed"), run
+    capped = [c.detail for c in result.checks if c.name == "within the caps"]
+    assert (capped and "--max-usd" in capped[0]) or "budget" in run["reason"], (capped, run)
+    records = _records(home)
+    assert records and {r["state"] for r in records} == {"terminated"}, records
