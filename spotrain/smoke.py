@@ -21,7 +21,7 @@ from typing import Any
 
 from spotrain import catalog, plan
 from spotrain.cloud.aws import fis
-from spotrain.config import RunSpec
+from spotrain.config import RunSpec, load_spec
 from spotrain.contract import run_paths
 from spotrain.controller import create_run, launch, prepare
 from spotrain.cost import run_bill
@@ -94,20 +94,22 @@ def cheapest_small_type(ctl: Controller, region: str) -> str:
 
 
 def smoke_spec(ctl: Controller, options: SmokeOptions) -> RunSpec:
+    """The run's spec, validated as a launch's is (a bad --region or --instance is a SpotrainError)."""
     world = "dry-run" if options.dry_run else "aws"
-    return RunSpec(
-        recipe="digits",
-        instance=options.instance or cheapest_small_type(ctl, options.region),
-        regions=[options.region],
-        auto_resume=True,
-        max_attempts=3,
-        budget=options.max_usd,
-        target_acc=1.0,
-        max_epochs=EPOCHS[world],
-        checkpoint_every=CHECKPOINT_S["aws"],
-        dry_run=options.dry_run,
-        boot_delay_s=options.boot_delay_s,
-    )
+    base = {"recipe": "digits", "regions": [options.region], "dry_run": options.dry_run}
+    load_spec(None, {**base, "instance": options.instance or ""}, env={})  # refused before any call
+    fields = {
+        **base,
+        "instance": options.instance or cheapest_small_type(ctl, options.region),
+        "auto_resume": True,
+        "max_attempts": 3,
+        "budget": options.max_usd,
+        "target_acc": 1.0,
+        "max_epochs": EPOCHS[world],
+        "checkpoint_every": CHECKPOINT_S["aws"],
+        "boot_delay_s": options.boot_delay_s,
+    }
+    return load_spec(None, fields, env={})
 
 
 @dataclass

@@ -122,3 +122,10 @@ def test_past_max_usd_the_run_is_stopped_and_nothing_is_left(monkeypatch) -> Non
     assert (capped and "--max-usd" in capped[0]) or "budget" in run["reason"], (capped, run)
     records = _records(home)
     assert records and {r["state"] for r in records} == {"terminated"}, records
+
+
+def test_a_bad_instance_or_cap_is_refused_before_anything_is_launched(tmp_path) -> None:
+    for args in (("--instance", "p9.huge"), ("--max-usd", "0")):
+        out = spotrain(*SMOKE, *args, home=tmp_path)
+        assert out.returncode == 2 and out.stderr.startswith("error: "), out.stderr
+    assert runs(tmp_path) == [] and _records(tmp_path) == []
