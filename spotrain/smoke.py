@@ -37,6 +37,7 @@ SMALL_MAX_GPUS, SMALL_MAX_USD_H = 1, 2.0  # the catalog's "small" GPU types: one
 # its interruption comes within seconds (the trainer takes any interval).
 EPOCHS = {"aws": 400, "dry-run": 20}
 CHECKPOINT_S = {"aws": 60.0, "dry-run": 2.0}
+SIGTERM_GRACE_S = 110.0  # the SIGTERM stand-in's notice: a real one gives 120 s
 COST_CHECK_S = 5.0  # how often the watchdog prices the run
 
 
@@ -145,7 +146,7 @@ class _Watch:
             status = self.ctl.cloud.describe(live.region, live.instance_id)
             run_dir, _ = run_paths(self.ctl.cloud.workdir(live.instance_id), self.run_id)
             transport = connect(self.ctl.cloud.target(status))
-            self.stopper = threading.Thread(target=stop, args=(transport, run_dir), daemon=True)
+            self.stopper = threading.Thread(target=_sigterm, args=(transport, run_dir), daemon=True)
             self.stopper.start()  # SIGTERM now; the trainer saves and exits 75 within its notice
 
     def _caps(self) -> None:
@@ -157,6 +158,14 @@ class _Watch:
             spent = run_bill(self.ctl.store, self.run_id).cost.total_usd
             if spent > self.options.max_usd:
                 raise SmokeStopped(f"the bill ${spent:.4f} is past --max-usd {self.options.max_usd:g}")
+
+
+def _sigterm(transport: Any, run_dir: str) -> None:
+    """SIGTERM the trainer; SIGKILL only past a real notice's two minutes (less a margin)."""
+    try:
+        stop(transport, run_dir, grace_s=SIGTERM_GRACE_S)
+    finally:
+        transport.close()
 
 
 def clean_up(ctl: Controller, run_id: str, watch: _Watch) -> list[str]:
