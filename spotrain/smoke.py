@@ -35,7 +35,7 @@ SMALL_MAX_GPUS, SMALL_MAX_USD_H = 1, 2.0  # the catalog's "small" GPU types: one
 # FIS's start, the dry-run's CPU for under 40 s. The first checkpoint triggers the interruption: on
 # AWS after the 60 s that --checkpoint-every allows at least; the dry-run's plan is given 2 s, so that
 # its interruption comes within seconds (the trainer takes any interval).
-EPOCHS = {"aws": 400, "dry-run": 20}
+EPOCHS = {"aws": 400, "dry-run": 30}
 CHECKPOINT_S = {"aws": 60.0, "dry-run": 2.0}
 SIGTERM_GRACE_S = 110.0  # the SIGTERM stand-in's notice: a real one gives 120 s
 COST_CHECK_S = 5.0  # how often the watchdog prices the run
