@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from spotrain import __version__
+from spotrain.cli_smoke import smoke
 from spotrain.errors import SpotrainError
 from spotrain.terminal import (
     EXIT_CTRL_C,
@@ -377,6 +378,9 @@ def down(run_id: str | None, all_runs: bool, yes: bool) -> None:
         return
     done = down_run(run_id)
     click.echo(f"run {run_id}: {done.state.value}; removed {', '.join(done.removed) or 'nothing'}")
+
+
+cli.add_command(smoke)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import boto3
 
     from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
+    from spotrain.cloud.aws.fis import Sent
 
 
 class CommandResult(Protocol):
@@ -100,6 +101,11 @@ class Cloud(Protocol):
 
     def wait_ready(self, transport: Shell, deadline_s: float) -> dict[str, str]:
         """Until the instance's bootstrap says it is ready; what it found (SPOTRAIN_PYTHON, SPOTRAIN_DATA)."""
+        ...
+
+    def send_interruption(self, region: str, instance_id: str, run_id: str) -> Sent:
+        """One real spot interruption of the instance (AWS FIS: the IMDS notice, then the reclaim), or,
+        where FIS is refused, `Sent("sigterm", why)`: the caller then SIGTERMs the trainer itself."""
         ...
 
     def close(self) -> None:

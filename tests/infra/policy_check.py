@@ -112,6 +112,25 @@ def _moto_tags(region: str, ids: list[str]) -> dict[str, dict[str, str]]:
     return {i: dict(backend.tags.get(i, {})) for i in ids}
 
 
+FIS_TEMPLATE_OPS = {"DeleteExperimentTemplate", "GetExperimentTemplate", "UpdateExperimentTemplate"}
+
+
+def _fis_template_id(operation: str, params: dict[str, Any]) -> str | None:
+    return params.get("id") if operation in FIS_TEMPLATE_OPS else params.get("experimentTemplateId")
+
+
+def _moto_fis_tags(region: str, operation: str, params: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The tags of the experiment template a call names, as FIS holds them then."""
+    from moto.fis.models import fis_backends
+
+    template_id = _fis_template_id(operation, params)
+    backend = fis_backends[ACCOUNT][region]
+    if template_id is None or template_id not in backend.experiment_templates:
+        return {}
+    arn = backend.experiment_templates[template_id].arn
+    return {template_id: backend.list_tags_for_resource(arn)}
+
+
 @contextmanager
 def record_operations() -> Iterator[Recorder]:
     """Record, in this process, every API call made on a client created by spotrain/ or trainer/
@@ -126,6 +145,8 @@ def record_operations() -> Iterator[Recorder]:
         service = model.service_model.signing_name
         ids = _resource_ids(params)
         tags = _moto_tags(region, ids) if service == "ec2" and ids else {}
+        if service == "fis":
+            tags = _moto_fis_tags(region, model.name, params)
         call = Call(owner, service, model.name, region, dict(params), tags)
         with rec.lock:
             rec.calls.append(call)
@@ -262,6 +283,29 @@ def _s3_requests(call: Call) -> list[Request]:
     return [Request(action, f"{bucket}/{p['Key']}" if "Key" in p else bucket)]
 
 
+def _fis_requests(call: Call) -> list[Request]:
+    """From the Service Authorization Reference's FIS table: creating a template names the template and
+    each action and passes the role to FIS; starting names the template and the new experiment."""
+    p, r, action = call.params, call.region, f"fis:{call.operation}"
+    arn = f"arn:aws:fis:{r}:{ACCOUNT}"
+    tagged = {f"aws:RequestTag/{k}": [v] for k, v in (p.get("tags") or {}).items()}
+    if call.operation == "CreateExperimentTemplate":
+        out = [Request(action, f"{arn}:experiment-template/*", tagged)]
+        out += [Request(action, f"{arn}:action/{a['actionId']}") for a in p["actions"].values()]
+        out.append(Request("iam:PassRole", p["roleArn"], {"iam:PassedToService": ["fis.amazonaws.com"]}))
+        return out + ([Request("fis:TagResource", f"{arn}:experiment-template/*", tagged)] if tagged else [])
+    template = _fis_template_id(call.operation, p)
+    if template is not None:
+        out = [Request(action, f"{arn}:experiment-template/{template}", _resource_tags(call, template))]
+        if call.operation == "StartExperiment":
+            out.append(Request(action, f"{arn}:experiment/*", tagged))
+            out += [Request("fis:TagResource", f"{arn}:experiment/*", tagged)] if tagged else []
+        return out
+    if "id" in p:
+        return [Request(action, f"{arn}:experiment/{p['id']}")]
+    return [Request(action, "*")]
+
+
 def requests(call: Call) -> list[Request]:
     """The IAM authorization requests AWS makes for one API call."""
     action = f"{call.service}:{call.operation}"
@@ -271,6 +315,8 @@ def requests(call: Call) -> list[Request]:
         return _ec2_requests(call)
     if call.service == "s3":
         return _s3_requests(call)
+    if call.service == "fis":
+        return _fis_requests(call)
     if call.service == "ssm" and call.operation in {"GetParameters", "GetParameter"}:
         names = call.params.get("Names") or [call.params["Name"]]
         return [Request(action, f"arn:aws:ssm:{call.region}::parameter{n}") for n in names]

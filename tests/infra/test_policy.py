@@ -135,6 +135,17 @@ def controller_reads(sess: boto3.Session, out: stack.InfraOutputs) -> None:
     instances.region_zones(sess, R)  # the plan checks --zone against the region's zones
 
 
+def smoke_flow(sess: boto3.Session, out: stack.InfraOutputs, home: Path) -> None:
+    """`spotrain smoke`'s real interruption: one FIS experiment on the run's instance, then removed."""
+    from spotrain.cloud.aws import fis
+
+    role = sess.client("iam").get_role(RoleName=out.fis_role_arn.rsplit("/", 1)[-1])["Role"]["Arn"]
+    sent = fis.send_interruption(sess, region=R, instance_id="i-0abc", role_arn=role, run_id="r-smoke")
+    fis.experiment_status(sess, sent)
+    fis.leftover_templates(sess, region=R, run_id="r-smoke")
+    fis.remove(sess, sent)
+
+
 def test_every_call_of_every_flow_is_allowed_and_nothing_more(
     world, isolated_env: Path, tmp_path: Path
 ) -> None:
@@ -144,6 +155,7 @@ def test_every_call_of_every_flow_is_allowed_and_nothing_more(
         sweep_flow(sess, out, isolated_env)
         mirror_flow(out.bucket, tmp_path)
         controller_reads(sess, out)
+        smoke_flow(sess, out, isolated_env)
     report = check_policies(rec, bucket=out.bucket)
     assert {"ec2:RunInstances", "iam:PassRole", "ec2:CreateTags", "ec2:TerminateInstances"} <= report.used[
         "controller"

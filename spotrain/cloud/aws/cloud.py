@@ -9,7 +9,7 @@ import boto3
 
 from spotrain import contract
 from spotrain.cloud import InstanceStatus, SweepResult
-from spotrain.cloud.aws import attempt, client, instances, lifecycle, network, session, stack, sweep
+from spotrain.cloud.aws import attempt, client, fis, instances, lifecycle, network, session, stack, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
 from spotrain.cloud.base import Shell
 from spotrain.errors import SpotrainError
@@ -155,6 +155,16 @@ class AwsCloud:
                     "see /opt/spotrain/bootstrap.log on the instance",
                 )
             time.sleep(poll_s)
+
+    def send_interruption(self, region: str, instance_id: str, run_id: str) -> fis.Sent:
+        """One real spot interruption by FIS, as the stack's FIS role (`spotrain init` made it); where
+        FIS is refused, the answer says SIGTERM stands in and why (the caller sends it: cloud/ does not
+        reach instances)."""
+        found = stack.find_outputs(self._session, region=self.regions[0]) if self.regions else None
+        role = found.fis_role_arn if found is not None else None
+        return fis.interrupt_or_fallback(
+            self._session, region=region, instance_id=instance_id, role_arn=role, run_id=run_id
+        )
 
     def close(self) -> None:
         """Nothing to stop: boto3 clients close with the process."""

@@ -49,6 +49,7 @@ class InfraOutputs:
     instance_profile_name: str
     instance_profile_arn: str
     instance_role_arn: str
+    fis_role_arn: str | None = None  # `spotrain smoke`'s interruption role: a stack from before it has none
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,7 @@ def _outputs(stack: dict[str, Any]) -> InfraOutputs:
         instance_profile_name=out["InstanceProfileName"],
         instance_profile_arn=out["InstanceProfileArn"],
         instance_role_arn=out["InstanceRoleArn"],
+        fis_role_arn=out.get("FisRoleArn"),
     )
 
 

@@ -7,11 +7,11 @@
     env = cloud.injection_env("step:30")                  # for the trainer: a notice at step 30
     cloud.schedule_interruption(id, "step:30", events_path)  # or inject_interruption(id) at once
 
-moto keeps its state in the memory of the process that started it. To survive a killed controller,
-each instance is also a record on disk (records.py) and the bucket is written through to `s3/BUCKET/`:
-a new LocalCloud on the same state directory re-registers every instance not yet ended under its old
-id, reopens its IMDS on the same port, reloads the bucket, and takes its old moto port when free, so
-a trainer that kept running meanwhile reaches both again.
+moto keeps its state in its process's memory. To survive a killed controller, each instance is also a
+record on disk (records.py) and the bucket is written through to `s3/BUCKET/`: a new LocalCloud on the
+same state directory re-registers every live instance under its old id and IMDS port, reloads the
+bucket, and takes its old moto port when free, so a trainer that kept running reaches both again.
+FIS's spot interruption (moto_patches.fis_interruptions) is played as `inject_interruption`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from moto.server import ThreadedMotoServer
 
 from spotrain import catalog
 from spotrain.cloud import TAG_OWNER, InstanceStatus, SweepResult
-from spotrain.cloud.aws import attempt, client, lifecycle
+from spotrain.cloud.aws import attempt, client, fis, lifecycle
 from spotrain.cloud.aws import sweep as aws_sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
 from spotrain.cloud.base import Shell
@@ -52,14 +52,12 @@ REGIONS = {
 BUCKET = "spotrain-dry-run"  # the bucket name the dry-run deploys infra/spotrain.yaml with
 HOME_REGION = "us-east-1"  # where its stack (bucket, instance role and profile) lives
 POLL_S = 0.1
+BOOT_POLL_S = 0.1  # how often a simulated boot looks for its instance ended by another process
 # How often the schedule watcher reads the events (a cheap local read): a `20s` notice is posted within
 # this of its time, a pinned one's reclaim starts within this of the trainer's `interruption` event.
 SCHEDULE_POLL_S = 0.005
 # The instance has its own credentials (moto's), no profile: these of the controller's env stay behind.
 NOT_INHERITED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
-
-
-BOOT_POLL_S = 0.1  # how often a simulated boot looks for its instance ended by another process
 
 
 class _Live:
@@ -115,6 +113,7 @@ class LocalCloud:
         self._stack.enter_context(fakes.quotas(dict.fromkeys(fakes.SPOT_QUOTA_CODES, 4096.0)))
         s3_root = self.state_dir / "s3" / BUCKET
         self._stack.enter_context(fakes.persistent_bucket(BUCKET, s3_root))
+        self._stack.enter_context(fakes.fis_interruptions(self.inject_interruption))
         self._server = ThreadedMotoServer(
             ip_address="127.0.0.1", port=saved_moto_port(self.state_dir), verbose=False
         )
@@ -282,6 +281,13 @@ class LocalCloud:
     def wait_ready(self, transport: Shell, deadline_s: float) -> dict[str, str]:
         return {}
 
+    def send_interruption(self, region: str, instance_id: str, run_id: str) -> fis.Sent:
+        """The real FIS calls on moto with the stack's FIS role; StartExperiment interrupts the instance."""
+        sess, role = self._session, self.stack.fis_role_arn
+        return fis.interrupt_or_fallback(
+            sess, region=region, instance_id=instance_id, role_arn=role, run_id=run_id
+        )
+
     def close(self) -> None:
         """Stop the watchers, the IMDS servers and the moto server; undo the patches. The instances'
         records and processes stay, for the next LocalCloud on this state directory."""
@@ -300,12 +306,6 @@ class LocalCloud:
                 self._server._server.server_close()
             self._server = None
         self._stack.close()
-
-    def __enter__(self) -> LocalCloud:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- the dry-run's own verbs ---------------------------------------------------------------
 

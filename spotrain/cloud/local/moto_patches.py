@@ -14,8 +14,8 @@ import math
 import os
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +36,7 @@ from moto.ssm.models import Parameter, ssm_backends
 from spotrain import catalog
 from spotrain.cloud import TAG_OWNER, TAG_RUN
 from spotrain.cloud.aws import client, images, network, stack
+from spotrain.errors import SpotrainError
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 SPOT_QUOTA_CODES = ("L-7212CCBC", "L-3819A6DF")  # All P / All G and VT Spot Instance Requests
@@ -211,6 +212,28 @@ def interrupt(region: str, instance_id: str) -> None:
     inst = ec2_backends[ACCOUNT][region].get_instance(instance_id)
     inst.terminate()
     inst.state_reason = StateReason(f"{SPOT_TERMINATION}: Spot instance termination", SPOT_TERMINATION)
+
+
+@contextmanager
+def fis_interruptions(interrupt_instance: Callable[[str], None]) -> Iterator[None]:
+    """FIS's `aws:ec2:send-spot-instance-interruptions` on moto (which stores experiments and does
+    nothing): starting one calls `interrupt_instance(id)` for each spot instance its targets name by
+    ARN, as AWS posts the notice on each and then reclaims it."""
+    from moto.fis.models import FISBackend
+
+    original = FISBackend.start_experiment
+
+    def start(self: FISBackend, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        started = original(self, *args, **kwargs)
+        for target in started.get("targets", {}).values():
+            if target.get("resourceType") == "aws:ec2:spot-instance":
+                for arn in target.get("resourceArns", []):
+                    with suppress(SpotrainError):  # not a running dry-run instance: nothing to interrupt
+                        interrupt_instance(arn.rsplit("/", 1)[-1])
+        return started
+
+    with mock.patch.object(FISBackend, "start_experiment", start):
+        yield
 
 
 def rename_instance(region: str, old_id: str, new_id: str) -> None:
