@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from spotrain import __version__
-from spotrain.cli_smoke import smoke
+from spotrain.cli_account import init, prices, smoke
 from spotrain.errors import SpotrainError
 from spotrain.terminal import (
     EXIT_CTRL_C,
@@ -16,7 +16,6 @@ from spotrain.terminal import (
     outcome_line,
     print_event,
     print_report,
-    render_prices,
     watching,
 )
 
@@ -52,52 +51,6 @@ def cli() -> None:
       spotrain status
       spotrain cost
     """
-
-
-@cli.command()
-@click.option("--instance", "instance_type", required=True, help="EC2 instance type, e.g. p3.16xlarge.")
-@click.option("--region", default=None, help="AWS region (default: the profile's, else us-east-1).")
-@click.option("--profile", default=None, help="AWS profile (default: the credential chain).")
-def prices(instance_type: str, region: str | None, profile: str | None) -> None:
-    """Spot price per zone now, its discount against on-demand, and its range over 24 h.
-
-    \b
-    Examples:
-      spotrain prices --instance p3.16xlarge
-      spotrain prices --instance g5.xlarge --region eu-west-1 --profile work
-    """
-    from spotrain.cloud.aws.prices import quote
-
-    table = quote(instance_type=instance_type, region=region, profile=profile)
-    render_prices(table)
-
-
-@cli.command()
-@click.option("--region", default=None, help="AWS region (default: the profile's, else us-east-1).")
-@click.option("--bucket", default=None, help="Checkpoint bucket name (default: spotrain-ACCOUNT-REGION).")
-@click.option("--profile", default=None, help="AWS profile (default: the credential chain).")
-@click.option("--print-policy", is_flag=True, help="Print the controller's IAM policy and exit.")
-def init(region: str | None, bucket: str | None, profile: str | None, print_policy: bool) -> None:
-    """Create or update the checkpoint bucket and the instance role (infra/spotrain.yaml).
-
-    Run it once per account and region before the first real launch; running it again updates the
-    stack, or says it is up to date.
-
-    \b
-    Examples:
-      spotrain init --region us-east-1
-      spotrain init --print-policy > controller-policy.json   # the IAM policy spotrain itself needs
-    """
-    from spotrain.cloud.aws import session
-    from spotrain.cloud.aws import stack as infra
-
-    if print_policy:
-        click.echo(infra.print_policy(bucket=bucket), nl=False)
-        return
-    done = infra.init(session(profile=profile), region=region, bucket=bucket)
-    click.echo(f"stack {done.stack_name} in {done.region}: {done.status}")
-    click.echo(f"bucket s3://{done.outputs.bucket}, instance profile {done.outputs.instance_profile_name}")
-    click.echo(f"outputs saved to {done.state_file}")
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -380,7 +333,8 @@ def down(run_id: str | None, all_runs: bool, yes: bool) -> None:
     click.echo(f"run {run_id}: {done.state.value}; removed {', '.join(done.removed) or 'nothing'}")
 
 
-cli.add_command(smoke)
+for command in (prices, init, smoke):  # the account and the real path, not one run
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,6 @@
-"""`spotrain smoke`: its command and its table (cli.py is the command tree; this one is long enough
-to stand alone). One library call, `smoke.run_smoke`; exit 0 when every check passed, 1 otherwise,
-130 on Ctrl-C after the cleanup."""
+"""The commands about the AWS account and the real path rather than one run, registered by cli.py:
+`prices`, `init`, and `smoke` (one library call, `smoke.run_smoke`; exit 0 when every check passed,
+1 otherwise, 130 on Ctrl-C after the cleanup)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from spotrain.terminal import EXIT_CTRL_C, EXIT_FAILED
+from spotrain.terminal import EXIT_CTRL_C, EXIT_FAILED, render_prices
 
 
 def smoke_table(result):
@@ -70,3 +70,49 @@ def smoke(
     console.print(smoke_table(result))
     if not result.ok:
         sys.exit(EXIT_FAILED)
+
+
+@click.command()
+@click.option("--instance", "instance_type", required=True, help="EC2 instance type, e.g. p3.16xlarge.")
+@click.option("--region", default=None, help="AWS region (default: the profile's, else us-east-1).")
+@click.option("--profile", default=None, help="AWS profile (default: the credential chain).")
+def prices(instance_type: str, region: str | None, profile: str | None) -> None:
+    """Spot price per zone now, its discount against on-demand, and its range over 24 h.
+
+    \b
+    Examples:
+      spotrain prices --instance p3.16xlarge
+      spotrain prices --instance g5.xlarge --region eu-west-1 --profile work
+    """
+    from spotrain.cloud.aws.prices import quote
+
+    table = quote(instance_type=instance_type, region=region, profile=profile)
+    render_prices(table)
+
+
+@click.command()
+@click.option("--region", default=None, help="AWS region (default: the profile's, else us-east-1).")
+@click.option("--bucket", default=None, help="Checkpoint bucket name (default: spotrain-ACCOUNT-REGION).")
+@click.option("--profile", default=None, help="AWS profile (default: the credential chain).")
+@click.option("--print-policy", is_flag=True, help="Print the controller's IAM policy and exit.")
+def init(region: str | None, bucket: str | None, profile: str | None, print_policy: bool) -> None:
+    """Create or update the checkpoint bucket and the instance role (infra/spotrain.yaml).
+
+    Run it once per account and region before the first real launch; running it again updates the
+    stack, or says it is up to date.
+
+    \b
+    Examples:
+      spotrain init --region us-east-1
+      spotrain init --print-policy > controller-policy.json   # the IAM policy spotrain itself needs
+    """
+    from spotrain.cloud.aws import session
+    from spotrain.cloud.aws import stack as infra
+
+    if print_policy:
+        click.echo(infra.print_policy(bucket=bucket), nl=False)
+        return
+    done = infra.init(session(profile=profile), region=region, bucket=bucket)
+    click.echo(f"stack {done.stack_name} in {done.region}: {done.status}")
+    click.echo(f"bucket s3://{done.outputs.bucket}, instance profile {done.outputs.instance_profile_name}")
+    click.echo(f"outputs saved to {done.state_file}")
