@@ -40,21 +40,19 @@ def test_user_data_is_the_bootstrap_with_the_runs_settings() -> None:
 
 
 def test_wait_ready_reads_the_marker_and_reports_a_failed_bootstrap(tmp_path, monkeypatch) -> None:
-    from spotrain import contract
     from spotrain.remote import LocalTransport
 
-    monkeypatch.setattr(contract, "READY", str(tmp_path / "ready"))
-    monkeypatch.setattr(contract, "BOOT_FAILED", str(tmp_path / "failed"))
     cloud, transport = AwsCloud(regions=["us-east-1"], bucket="b"), LocalTransport(tmp_path / "instance")
+    monkeypatch.setattr(cloud.machines, "boot_dir", lambda instance_id: str(tmp_path))  # not /opt/spotrain
     with pytest.raises(SpotrainError, match="not ready after 0 s"):
-        cloud.wait_ready(transport, deadline_s=0, poll_s=0.01)
+        cloud.wait_ready(transport, "i-1", deadline_s=0, poll_s=0.01)
     (tmp_path / "failed").write_text("no python with torch found\n")
     with pytest.raises(SpotrainError, match="bootstrap failed: no python with torch found"):
-        cloud.wait_ready(transport, deadline_s=5, poll_s=0.01)
+        cloud.wait_ready(transport, "i-1", deadline_s=5, poll_s=0.01)
     (tmp_path / "ready").write_text(
         "SPOTRAIN_PYTHON=/opt/pytorch/bin/python\nSPOTRAIN_DATA=/opt/dlami/nvme/data\n"
     )
-    assert cloud.wait_ready(transport, deadline_s=5, poll_s=0.01) == {
+    assert cloud.wait_ready(transport, "i-1", deadline_s=5, poll_s=0.01) == {
         "SPOTRAIN_PYTHON": "/opt/pytorch/bin/python",
         "SPOTRAIN_DATA": "/opt/dlami/nvme/data",
     }

@@ -1,6 +1,7 @@
-"""The one interface the orchestrator drives either cloud through: AWS (`cloud/aws/cloud.py`) or the
-dry-run on this machine (`cloud/local/`). Both run the same `cloud/aws/` code for launching; they
-differ in where the API lives, how an instance is reached and what environment the trainer gets.
+"""The one interface the orchestrator drives the cloud through: `AwsCloud` (`cloud/aws/cloud.py`), on
+real AWS or, for the dry-run, on moto (`cloud/local/cloud.py` is AwsCloud with a moto endpoint). The
+two worlds differ only in their `Machines`: what happens on and to an instance (boot, shell, IMDS,
+interruption), played by EC2 (`cloud/aws/machines.py`) or on this machine (`cloud/local/machines.py`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from spotrain.cloud import InstanceStatus, SweepResult
-from spotrain.targets import Target
+from spotrain.targets import SSHTarget, Target
 
 if TYPE_CHECKING:
     import boto3
@@ -34,6 +35,48 @@ class Shell(Protocol):
     """What `wait_ready` needs of a transport (spotrain.remote's, which cloud/ does not import)."""
 
     def exec(self, command: str, *, timeout: float | None = None) -> CommandResult: ...
+
+
+class Machines(Protocol):
+    """What happens on and to the instances, asked by AwsCloud at the points where EC2 acts by itself."""
+
+    def caller_cidr(self) -> str | None:
+        """Where SSH comes from (None: this machine's public address, looked up at launch)."""
+        ...
+
+    def launched(self, status: InstanceStatus) -> None:
+        """EC2 accepted the instance: it starts to exist as a machine."""
+        ...
+
+    def booted(self, status: InstanceStatus, deadline_s: float) -> None:
+        """EC2 says running: what the boot still does on the machine (its user data) before it answers."""
+        ...
+
+    def seen(self, status: InstanceStatus) -> InstanceStatus:
+        """EC2's answer of describe, as the machine is (ended by another process meanwhile)."""
+        ...
+
+    def ended(self, instance_ids: list[str]) -> None:
+        """EC2 ended them: their processes stop."""
+        ...
+
+    def reach(self, target: SSHTarget, *, ssh: bool) -> Target:
+        """The instance's shell, given how AWS says to reach it (public address, login user, key)."""
+        ...
+
+    def instance_env(self, instance_id: str) -> dict[str, str]: ...
+
+    def python(self, instance_id: str) -> str: ...
+
+    def home(self, instance_id: str) -> str:
+        """The login user's home on the instance, as the remote layer writes it (`~`)."""
+        ...
+
+    def boot_dir(self, instance_id: str) -> str:
+        """Where the bootstrap keeps its log and markers on the instance."""
+        ...
+
+    def close(self) -> None: ...
 
 
 @runtime_checkable
@@ -99,7 +142,7 @@ class Cloud(Protocol):
         """What the instance runs at boot (AWS: infra/bootstrap.sh with the run's settings)."""
         ...
 
-    def wait_ready(self, transport: Shell, deadline_s: float) -> dict[str, str]:
+    def wait_ready(self, transport: Shell, instance_id: str, deadline_s: float) -> dict[str, str]:
         """Until the instance's bootstrap says it is ready; what it found (SPOTRAIN_PYTHON, SPOTRAIN_DATA)."""
         ...
 

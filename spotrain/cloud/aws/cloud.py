@@ -1,8 +1,12 @@
-"""`Cloud` on real AWS: each verb delegates to the cloud/aws/ function that does it."""
+"""`Cloud` on AWS: each verb delegates to the cloud/aws/ function that does it. The same class runs the
+dry-run on moto (`cloud/local/cloud.py`): only `machines`, what happens on and to the instances, is
+played there (`cloud/base.py`'s `Machines`; EC2's are `cloud/aws/machines.py`).
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
@@ -11,11 +15,11 @@ from spotrain import contract
 from spotrain.cloud import InstanceStatus, SweepResult
 from spotrain.cloud.aws import attempt, client, fis, instances, lifecycle, network, session, stack, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
-from spotrain.cloud.base import Shell
+from spotrain.cloud.aws.machines import Ec2Machines
+from spotrain.cloud.base import Machines, Shell
 from spotrain.errors import SpotrainError
-from spotrain.targets import SSHTarget
+from spotrain.targets import SSHTarget, Target
 
-DLAMI_PYTHON = "/opt/pytorch/bin/python"  # the PyTorch Deep Learning AMI's environment
 SSH_USER = "ubuntu"  # the Ubuntu DLAMIs' login user, for an instance launched without the ssh-user tag
 
 
@@ -37,26 +41,45 @@ class AwsCloud:
         profile: str | None = None,
         key_file: Path | None = None,
         state_dir: Path | None = None,
+        api: boto3.Session | None = None,
+        machines: Machines | None = None,
     ) -> None:
         self.regions, self._bucket, self.key_file = list(regions), bucket, key_file
         self.state_dir = Path(state_dir) if state_dir is not None else None  # where the keys are kept
-        self._session = session(profile=profile, region=self.regions[0] if self.regions else None)
+        home = self.regions[0] if self.regions else None
+        self._session = api if api is not None else session(profile=profile, region=home)
+        self.machines: Machines = machines if machines is not None else Ec2Machines()
         self._profile: str | None = None
 
     def session(self) -> boto3.Session:
         return self._session
 
     def start_attempt(self, req: AttemptRequest) -> StartedAttempt:
+        if req.ssh_cidr is None and (cidr := self.machines.caller_cidr()) is not None:
+            req = replace(req, ssh_cidr=cidr)
         started = attempt.start_attempt(self._session, req)
         if started.key.private_key_path:
             self.key_file = Path(started.key.private_key_path)
+        inst = started.instance
+        self.machines.launched(
+            lifecycle.describe(self._session, region=inst.region, instance_id=inst.instance_id)
+        )
         return started
 
     def wait_running(self, region: str, instance_id: str, deadline_s: float) -> InstanceStatus:
-        return lifecycle.wait(self._session, region=region, instance_id=instance_id, deadline_s=deadline_s)
+        """EC2's waiter, then what the machine's boot still does (nothing on EC2: wait_ready polls it)."""
+        end = time.monotonic() + deadline_s
+        status = lifecycle.wait(self._session, region=region, instance_id=instance_id, deadline_s=deadline_s)
+        if status.state == "running":
+            self.machines.booted(status, max(0.0, end - time.monotonic()))
+            status = self.describe(region, instance_id)
+        return status
 
     def describe(self, region: str, instance_id: str) -> InstanceStatus:
-        return lifecycle.describe(self._session, region=region, instance_id=instance_id)
+        status = self.machines.seen(lifecycle.describe(self._session, region=region, instance_id=instance_id))
+        if status.state in {"shutting-down", "terminated"}:
+            self.machines.ended([instance_id])  # ended by a call not made here (the sweep, a raw client)
+        return status
 
     def find_instances(self, run_id: str) -> list[InstanceStatus]:
         return [
@@ -67,14 +90,22 @@ class AwsCloud:
 
     def terminate(self, region: str, instance_ids: list[str]) -> None:
         lifecycle.terminate(self._session, region=region, instance_ids=instance_ids)
+        self.machines.ended(instance_ids)
 
     def sweep(self, run_id: str | None) -> SweepResult:
-        """Instances, spot requests, volumes and security groups; key pairs stay (shared by runs)."""
+        """Instances, spot requests, volumes and security groups; for every run (None), spotrain's key
+        pairs too (a run's own stay: the user's other runs share them)."""
         leftovers = sweep.find_leftovers(self._session, regions=self.regions, run_id=run_id)
-        return sweep.sweep(self._session, leftovers)
+        result = sweep.sweep(self._session, leftovers)
+        self.machines.ended(result.terminated)
+        if run_id is None:
+            for region in self.regions:
+                result.deleted += network.delete_key_pairs(client(self._session, "ec2", region))
+        return result
 
-    def target(self, instance: StartedAttempt | InstanceStatus, *, ssh: bool = True) -> SSHTarget:
-        """SSH to the instance's public address as its image's login user, with the key pair's key."""
+    def target(self, instance: StartedAttempt | InstanceStatus, *, ssh: bool = True) -> Target:
+        """SSH to the instance's public address as its image's login user, with the key pair's key (the
+        dry-run's machines then reach their shell locally, or through a local sshd)."""
         status = (
             self.describe(instance.instance.region, instance.instance.instance_id)
             if isinstance(instance, StartedAttempt)
@@ -88,7 +119,8 @@ class AwsCloud:
                 "check that it runs in a subnet with public addresses, and the key in the state directory",
             )
         python = self.python(status.instance_id)
-        return SSHTarget(status.public_ip, ssh_user(status), key_file, status.instance_id, python=python)
+        target = SSHTarget(status.public_ip, ssh_user(status), key_file, status.instance_id, python=python)
+        return self.machines.reach(target, ssh=ssh)
 
     def _key_file(self, target: InstanceStatus) -> Path | None:
         """The private key of the instance's key pair: found in the state directory by the pair's name,
@@ -100,18 +132,22 @@ class AwsCloud:
         return self.key_file
 
     def instance_env(self, instance_id: str) -> dict[str, str]:
-        return {}  # the real IMDS, the instance role's credentials, the region from IMDS
+        return self.machines.instance_env(instance_id)
 
     def workdir(self, instance_id: str) -> str:
-        return "~/spotrain"
+        return f"{self.machines.home(instance_id)}/spotrain"
 
     def python(self, instance_id: str) -> str:
-        return DLAMI_PYTHON
+        return self.machines.python(instance_id)
 
     def bucket(self) -> str:
         """--bucket, else the bucket of spotrain's stack in the home region (`spotrain init`)."""
         if self._bucket is None:
-            found = stack.find_outputs(self._session, region=self.regions[0]) if self.regions else None
+            found = (
+                stack.find_outputs(self._session, region=self.regions[0], home=self.state_dir)
+                if self.regions
+                else None
+            )
             if found is None:
                 raise SpotrainError(
                     f"no checkpoint bucket for region {self.regions[0] if self.regions else '?'}: "
@@ -127,18 +163,22 @@ class AwsCloud:
         global): the one `spotrain init` stored, else read back from the stack (init ran on another
         machine); None when init ran in none of them."""
         if self._profile is None and self.regions:
-            self._profile = stack.find_instance_profile(self._session, regions=self.regions)
+            self._profile = stack.find_instance_profile(
+                self._session, regions=self.regions, home=self.state_dir
+            )
         return self._profile
 
     def user_data(self, spec: dict) -> str | None:
         return contract.user_data(spec)
 
-    def wait_ready(self, transport: Shell, deadline_s: float, poll_s: float = 5.0) -> dict[str, str]:
+    def wait_ready(
+        self, transport: Shell, instance_id: str, deadline_s: float, poll_s: float = 5.0
+    ) -> dict[str, str]:
         """Poll the bootstrap's ready marker over SSH; its failure marker ends the wait with its reason."""
         deadline = time.monotonic() + deadline_s
-        probe = (
-            f"cat {contract.READY} 2>/dev/null || {{ cat {contract.BOOT_FAILED} >&2 2>/dev/null; exit 3; }}"
-        )
+        boot = self.machines.boot_dir(instance_id)
+        ready, failed = (f"{boot}/{Path(marker).name}" for marker in (contract.READY, contract.BOOT_FAILED))
+        probe = f"cat {ready} 2>/dev/null || {{ cat {failed} >&2 2>/dev/null; exit 3; }}"
         while True:
             result = transport.exec(probe, timeout=60)
             if result.exit_code == 0:
@@ -160,11 +200,16 @@ class AwsCloud:
         """One real spot interruption by FIS, as the stack's FIS role (`spotrain init` made it); where
         FIS is refused, the answer says SIGTERM stands in and why (the caller sends it: cloud/ does not
         reach instances)."""
-        found = stack.find_outputs(self._session, region=self.regions[0]) if self.regions else None
+        found = (
+            stack.find_outputs(self._session, region=self.regions[0], home=self.state_dir)
+            if self.regions
+            else None
+        )
         role = found.fis_role_arn if found is not None else None
         return fis.interrupt_or_fallback(
             self._session, region=region, instance_id=instance_id, role_arn=role, run_id=run_id
         )
 
     def close(self) -> None:
-        """Nothing to stop: boto3 clients close with the process."""
+        """Stop what the machines' side runs here (nothing on EC2); boto3 clients close with the process."""
+        self.machines.close()

@@ -22,7 +22,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from spotrain.cloud import TAG_RUN, KeyPair, SecurityGroup, tags
+from spotrain.cloud import TAG_OWNER, TAG_RUN, KeyPair, SecurityGroup, tags
 from spotrain.cloud.aws import ClientError, client, error_code, translated
 from spotrain.errors import SpotrainError
 
@@ -160,6 +160,15 @@ def ensure_key_pair(
         if error_code(err) != "InvalidKeyPair.Duplicate":  # another process imported it meanwhile
             raise
     return KeyPair(name, str(private) if private else None, created=True)
+
+
+def delete_key_pairs(ec2: Any) -> list[str]:
+    """Every key pair spotrain imported in the client's region (tagged with its owner); the private
+    keys stay in the state directory, and the next launch imports the public half again."""
+    found = ec2.describe_key_pairs(Filters=[{"Name": "tag-key", "Values": [TAG_OWNER]}])["KeyPairs"]
+    for key in found:
+        ec2.delete_key_pair(KeyName=key["KeyName"])
+    return [key["KeyName"] for key in found]
 
 
 # -- security groups --------------------------------------------------------------------------

@@ -214,6 +214,13 @@ def interrupt(region: str, instance_id: str) -> None:
     inst.state_reason = StateReason(f"{SPOT_TERMINATION}: Spot instance termination", SPOT_TERMINATION)
 
 
+def user_data(region: str, instance_id: str) -> str | None:
+    """The user data the instance was launched with, as EC2 hands it to cloud-init (read from moto's
+    backend, not through the API: the instance reads it, not the controller)."""
+    data = ec2_backends[ACCOUNT][region].get_instance(instance_id).user_data
+    return data.decode() if data is not None else None
+
+
 @contextmanager
 def fis_interruptions(interrupt_instance: Callable[[str], None]) -> Iterator[None]:
     """FIS's `aws:ec2:send-spot-instance-interruptions` on moto (which stores experiments and does
@@ -286,7 +293,14 @@ def seed_dlamis(region: str) -> None:
 
 
 def restore_instance(
-    sess: boto3.Session, *, instance_id: str, region: str, zone: str, instance_type: str, tags: dict[str, str]
+    sess: boto3.Session,
+    *,
+    instance_id: str,
+    region: str,
+    zone: str,
+    instance_type: str,
+    tags: dict[str, str],
+    key_name: str | None = None,
 ) -> None:
     """Register a running spot instance under a chosen id (one a killed dry-run controller left), in
     its zone, with its tags and, when it belongs to a run, that run's security group."""
@@ -302,6 +316,8 @@ def restore_instance(
             ssh_cidr=LOOPBACK_CIDR,
         )
         params["SecurityGroupIds"] = [group.group_id]
+    if key_name is not None:
+        params["KeyName"] = key_name
     made = ec2.run_instances(
         ImageId=image.image_id,
         InstanceType=instance_type,

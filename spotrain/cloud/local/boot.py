@@ -1,0 +1,60 @@
+"""A dry-run instance's boot: the user data the launch sent EC2 (infra/bootstrap.sh with the run's
+exports), run by bash as cloud-init would run it, with the instance directory standing in for the
+machine's filesystem: its `opt/spotrain` for /opt/spotrain (log, markers), its `data` for the data
+directory, its `dev` for /dev (no snapshot device: the dry-run's data is what the recipe brings).
+
+What differs from a real boot, and why: the machine is this one, with no GPU and no internet for pip,
+so the GPU check and the pinned-torch venv are skipped (their `export` lines are dropped; both are
+tested on their own in tests/infra/test_bootstrap*.py), and the Python is this process's. Everything
+else runs as written, so a bootstrap that fails writes its failure marker and the attempt ends on it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# What this machine cannot do (see above); every other export of the user data stands.
+DROPPED_EXPORTS = ("export SPOTRAIN_GPUS=", "export SPOTRAIN_TORCH_PIP=")
+BOOT_TIMEOUT_S = 120
+
+
+def boot_dir(home: Path) -> Path:
+    return home / "opt" / "spotrain"
+
+
+def play_user_data(home: Path, user_data: str | None, *, python: str = sys.executable) -> None:
+    """Run the user data in `home` (the instance directory) once, as root's cloud-init would at boot.
+    No user data (an instance launched by hand): nothing runs, as on EC2."""
+    if not user_data:
+        return
+    script = "".join(
+        line for line in user_data.splitlines(keepends=True) if not line.startswith(DROPPED_EXPORTS)
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "SPOTRAIN_BOOT_DIR": str(boot_dir(home)),
+        "SPOTRAIN_DATA_DIR": str(home / "data"),
+        "SPOTRAIN_DEV_DIR": str(home / "dev"),
+        "SPOTRAIN_PYTHON": python,
+        "SPOTRAIN_GPUS": "0",
+        "SPOTRAIN_LOGIN_USER": getpass.getuser(),
+    }
+    boot_dir(home).mkdir(parents=True, exist_ok=True)
+    (home / "dev").mkdir(exist_ok=True)
+    # Its outcome is in the markers wait_ready reads, as on EC2 (cloud-init's exit code is not seen).
+    with (boot_dir(home) / "user-data.log").open("wb") as log:
+        subprocess.run(
+            ["bash", "-s"],
+            input=script.encode(),
+            cwd=home,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=BOOT_TIMEOUT_S,
+            check=False,
+        )
