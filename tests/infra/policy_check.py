@@ -101,7 +101,7 @@ def _owner_of_caller() -> str | None:
 
 def _resource_ids(params: dict[str, Any]) -> list[str]:
     ids = list(params.get("InstanceIds", [])) + list(params.get("SpotInstanceRequestIds", []))
-    ids += [params[k] for k in ("GroupId", "VolumeId") if k in params]
+    ids += [params[k] for k in ("GroupId", "VolumeId", "KeyName") if k in params]
     return ids + list(params.get("SecurityGroupIds", []))
 
 
@@ -109,7 +109,9 @@ def _moto_tags(region: str, ids: list[str]) -> dict[str, dict[str, str]]:
     from moto.ec2.models import ec2_backends
 
     backend = ec2_backends[ACCOUNT][region]
-    return {i: dict(backend.tags.get(i, {})) for i in ids}
+    # A key pair is named in calls but tagged under its id (key-...).
+    keys = {i: backend.key_pairs[i].id for i in ids if i in backend.key_pairs}
+    return {i: dict(backend.tags.get(keys.get(i, i), {})) for i in ids}
 
 
 FIS_TEMPLATE_OPS = {"DeleteExperimentTemplate", "GetExperimentTemplate", "UpdateExperimentTemplate"}
@@ -245,6 +247,7 @@ ON_TAGGED = {  # operation -> (resource kind, parameter holding the ids)
     "CancelSpotInstanceRequests": ("spot-instances-request", "SpotInstanceRequestIds"),
     "DeleteVolume": ("volume", "VolumeId"),
     "DeleteSecurityGroup": ("security-group", "GroupId"),
+    "DeleteKeyPair": ("key-pair", "KeyName"),
     "AuthorizeSecurityGroupIngress": ("security-group", "GroupId"),
     "RevokeSecurityGroupIngress": ("security-group", "GroupId"),
 }

@@ -39,9 +39,11 @@ def test_the_dry_run_uses_the_stack_and_calls_only_what_the_policy_allows(
             run_id = create_run(ctl, spec, plan)
             outcome = launch(ctl, run_id)
             left = ctl.orchestrator().down(run_id)  # `spotrain down`: finds what the run left
+            swept = ctl.cloud.sweep(None)  # `spotrain down --all`: every run's leftovers, the key pairs
         assert outcome.state is RunState.SUCCEEDED, outcome.reason
         assert len(ctl.store.attempts(run_id)) == 2  # interrupted once, resumed
         assert left == []  # the run swept its security group itself when it succeeded
+        assert [k for k in swept.deleted if k.startswith("spotrain-")], swept  # its key pair went
         cloud = ctl.cloud
         stored = stack.load_outputs("us-east-1", home=ctl.state_dir)
         assert stored is not None and stack.load_outputs("us-east-1") is None  # the real file untouched
@@ -70,6 +72,7 @@ def test_the_dry_run_uses_the_stack_and_calls_only_what_the_policy_allows(
         "ec2:DescribeInstances",
         "ec2:TerminateInstances",
         "ec2:DeleteSecurityGroup",
+        "ec2:DeleteKeyPair",
     } <= report.used["controller"]
     unexplained = report.unused["controller"] - justified("Granted but not used", "Used by the other")
     assert not unexplained, f"granted, used by no flow, not justified in {NOTES.name}: {unexplained}"

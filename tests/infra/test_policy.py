@@ -12,7 +12,7 @@ import pytest
 from helpers import PYTORCH_DLAMI, PYTORCH_SSM, V100_DLAMI, V100_SSM
 from moto import mock_aws
 
-from spotrain.cloud.aws import instances, lifecycle, network, prices, stack, storage, sweep
+from spotrain.cloud.aws import client, instances, lifecycle, network, prices, stack, storage, sweep
 from spotrain.cloud.aws.attempt import AttemptRequest, start_attempt
 from spotrain.cloud.local.moto_patches import Price, add_dlami, quotas, spot_prices
 from spotrain.config import RunSpec
@@ -95,6 +95,7 @@ def sweep_flow(sess: boto3.Session, out: stack.InfraOutputs, home: Path) -> None
     found = sweep.find_leftovers(sess, regions=[R], run_id="r-orphan")
     sweep.sweep(sess, found, deadline_s=10)
     sweep.find_leftovers(sess, regions=[R])
+    network.delete_key_pairs(client(sess, "ec2", R))  # `down --all`: spotrain's key pairs too
 
 
 def launch_flow_no_end(sess: boto3.Session, out: stack.InfraOutputs, home: Path, run_id: str) -> None:

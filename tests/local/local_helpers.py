@@ -43,7 +43,7 @@ def start_trainer(
     argv += ["--batch-size", "8", "--log-every", "5", *args]
     full = {**cloud.instance_env(instance_id), "OMP_NUM_THREADS": "1", **(env or {})}
     proc = start_detached(transport, argv, run_dir=run_dir, cwd=str(REPO), env=full)
-    return proc, Path(run_dir)
+    return proc, cloud.instance_dir(instance_id) / run_dir.removeprefix("~/")  # HOME is the instance dir
 
 
 def exit_code(run_dir: Path) -> int | None:

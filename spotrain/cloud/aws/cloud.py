@@ -100,10 +100,10 @@ class AwsCloud:
         self.machines.ended(result.terminated)
         if run_id is None:
             for region in self.regions:
-                result.deleted += network.delete_key_pairs(client(self._session, "ec2", region))
+                result.deleted.extend(network.delete_key_pairs(client(self._session, "ec2", region)))
         return result
 
-    def target(self, instance: StartedAttempt | InstanceStatus, *, ssh: bool = True) -> Target:
+    def target(self, instance: StartedAttempt | InstanceStatus, *, ssh: bool = False) -> Target:
         """SSH to the instance's public address as its image's login user, with the key pair's key (the
         dry-run's machines then reach their shell locally, or through a local sshd)."""
         status = (

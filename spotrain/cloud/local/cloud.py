@@ -63,6 +63,7 @@ class LocalCloud(AwsCloud):
         self.state_dir = Path(state_dir)
         self.seed = seed
         self.instances_dir = self.state_dir / "instances"
+        self.instances_dir.mkdir(parents=True, exist_ok=True)
         self._stack = ExitStack()
         self._server: ThreadedMotoServer | None = None
         self._local: LocalMachines | None = None
