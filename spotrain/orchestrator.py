@@ -200,8 +200,10 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
         run_dir, bundle, transport = *self._paths(attempt, run.run_id), None
         try:  # the transport too: an instance that cannot be reached or logged into ends its attempt
             transport = connect(self.cloud.target(status, ssh=self.ssh))
+            # Ready first: the instance is usable once its bootstrap says so (an adopted one said it long
+            # ago, and answers at the first probe); then whether a trainer already runs there.
+            ready = self.cloud.wait_ready(transport, status.instance_id, deadline_s=900)
             if process_status(transport, run_dir).state != "running":  # an adopted instance may be training
-                ready = self.cloud.wait_ready(transport, status.instance_id, deadline_s=900)
                 sources = [(TRAINER_DIR, "trainer"), *((Path(p), Path(p).name) for p in run.spec.includes)]
                 result = sync(transport, sources, bundle)
                 self._event(

@@ -174,8 +174,10 @@ class AwsCloud:
     def wait_ready(
         self, transport: Shell, instance_id: str, deadline_s: float, poll_s: float = 5.0
     ) -> dict[str, str]:
-        """Poll the bootstrap's ready marker over SSH; its failure marker ends the wait with its reason."""
-        deadline = time.monotonic() + deadline_s
+        """Poll the bootstrap's ready marker over SSH; its failure marker ends the wait with its reason.
+        The pause doubles from 50 ms to `poll_s`: a bootstrap with little to do is seen at once, a long
+        one (a torch venv, a data set) costs one probe every `poll_s`."""
+        deadline, pause = time.monotonic() + deadline_s, min(0.05, poll_s)
         boot = self.machines.boot_dir(instance_id)
         ready, failed = (f"{boot}/{Path(marker).name}" for marker in (contract.READY, contract.BOOT_FAILED))
         probe = f"cat {ready} 2>/dev/null || {{ cat {failed} >&2 2>/dev/null; exit 3; }}"
@@ -194,7 +196,8 @@ class AwsCloud:
                     f"the instance was not ready after {deadline_s:.0f} s ({contract.READY} missing)",
                     "see /opt/spotrain/bootstrap.log on the instance",
                 )
-            time.sleep(poll_s)
+            time.sleep(pause)
+            pause = min(poll_s, pause * 2)
 
     def send_interruption(self, region: str, instance_id: str, run_id: str) -> fis.Sent:
         """One real spot interruption by FIS, as the stack's FIS role (`spotrain init` made it); where

@@ -17,20 +17,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+# cloud-init runs the user data in its last stage (cloud_final_modules' scripts_user), after sshd has
+# started (cloud-init docs, "Boot stages"): the controller's first probes find the instance reachable and
+# not ready yet. A real bootstrap takes seconds (the GPU check alone); the dry-run's starts this late.
+CLOUD_FINAL_S = 1.0
 # What this machine cannot do (see above); every other export of the user data stands.
 DROPPED_EXPORTS = ("export SPOTRAIN_GPUS=", "export SPOTRAIN_TORCH_PIP=")
-BOOT_TIMEOUT_S = 120
 
 
 def boot_dir(home: Path) -> Path:
     return home / "opt" / "spotrain"
 
 
-def play_user_data(home: Path, user_data: str | None, *, python: str = sys.executable) -> None:
-    """Run the user data in `home` (the instance directory) once, as root's cloud-init would at boot.
+def start_user_data(
+    home: Path, user_data: str | None, *, python: str = sys.executable
+) -> subprocess.Popen | None:
+    """Start the user data in `home` (the instance directory), as root's cloud-init starts it once the
+    machine is up: in the background, so SSH answers while it runs and `wait_ready` polls it as on EC2.
     No user data (an instance launched by hand): nothing runs, as on EC2."""
     if not user_data:
-        return
+        return None
     script = "".join(
         line for line in user_data.splitlines(keepends=True) if not line.startswith(DROPPED_EXPORTS)
     )
@@ -46,15 +52,15 @@ def play_user_data(home: Path, user_data: str | None, *, python: str = sys.execu
     }
     boot_dir(home).mkdir(parents=True, exist_ok=True)
     (home / "dev").mkdir(exist_ok=True)
+    path = boot_dir(home) / "user-data"
+    path.write_text(script, encoding="utf-8")
     # Its outcome is in the markers wait_ready reads, as on EC2 (cloud-init's exit code is not seen).
     with (boot_dir(home) / "user-data.log").open("wb") as log:
-        subprocess.run(
-            ["bash", "-s"],
-            input=script.encode(),
+        return subprocess.Popen(
+            ["bash", "-c", f'sleep {CLOUD_FINAL_S:g}; exec bash "$0"', str(path)],
             cwd=home,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            timeout=BOOT_TIMEOUT_S,
-            check=False,
+            start_new_session=True,
         )

@@ -144,8 +144,10 @@ class LocalCloud(AwsCloud):
     def close(self) -> None:
         """Stop the watchers, the IMDS servers and the moto server; undo the patches. The instances'
         records and processes stay, for the next LocalCloud on this state directory."""
-        if self._local is not None:
-            self._local.close()
+        if hasattr(self, "machines"):
+            super().close()  # AwsCloud's: its machines
+        elif self._local is not None:
+            self._local.close()  # AwsCloud's __init__ never ran
         if self._server is not None:
             self._server.stop()
             if self._server._server is not None:

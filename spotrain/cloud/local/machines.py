@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -43,6 +44,7 @@ class _Live:
     def __init__(self, record: InstanceRecord, imds: FakeImds) -> None:
         self.record, self.imds = record, imds
         self.threads: list[threading.Thread] = []
+        self.boot: subprocess.Popen | None = None  # its user data, while it runs
 
 
 class LocalMachines:
@@ -80,16 +82,22 @@ class LocalMachines:
         self.attach(record)
 
     def booted(self, status: InstanceStatus, deadline_s: float) -> None:
-        """Sleeps the simulated boot (moto says running at once), then runs the user data; an instance
+        """Sleeps the simulated boot (moto says running at once), then starts the user data; an instance
         ended meanwhile (`spotrain down` in another process) ends the boot at once, as EC2's waiter does."""
         end = time.monotonic() + min(self.boot_delay_s, max(0.0, deadline_s))
         while not self._closing.wait(min(BOOT_POLL_S, max(0.0, end - time.monotonic()))):
             if time.monotonic() >= end or self.files.ended(status.instance_id):
                 break
-        if not self._closing.is_set() and not self.files.ended(status.instance_id):
-            boot.play_user_data(
-                self.instance_dir(status.instance_id), fakes.user_data(status.region, status.instance_id)
-            )
+        if self._closing.is_set() or self.files.ended(status.instance_id):
+            return
+        home, data = self.instance_dir(status.instance_id), fakes.user_data(status.region, status.instance_id)
+        proc = boot.start_user_data(home, data)
+        with self._lock:
+            live = self._live.get(status.instance_id)
+            if live is not None:
+                live.boot = proc
+        if proc is not None:
+            threading.Thread(target=proc.wait, name=f"boot-{status.instance_id}", daemon=True).start()
 
     def seen(self, status: InstanceStatus) -> InstanceStatus:
         """Ended by this process meanwhile (in moto first, then in its record: asked again, moto says
@@ -110,7 +118,10 @@ class LocalMachines:
                 live = self._live.pop(instance_id, None)
             if live is None:
                 continue
-            for pid in trainer_pids(self.instance_dir(instance_id)):
+            pids = trainer_pids(self.instance_dir(instance_id))
+            if live.boot is not None and live.boot.poll() is None:
+                pids.append(live.boot.pid)  # its bootstrap, still running, dies with it too
+            for pid in pids:
                 with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
             live.record = replace(live.record, state="terminated")
