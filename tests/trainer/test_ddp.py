@@ -102,9 +102,8 @@ def test_rebalance_to_one_rank_checkpoints_both_at_one_step_and_trains_on(traine
         imds.arm(only_rank=1)
         assert proc.wait(timeout=90) == 75, proc.stdout.read()[-3000:]
     finally:
-        if (
-            proc.poll() is None
-        ):  # a failed wait: torchrun passes SIGTERM to its workers, kill would orphan them
+        # A failed wait: torchrun passes a SIGTERM on to its workers, where a kill would orphan them.
+        if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
     events = read_events(run)
