@@ -181,7 +181,7 @@ class Run:
         )
         if notice:
             return True  # the notice's own checkpoint covers a recommendation that came with it
-        if rebalance and not self.rebalanced:
+        if rebalance:
             self.checkpoint_for_rebalance(watcher)
         elif due:
             self.save(blocking=False)

@@ -108,7 +108,9 @@ class SpotWatcher:
     def _run(self) -> None:
         while not self._stop.is_set() and self.notice is None:
             if self.rebalance is None:
-                self.rebalance = self.poll_rebalance()
+                recommended = self.poll_rebalance()
+                if recommended is not None and self.rebalance is None:  # an injected one may have come
+                    self.rebalance = recommended
             found = self.poll_once()
             if found is not None and self.notice is None:
                 self.notice = found
