@@ -74,6 +74,11 @@ def progress_line(event: dict[str, Any]) -> str | None:
         return f"  attempt {a} | eval epoch {event['epoch']:.2f}: top1 {event['top1']:.4f}{top5}"
     if kind == "checkpoint" and event.get("where") == "s3":
         return f"  attempt {a} | checkpoint step {event['step']} in S3 ({event['bytes'] / 1e6:.2f} MB)"
+    if kind == "rebalance":
+        return (
+            f"  attempt {a} | rebalance recommendation ({event['source']}, {event['notice_time']}): "
+            f"checkpoint {event['checkpoint']} in {event['checkpoint_s']:.2f} s, training goes on"
+        )
     if kind == "interruption":
         return f"  attempt {a} | interruption ({event['source']}, notice for {event['notice_time']}): saved at step {event['step']}"
     if kind == "start":

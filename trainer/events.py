@@ -13,7 +13,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-KINDS = ("start", "step", "epoch", "eval", "checkpoint", "interruption", "done", "error", "warning")
+KINDS = (
+    "start",
+    "step",
+    "epoch",
+    "eval",
+    "checkpoint",
+    "rebalance",
+    "interruption",
+    "done",
+    "error",
+    "warning",
+)
 
 
 class EventLog:

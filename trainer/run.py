@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from trainer import EXIT_DONE, TrainerError
 from trainer.args import Settings
-from trainer.checkpoint import Checkpointer, Progress, rng_state
+from trainer.checkpoint import Checkpointer, Progress, rng_state, step_dir_name
 from trainer.data import Datasets, ResumableSampler
 from trainer.dist import Dist
 from trainer.evaluate import evaluate
@@ -22,7 +22,7 @@ from trainer.events import EventLog, write_status
 from trainer.interrupt import interrupted
 from trainer.net import Net
 from trainer.recipes import Phase, Recipe
-from trainer.spot import INJECT_ENV, SpotWatcher
+from trainer.spot import SpotWatcher
 from trainer.util import code_hash
 
 if TYPE_CHECKING:  # set_up imports it only for --mirror
@@ -62,6 +62,7 @@ class Run:
     progress: Progress
     started: float  # time.time() at setup
     last_save: float = 0.0  # time.monotonic() of the last checkpoint: the loop starts the clock
+    rebalanced: bool = False  # checkpointed for the rebalance recommendation (EC2 posts one, at most)
 
     def announce(self, resumed_from: str | None) -> None:
         """The `start` event (the full config, the code's hash) and its line in train.log."""
@@ -130,7 +131,7 @@ class Run:
         try:
             watcher.arm(sum(self.sampler.steps_per_epoch(s.phase_at(e).batch_size) for e in range(s.epochs)))
         except ValueError as err:
-            raise TrainerError(str(err), f"unset {INJECT_ENV}, or give it as step:30 or 50%") from None
+            raise TrainerError(str(err), "unset it, or give it as step:30 or 50%") from None
         return watcher
 
     def epoch_batches(self, phase: Phase):
@@ -170,16 +171,45 @@ class Run:
 
     def notice_or_checkpoint(self, watcher: SpotWatcher) -> bool:
         """One tiny all-reduce a step: True when any rank saw a notice (all stop); otherwise a checkpoint
-        in the background when rank 0's clock says one is due."""
+        now when any rank saw a rebalance recommendation (once), or in the background when rank 0's
+        clock says one is due. Agreed, so every rank saves at the same step (the save gathers RNG)."""
         due = self.ddp.master and time.monotonic() - self.last_save >= self.args.checkpoint_every
         watcher.check_step(self.progress.step)
-        notice, due = self.ddp.agree(NOTICE_FLAG[watcher.notice.source] if watcher.notice else 0, int(due))
+        seen = watcher.rebalance is not None and not self.rebalanced
+        notice, rebalance, due = self.ddp.agree(
+            NOTICE_FLAG[watcher.notice.source] if watcher.notice else 0, int(seen), int(due)
+        )
         if notice:
-            return True
-        if due:
+            return True  # the notice's own checkpoint covers a recommendation that came with it
+        if rebalance:
+            self.checkpoint_for_rebalance(watcher)
+        elif due:
             self.save(blocking=False)
             self.last_save = time.monotonic()
         return False
+
+    def checkpoint_for_rebalance(self, watcher: SpotWatcher) -> None:
+        """EC2 says the instance is at elevated risk of interruption: save now, blocking, so the
+        `rebalance` event names a complete checkpoint (mirrored as any other), and train on."""
+        found = self.ddp.gather(watcher.rebalance)
+        recommendation = next(r for r in found if r is not None)
+        self.rebalanced = True
+        seconds = self.save(blocking=True)
+        self.last_save = time.monotonic()
+        step = self.progress.step
+        self.events.write(
+            "rebalance",
+            source=recommendation.source,
+            notice_time=recommendation.notice_time,
+            step=step,
+            epoch=self.progress.epoch,
+            checkpoint=step_dir_name(step),
+            checkpoint_s=round(seconds, 3),
+        )
+        self.log.info(
+            f"rebalance recommendation ({recommendation.source}, {recommendation.notice_time}): "
+            f"checkpoint at step {step} in {seconds:.2f} s; training goes on"
+        )
 
     def stop_for_notice(self, watcher: SpotWatcher) -> int:
         return interrupted(

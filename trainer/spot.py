@@ -3,6 +3,12 @@
 AWS posts `spot/instance-action` two minutes before it takes the instance back and advises polling
 every 5 s. The watcher only raises a flag; the training loop reads it at each step boundary, all ranks
 agree through one all-reduce, save, and exit 75.
+
+The same poll reads `events/recommendations/rebalance`: EC2's rebalance recommendation, "a signal that
+notifies you when a Spot Instance is at elevated risk of interruption", which "can arrive sooner than
+the two-minute Spot Instance interruption notice", or along with it, or never (EC2 User Guide, "EC2
+instance rebalance recommendations"). It answers 404 until then, then `{"noticeTime": ...}`. It is a
+reason to checkpoint now, not to stop: the loop saves once and trains on.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ TOKEN_TTL_S = 21600  # the longest IMDSv2 allows; the token is renewed well befo
 # steps). A notice polled from an IMDS lands a few steps after it was posted, depending on the machine's
 # speed; one pinned to progress lands at that step on every machine, thread count and load.
 INJECT_ENV = "SPOTRAIN_NOTICE_AT"
+REBALANCE_ENV = "SPOTRAIN_REBALANCE_AT"  # the same, for a rebalance recommendation
+ACTION_PATH = "/latest/meta-data/spot/instance-action"
+REBALANCE_PATH = "/latest/meta-data/events/recommendations/rebalance"
 NOTICE_GRACE_S = 120  # AWS gives two minutes between the notice and the reclaim
 
 
@@ -30,6 +39,12 @@ class Notice:
     source: str  # "imds" or "sigterm"
     notice_time: str  # when AWS says it will act (ISO 8601), or when the signal came
     action: str  # terminate | stop | hibernate | sigterm
+
+
+@dataclass(frozen=True)
+class Rebalance:
+    source: str  # "imds" or "injected"
+    notice_time: str  # when EC2 made the recommendation (ISO 8601), or when the injection fired
 
 
 class SpotWatcher:
@@ -41,25 +56,34 @@ class SpotWatcher:
         self.interval_s = float(os.environ.get("SPOTRAIN_IMDS_POLL_S", interval_s))
         self.rank = rank
         self.notice: Notice | None = None
+        self.rebalance: Rebalance | None = None
         self._token: str | None = None
         self._token_expiry = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures = 0
         self.inject_step: int | None = None
+        self.rebalance_step: int | None = None
 
     # -- fault injection ---------------------------------------------------------------------------
-    def arm(self, total_steps: int, at: str | None = None) -> int | None:
-        """Read `SPOTRAIN_NOTICE_AT` (or `at`): the step at which `check_step` raises the notice."""
+    def arm(self, total_steps: int, at: str | None = None, rebalance_at: str | None = None) -> int | None:
+        """Read `SPOTRAIN_NOTICE_AT` (or `at`): the step at which `check_step` raises the notice; and
+        `SPOTRAIN_REBALANCE_AT` (or `rebalance_at`): the step at which it raises a rebalance."""
         at = os.environ.get(INJECT_ENV, "") if at is None else at
+        rebalance_at = os.environ.get(REBALANCE_ENV, "") if rebalance_at is None else rebalance_at
         self.inject_step = injection_step(at, total_steps)
+        self.rebalance_step = injection_step(rebalance_at, total_steps, REBALANCE_ENV)
         return self.inject_step
 
     def check_step(self, step: int) -> None:
-        """Called at every step boundary: an armed injection becomes the notice at its step exactly."""
+        """Called at every step boundary: an armed injection becomes the notice (or the rebalance
+        recommendation) at its step exactly."""
         if self.inject_step is not None and self.notice is None and step >= self.inject_step:
             when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + NOTICE_GRACE_S))
             self.notice = Notice(source="injected", notice_time=when, action="terminate")
+        if self.rebalance_step is not None and self.rebalance is None and step >= self.rebalance_step:
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.rebalance = Rebalance(source="injected", notice_time=now)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> SpotWatcher:
@@ -83,6 +107,10 @@ class SpotWatcher:
     # -- polling -----------------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set() and self.notice is None:
+            if self.rebalance is None:
+                recommended = self.poll_rebalance()
+                if recommended is not None and self.rebalance is None:  # an injected one may have come
+                    self.rebalance = recommended
             found = self.poll_once()
             if found is not None and self.notice is None:
                 self.notice = found
@@ -93,18 +121,30 @@ class SpotWatcher:
 
     def poll_once(self) -> Notice | None:
         """One IMDSv2 check: a Notice when AWS has posted an instance action, else None (404)."""
+        body = self._get_json(ACTION_PATH)
+        if body is None:
+            return None
+        return Notice(
+            source="imds", notice_time=str(body.get("time", "")), action=str(body.get("action", ""))
+        )
+
+    def poll_rebalance(self) -> Rebalance | None:
+        """One IMDSv2 check: a Rebalance once EC2 has recommended one, else None (404)."""
+        body = self._get_json(REBALANCE_PATH)
+        return None if body is None else Rebalance(source="imds", notice_time=str(body.get("noticeTime", "")))
+
+    def _get_json(self, path: str) -> dict | None:
+        """GET a metadata path with the IMDSv2 token: its JSON object, or None (404, or unreachable)."""
         try:
             token = self._get_token()
             req = urllib.request.Request(
-                f"{self.base_url}/latest/meta-data/spot/instance-action",
+                f"{self.base_url}{path}",
                 headers={"X-aws-ec2-metadata-token": token, "User-Agent": self._agent()},
             )
             with urllib.request.urlopen(req, timeout=2.0) as resp:
                 body = json.loads(resp.read().decode() or "{}")
             self._failures = 0
-            return Notice(
-                source="imds", notice_time=str(body.get("time", "")), action=str(body.get("action", ""))
-            )
+            return body if isinstance(body, dict) else {}
         except urllib.error.HTTPError as err:
             if err.code == 401:  # token expired or revoked: fetch a new one next time
                 self._token = None
@@ -134,7 +174,7 @@ class SpotWatcher:
         return f"spotrain-trainer/rank-{self.rank}"
 
 
-def injection_step(at: str, total_steps: int) -> int | None:
+def injection_step(at: str, total_steps: int, name: str = INJECT_ENV) -> int | None:
     """`step:N` -> N, `P%` -> that share of `total_steps` (at least step 1), empty -> None."""
     text = at.strip().lower()
     if not text:
@@ -148,4 +188,4 @@ def injection_step(at: str, total_steps: int) -> int | None:
             share = -1.0
         if 0 < share < 1:
             return max(1, round(share * total_steps))
-    raise ValueError(f"{INJECT_ENV}={at!r}: expected step:N (N >= 1) or a share such as 50%")
+    raise ValueError(f"{name}={at!r}: expected step:N (N >= 1) or a share such as 50%")

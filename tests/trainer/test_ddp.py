@@ -76,3 +76,43 @@ def test_sigterm_counts_as_a_notice(trainer, tmp_path) -> None:
     interruption = [e for e in read_events(run) if e["kind"] == "interruption"][0]
     assert interruption["source"] == "sigterm"
     assert (run / "ckpt" / "LATEST").read_text().strip() == f"step-{interruption['step']:06d}"
+
+
+def test_rebalance_to_one_rank_checkpoints_both_at_one_step_and_trains_on(trainer, imds, tmp_path) -> None:
+    run = tmp_path / "run"
+    proc = trainer.start(
+        *LAUNCH,
+        *("--recipe", "digits", "--run-dir", str(run), "--batch-size", "8", "--log-every", "1"),
+        *("--checkpoint-every", "3600", "--max-epochs", "50", "--target-acc", "1.0"),
+        env=imds.env(),
+        module="trainer.launch",
+    )
+    try:
+        wait_for(lambda: any(e["kind"] == "step" for e in read_events(run)), 90, "the first step")
+        imds.arm_rebalance(only_rank=1)  # rank 0 never sees it: only the all-reduce tells rank 0
+        rebalance = wait_for(
+            lambda: next((e for e in read_events(run) if e["kind"] == "rebalance"), None), 90, "the rebalance"
+        )
+        # Training goes on past the recommendation's checkpoint; then a notice stops it as usual.
+        wait_for(
+            lambda: any(e["kind"] == "step" and e["step"] > rebalance["step"] for e in read_events(run)),
+            90,
+            "a step after the rebalance checkpoint",
+        )
+        imds.arm(only_rank=1)
+        assert proc.wait(timeout=90) == 75, proc.stdout.read()[-3000:]
+    finally:
+        # A failed wait: torchrun passes a SIGTERM on to its workers, where a kill would orphan them.
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    events = read_events(run)
+    assert [e["kind"] for e in events].count("rebalance") == 1
+    assert rebalance["source"] == "imds" and rebalance["notice_time"] == "2026-11-29T11:50:00Z"
+    stop = next(e for e in events if e["kind"] == "interruption")
+    checkpoints = [e["step"] for e in events if e["kind"] == "checkpoint"]
+    assert checkpoints == [rebalance["step"], stop["step"]] and stop["step"] > rebalance["step"]
+    import torch
+
+    rng = torch.load(run / "ckpt" / rebalance["checkpoint"] / "rng.pt", weights_only=True)
+    assert len(rng["ranks"]) == 2  # both ranks took part in the recommendation's save

@@ -33,3 +33,15 @@ def test_unarmed_watcher_never_raises() -> None:
     for step in range(200):
         watcher.check_step(step)
     assert watcher.notice is None
+
+
+def test_armed_rebalance_is_raised_at_its_step_without_a_notice() -> None:
+    watcher = SpotWatcher(base_url="off")
+    watcher.arm(110, at="", rebalance_at="step:4")
+    watcher.check_step(3)
+    assert watcher.rebalance is None
+    watcher.check_step(4)
+    assert watcher.rebalance is not None and watcher.rebalance.source == "injected"
+    assert watcher.notice is None  # a recommendation is not an interruption
+    with pytest.raises(ValueError, match="SPOTRAIN_REBALANCE_AT"):
+        watcher.arm(110, at="", rebalance_at="step:0")

@@ -72,13 +72,16 @@ def trainer() -> Trainer:
 
 
 class FakeIMDS:
-    """IMDSv2 on 127.0.0.1: a token from PUT, then spot/instance-action answers 404 until `arm()`.
-    With `only_rank`, the notice is served to that rank's watcher only (told by its User-Agent)."""
+    """IMDSv2 on 127.0.0.1: a token from PUT, then spot/instance-action answers 404 until `arm()`, and
+    events/recommendations/rebalance until `arm_rebalance()`. With `only_rank`, each is served to that
+    rank's watcher only (told by its User-Agent)."""
 
     def __init__(self) -> None:
         self.armed = False
         self.notice_time = "2026-11-29T12:00:00Z"  # the notice's `time` field: when AWS will act
         self.only_rank: int | None = None
+        self.rebalance_rank: int | None = None
+        self.rebalance_armed = False
         self.polls = 0
         self.tokenless = 0
         imds = self
@@ -105,6 +108,10 @@ class FakeIMDS:
                 if self.path == "/latest/meta-data/spot/instance-action" and served:
                     body = json.dumps({"action": "terminate", "time": imds.notice_time}).encode()
                     return self._reply(200, body)
+                rank = imds.rebalance_rank
+                recommended = imds.rebalance_armed and (rank is None or agent.endswith(f"rank-{rank}"))
+                if self.path == "/latest/meta-data/events/recommendations/rebalance" and recommended:
+                    return self._reply(200, json.dumps({"noticeTime": "2026-11-29T11:50:00Z"}).encode())
                 self._reply(404, b"Not Found")
 
             def _reply(self, code: int, body: bytes) -> None:
@@ -121,6 +128,10 @@ class FakeIMDS:
     def arm(self, only_rank: int | None = None) -> None:
         self.only_rank = only_rank
         self.armed = True
+
+    def arm_rebalance(self, only_rank: int | None = None) -> None:
+        self.rebalance_rank = only_rank
+        self.rebalance_armed = True
 
     def env(self) -> dict[str, str]:
         return {"SPOTRAIN_IMDS_URL": self.url, "SPOTRAIN_IMDS_POLL_S": "0.05"}

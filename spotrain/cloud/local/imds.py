@@ -25,6 +25,9 @@ from typing import Any
 from spotrain.errors import SpotrainError
 
 ACTION_PATH = "/latest/meta-data/spot/instance-action"
+# EC2's rebalance recommendation: 404 until EC2 sees elevated interruption risk, then
+# {"noticeTime": ...} (EC2 User Guide, "EC2 instance rebalance recommendations").
+REBALANCE_PATH = "/latest/meta-data/events/recommendations/rebalance"
 TRAINER_INJECT_ENV = "SPOTRAIN_NOTICE_AT"  # trainer/spot.py's INJECT_ENV (the contract's fault injection)
 
 
@@ -34,6 +37,7 @@ class FakeImds:
     def __init__(self, instance_id: str, zone: str, *, port: int = 0) -> None:
         self.instance_id, self.zone = instance_id, zone
         self.notice: dict[str, str] | None = None
+        self.rebalance: dict[str, str] | None = None
         self._tokens: set[str] = set()
         self.server = _bind(port, self._handler())
         self.port = int(self.server.server_address[1])
@@ -48,6 +52,12 @@ class FakeImds:
         when = when or datetime.now(timezone.utc)
         self.notice = {"action": "terminate", "time": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
         return self.notice
+
+    def post_rebalance(self, when: datetime | None = None) -> dict[str, str]:
+        """From now on, events/recommendations/rebalance says EC2 recommended it at `when` (default: now)."""
+        when = when or datetime.now(timezone.utc)
+        self.rebalance = {"noticeTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        return self.rebalance
 
     def close(self) -> None:
         self.server.shutdown()
@@ -65,6 +75,8 @@ class FakeImds:
             return 401, b""
         if path == ACTION_PATH and self.notice is not None:
             return 200, json.dumps(self.notice).encode()
+        if path == REBALANCE_PATH and self.rebalance is not None:
+            return 200, json.dumps(self.rebalance).encode()
         meta = {
             "/latest/meta-data/instance-id": self.instance_id,
             "/latest/meta-data/placement/availability-zone": self.zone,
