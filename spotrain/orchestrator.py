@@ -132,6 +132,8 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
             owner=self._owner(),
             instance_type=planned.instance_type,
             root_gb=planned.root_gb,
+            data_iops=planned.data_iops,
+            data_mib_s=planned.data_mib_s,
             data_snapshot_id=spec.data if (spec.data or "").startswith("snap-") else None,
             max_price=spec.max_price,
             user_data=self.cloud.user_data(spec),

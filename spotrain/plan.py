@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from spotrain import catalog
+from spotrain import catalog, volumes
 from spotrain.cloud import ImageChoice, ZoneFailure, ZoneQuote
 from spotrain.cloud.aws import attempt, client, images, instances, translated
 from spotrain.cloud.aws.instances import ZoneCandidate, ZoneOrder
@@ -109,6 +109,7 @@ class Plan:
     order: ZoneOrder  # every allowed zone of every region of the run, in the order the launch tries them
     estimate: Estimate
     checkpoint: CheckpointPlan
+    volume: volumes.VolumePlan  # the gp3 volume the data is read from, provisioned for the estimate's rate
     record: PlanRecord  # what is stored with the run, and what every attempt follows
 
     @property
@@ -230,9 +231,18 @@ def make_plan(
         ckpt = CheckpointPlan(
             float(spec.checkpoint_every), measured_cost_s or 0.0, 0.0, "given with --checkpoint-every"
         )
-    root_gb = catalog.recipe(spec.recipe).root_volume_gb
-    record = PlanRecord(itype.name, itype.gpus, root_gb, round(ckpt.seconds, 1))
-    return Plan(itype.name, image, order, est, ckpt, record)
+    recipe = catalog.recipe(spec.recipe)
+    # Sized from the prior estimate of images/s per instance (as fast as the GPUs could go), never
+    # below it: a disk slower than the GPUs is what bounds ImageNet.
+    vol = volumes.size_volume(
+        gb=recipe.root_volume_gb,
+        images_per_s=est.images_per_s / spec.nodes,
+        bytes_per_sample=recipe.bytes_per_sample,
+    )
+    record = PlanRecord(
+        itype.name, itype.gpus, recipe.root_volume_gb, round(ckpt.seconds, 1), vol.iops, vol.mib_s
+    )
+    return Plan(itype.name, image, order, est, ckpt, vol, record)
 
 
 def check_zones(sess, spec: RunSpec) -> None:

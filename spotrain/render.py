@@ -48,6 +48,16 @@ def plan_table(spec, plan: Plan) -> Table:
         f"{est.hours:.2f} h: {usd(est.spot_usd)} at spot, {usd(est.on_demand_usd)} on demand ({est.basis})",
     )
     t.add_row("checkpoints", f"every {ck.seconds:.0f} s ({ck.basis})")
+    v = plan.volume
+    t.add_row(
+        "volume",
+        f"gp3 {v.gb} GB, {v.iops} IOPS, {v.mib_s} MiB/s: {usd_per_hour(v.usd_per_hour)}"
+        + (
+            f" ({usd_per_hour(v.extra_usd_per_hour)} of it for the {v.need_mib_s:.0f} MiB/s the GPUs read)"
+            if v.provisioned
+            else " (the baseline)"
+        ),
+    )
     if spec.budget:
         t.add_row("budget", f"{usd(spec.budget)}, at most {spec.max_attempts} attempts")
     return t
