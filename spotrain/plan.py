@@ -19,7 +19,7 @@ from pathlib import Path
 
 from spotrain import catalog, volumes
 from spotrain.cloud import ImageChoice, ZoneFailure, ZoneQuote
-from spotrain.cloud.aws import attempt, client, images, instances, translated
+from spotrain.cloud.aws import attempt, client, data_access, images, instances, translated
 from spotrain.cloud.aws.instances import ZoneCandidate, ZoneOrder
 from spotrain.config import CHECKPOINT_BOUNDS_S, PlanRecord, RunSpec
 from spotrain.errors import SpotrainError
@@ -210,6 +210,7 @@ def make_plan(
     itype = catalog.instance_type(spec.instance)
     check_zones(sess, spec)
     check_snapshot(sess, spec)
+    check_data_access(sess, spec)
     check_includes(spec)
     quotes = _quotes(sess, spec, now or datetime.now(timezone.utc))
     order = _order(quotes, spec, demote=())
@@ -271,6 +272,13 @@ def check_snapshot(sess, spec: RunSpec) -> None:
             f"check the id with `aws ec2 describe-snapshots --snapshot-ids {spec.data}`; a snapshot is "
             "regional: copy it into a region of the run (`aws ec2 copy-snapshot`)",
         )
+
+
+@translated("read which datasets spotrain's instance role may read")
+def check_data_access(sess, spec: RunSpec) -> None:
+    """An s3:// --data must be inside what spotrain's stack lets the instance role read."""
+    if (spec.data or "").startswith("s3://"):
+        data_access.check_readable(sess, uri=spec.data, regions=spec.regions)
 
 
 def check_includes(spec: RunSpec) -> None:
