@@ -203,7 +203,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
         try:  # the transport too: an instance that cannot be reached or logged into ends its attempt
             transport = connect(self.cloud.target(status, ssh=self.ssh))
             if process_status(transport, run_dir).state != "running":  # an adopted instance may be training
-                ready = self.cloud.wait_ready(transport, deadline_s=900)
+                ready = self._wait_ready(run.run_id, attempt, transport)
                 sources = [(TRAINER_DIR, "trainer"), *((Path(p), Path(p).name) for p in run.spec.includes)]
                 result = sync(transport, sources, bundle)
                 self._event(

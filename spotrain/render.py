@@ -74,6 +74,10 @@ def progress_line(event: dict[str, Any]) -> str | None:
         if kind in ("warning", "restart", "waiting") and "message" in event:
             a = f" (attempt {event['attempt']})" if event.get("attempt") else ""
             return f"[{event['run']}] {kind}{a}: {event['message']}"
+        if kind == "stage":  # the bootstrap's progress, data first (data-s3, data-init 3/8)
+            return f"[{event['run']}] boot (attempt {event['attempt']}): {event['stage']}"
+        if kind == "data_ready":
+            return f"[{event['run']}] data ready (attempt {event['attempt']}): {event['source']} read ahead in {duration(event['seconds'])}"
         if kind in ("launch", "sync", "inject", "warning", "restart"):
             extra = {k: v for k, v in event.items() if k not in ("run", "source", "kind", "t")}
             return f"[{event['run']}] {kind}: " + ", ".join(f"{k} {v}" for k, v in extra.items())

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
 
 from spotrain import contract
 from spotrain.cloud import InstanceStatus, SweepResult
-from spotrain.cloud.aws import attempt, client, fis, instances, lifecycle, network, session, stack, sweep
+from spotrain.cloud.aws import (
+    attempt,
+    client,
+    fis,
+    instances,
+    lifecycle,
+    network,
+    ready,
+    session,
+    stack,
+    sweep,
+)
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
 from spotrain.cloud.base import Shell
 from spotrain.errors import SpotrainError
@@ -133,28 +144,14 @@ class AwsCloud:
     def user_data(self, spec: dict) -> str | None:
         return contract.user_data(spec)
 
-    def wait_ready(self, transport: Shell, deadline_s: float, poll_s: float = 5.0) -> dict[str, str]:
-        """Poll the bootstrap's ready marker over SSH; its failure marker ends the wait with its reason."""
-        deadline = time.monotonic() + deadline_s
-        probe = (
-            f"cat {contract.READY} 2>/dev/null || {{ cat {contract.BOOT_FAILED} >&2 2>/dev/null; exit 3; }}"
-        )
-        while True:
-            result = transport.exec(probe, timeout=60)
-            if result.exit_code == 0:
-                return contract.parse_ready(result.stdout.decode(errors="replace"))
-            failed = result.stderr.decode(errors="replace").strip()
-            if failed:
-                raise SpotrainError(
-                    f"the instance's bootstrap failed: {failed}",
-                    "see /opt/spotrain/bootstrap.log on the instance (spotrain down, then relaunch)",
-                )
-            if time.monotonic() > deadline:
-                raise SpotrainError(
-                    f"the instance was not ready after {deadline_s:.0f} s ({contract.READY} missing)",
-                    "see /opt/spotrain/bootstrap.log on the instance",
-                )
-            time.sleep(poll_s)
+    def wait_ready(
+        self,
+        transport: Shell,
+        deadline_s: float,
+        poll_s: float = 5.0,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> dict[str, str]:
+        return ready.wait_ready(transport, deadline_s=deadline_s, poll_s=poll_s, on_stage=on_stage)
 
     def send_interruption(self, region: str, instance_id: str, run_id: str) -> fis.Sent:
         """One real spot interruption by FIS, as the stack's FIS role (`spotrain init` made it); where

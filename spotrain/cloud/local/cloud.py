@@ -278,8 +278,8 @@ class LocalCloud:
         """A dry-run instance runs no bootstrap: this machine's Python is the instance's."""
         return None
 
-    def wait_ready(self, transport: Shell, deadline_s: float) -> dict[str, str]:
-        return {}
+    def wait_ready(self, transport: Shell, deadline_s: float, **_: Any) -> dict[str, str]:
+        return {}  # no bootstrap, so no stage (on_stage) to report
 
     def send_interruption(self, region: str, instance_id: str, run_id: str) -> fis.Sent:
         """The real FIS calls on moto with the stack's FIS role; StartExperiment interrupts the instance."""
