@@ -95,7 +95,7 @@ def test_a_rejected_key_ends_the_run_failed_and_terminates_the_instance(dry_run,
 def test_a_failed_bootstrap_ends_the_run_failed_with_its_reason(dry_run, monkeypatch) -> None:
     ctl, run_id = dry_run
 
-    def wait_ready(transport, deadline_s):  # what AwsCloud.wait_ready raises on the failure marker
+    def wait_ready(transport, deadline_s, **_):  # what AwsCloud.wait_ready raises on the failure marker
         raise SpotrainError("the instance's bootstrap failed: nvidia-smi found no GPU", "see bootstrap.log")
 
     monkeypatch.setattr(ctl.cloud, "wait_ready", wait_ready)
