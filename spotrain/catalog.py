@@ -125,6 +125,7 @@ class RecipeDefaults:
     samples_per_epoch: int
     epochs: int  # the one-cycle schedule's length
     utilisation: float  # share of the GPUs' peak a run reaches, before any run of ours was measured
+    bytes_per_sample: int = 0  # read from disk per sample (0: the data is held in memory)
 
 
 RECIPES: dict[str, RecipeDefaults] = {
@@ -132,7 +133,10 @@ RECIPES: dict[str, RecipeDefaults] = {
     for r in [
         # ResNet-50: 8.18 GFLOPs forward at 224 px; 128/224/288 px phases average 0.78 of that.
         # fast.ai's 2018 run (3 h on 8 V100) implies about 10% of peak: data loading bounds ImageNet.
-        RecipeDefaults("imagenet", "p3.16xlarge", 400, "top5", 0.93, 3 * 0.78 * 8.18e9, 1_281_167, 35, 0.10),
+        # ImageNet's train JPEGs average about 110 KB (~140 GB for 1.28 M images), read every epoch.
+        RecipeDefaults(
+            "imagenet", "p3.16xlarge", 400, "top5", 0.93, 3 * 0.78 * 8.18e9, 1_281_167, 35, 0.10, 110_000
+        ),
         # airbench's whitened 3-group net: 0.24 GFLOPs forward at 32 px (torch.utils.flop_counter).
         RecipeDefaults("cifar10", "g5.xlarge", 150, "top1", 0.94, 3 * 0.24e9, 50_000, 10, 0.15),
         # ResNet-9 (DAWNBench): about 0.41 GFLOPs forward at 32 px.

@@ -93,9 +93,22 @@ def prices(instance_type: str, region: str | None, profile: str | None) -> None:
 @click.command()
 @click.option("--region", default=None, help="AWS region (default: the profile's, else us-east-1).")
 @click.option("--bucket", default=None, help="Checkpoint bucket name (default: spotrain-ACCOUNT-REGION).")
+@click.option(
+    "--data-bucket",
+    "data_buckets",
+    multiple=True,
+    metavar="BUCKET[/PREFIX]",
+    help="A dataset the instances may read (repeatable; replaces the stack's list; default: keep it).",
+)
 @click.option("--profile", default=None, help="AWS profile (default: the credential chain).")
 @click.option("--print-policy", is_flag=True, help="Print the controller's IAM policy and exit.")
-def init(region: str | None, bucket: str | None, profile: str | None, print_policy: bool) -> None:
+def init(
+    region: str | None,
+    bucket: str | None,
+    data_buckets: tuple[str, ...],
+    profile: str | None,
+    print_policy: bool,
+) -> None:
     """Create or update the checkpoint bucket and the instance role (infra/spotrain.yaml).
 
     Run it once per account and region before the first real launch; running it again updates the
@@ -104,6 +117,7 @@ def init(region: str | None, bucket: str | None, profile: str | None, print_poli
     \b
     Examples:
       spotrain init --region us-east-1
+      spotrain init --data-bucket my-datasets/imagenet           # the instances may read that prefix
       spotrain init --print-policy > controller-policy.json   # the IAM policy spotrain itself needs
     """
     from spotrain.cloud.aws import session
@@ -112,7 +126,9 @@ def init(region: str | None, bucket: str | None, profile: str | None, print_poli
     if print_policy:
         click.echo(infra.print_policy(bucket=bucket), nl=False)
         return
-    done = infra.init(session(profile=profile), region=region, bucket=bucket)
+    done = infra.init(
+        session(profile=profile), region=region, bucket=bucket, data_buckets=data_buckets or None
+    )
     click.echo(f"stack {done.stack_name} in {done.region}: {done.status}")
     click.echo(f"bucket s3://{done.outputs.bucket}, instance profile {done.outputs.instance_profile_name}")
     click.echo(f"outputs saved to {done.state_file}")

@@ -273,6 +273,8 @@ class PlanRecord:
     gpus: int  # per instance, from the catalog
     root_gb: int  # the root volume, sized by the recipe
     checkpoint_s: float  # the trainer's --checkpoint-every, within CHECKPOINT_BOUNDS_S
+    data_iops: int = 3000  # the data's gp3 volume (volumes.size_volume); older runs: the baseline
+    data_mib_s: int = 125  # its Throughput
 
 
 def load_spec(file: Path | None, flags: dict[str, Any], env: Mapping[str, str] = os.environ) -> RunSpec:
@@ -384,9 +386,7 @@ def _seconds(v: Any) -> float | None:
     if isinstance(v, int | float):
         return float(v)
     m = _DURATION.match(str(v).strip().lower())
-    if not m:
-        return None
-    return float(m.group(1)) * {"m": 60.0, "min": 60.0, "h": 3600.0}.get(m.group(2), 1.0)
+    return float(m.group(1)) * {"m": 60.0, "min": 60.0, "h": 3600.0}.get(m.group(2), 1.0) if m else None
 
 
 def _bucket_ok(name: str) -> bool:

@@ -16,6 +16,7 @@ BUNDLE, RUNS = "bundle", "runs"
 DATA_DIR = "/opt/spotrain/data"  # where the data set is when the instance's ready marker does not say
 BOOTSTRAP = Path(__file__).resolve().parent.parent / "infra" / "bootstrap.sh"
 READY, BOOT_FAILED = "/opt/spotrain/ready", "/opt/spotrain/failed"  # written by infra/bootstrap.sh
+BOOT_STAGE = "/opt/spotrain/stage"  # what the bootstrap is doing while not ready (data-s3, data-init 3/8)
 
 
 def user_data(spec: RunSpec) -> str:

@@ -132,6 +132,8 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
             owner=self._owner(),
             instance_type=planned.instance_type,
             root_gb=planned.root_gb,
+            data_iops=planned.data_iops,
+            data_mib_s=planned.data_mib_s,
             data_snapshot_id=spec.data if (spec.data or "").startswith("snap-") else None,
             max_price=spec.max_price,
             user_data=self.cloud.user_data(spec),
@@ -202,7 +204,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
             transport = connect(self.cloud.target(status, ssh=self.ssh))
             # Ready first: the instance is usable once its bootstrap says so (an adopted one said it long
             # ago, and answers at the first probe); then whether a trainer already runs there.
-            ready = self.cloud.wait_ready(transport, status.instance_id, deadline_s=900)
+            ready = self._wait_ready(run.run_id, attempt, transport)
             if process_status(transport, run_dir).state != "running":  # an adopted instance may be training
                 sources = [(TRAINER_DIR, "trainer"), *((Path(p), Path(p).name) for p in run.spec.includes)]
                 result = sync(transport, sources, bundle)

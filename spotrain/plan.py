@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from spotrain import catalog
+from spotrain import catalog, volumes
 from spotrain.cloud import ImageChoice, ZoneFailure, ZoneQuote
-from spotrain.cloud.aws import attempt, client, images, instances, translated
+from spotrain.cloud.aws import attempt, client, data_access, images, instances, translated
 from spotrain.cloud.aws.instances import ZoneCandidate, ZoneOrder
 from spotrain.config import CHECKPOINT_BOUNDS_S, PlanRecord, RunSpec
 from spotrain.errors import SpotrainError
@@ -109,6 +109,7 @@ class Plan:
     order: ZoneOrder  # every allowed zone of every region of the run, in the order the launch tries them
     estimate: Estimate
     checkpoint: CheckpointPlan
+    volume: volumes.VolumePlan  # the gp3 volume the data is read from, provisioned for the estimate's rate
     record: PlanRecord  # what is stored with the run, and what every attempt follows
 
     @property
@@ -209,6 +210,7 @@ def make_plan(
     itype = catalog.instance_type(spec.instance)
     check_zones(sess, spec)
     check_snapshot(sess, spec)
+    check_data_access(sess, spec)
     check_includes(spec)
     quotes = _quotes(sess, spec, now or datetime.now(timezone.utc))
     order = _order(quotes, spec, demote=())
@@ -230,9 +232,18 @@ def make_plan(
         ckpt = CheckpointPlan(
             float(spec.checkpoint_every), measured_cost_s or 0.0, 0.0, "given with --checkpoint-every"
         )
-    root_gb = catalog.recipe(spec.recipe).root_volume_gb
-    record = PlanRecord(itype.name, itype.gpus, root_gb, round(ckpt.seconds, 1))
-    return Plan(itype.name, image, order, est, ckpt, record)
+    recipe = catalog.recipe(spec.recipe)
+    # Sized from the prior estimate of images/s per instance (as fast as the GPUs could go), never
+    # below it: a disk slower than the GPUs is what bounds ImageNet.
+    vol = volumes.size_volume(
+        gb=recipe.root_volume_gb,
+        images_per_s=est.images_per_s / spec.nodes,
+        bytes_per_sample=recipe.bytes_per_sample,
+    )
+    record = PlanRecord(
+        itype.name, itype.gpus, recipe.root_volume_gb, round(ckpt.seconds, 1), vol.iops, vol.mib_s
+    )
+    return Plan(itype.name, image, order, est, ckpt, vol, record)
 
 
 def check_zones(sess, spec: RunSpec) -> None:
@@ -261,6 +272,13 @@ def check_snapshot(sess, spec: RunSpec) -> None:
             f"check the id with `aws ec2 describe-snapshots --snapshot-ids {spec.data}`; a snapshot is "
             "regional: copy it into a region of the run (`aws ec2 copy-snapshot`)",
         )
+
+
+@translated("read which datasets spotrain's instance role may read")
+def check_data_access(sess, spec: RunSpec) -> None:
+    """An s3:// --data must be inside what spotrain's stack lets the instance role read."""
+    if (spec.data or "").startswith("s3://"):
+        data_access.check_readable(sess, uri=spec.data, regions=spec.regions)
 
 
 def check_includes(spec: RunSpec) -> None:

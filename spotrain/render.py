@@ -48,6 +48,16 @@ def plan_table(spec, plan: Plan) -> Table:
         f"{est.hours:.2f} h: {usd(est.spot_usd)} at spot, {usd(est.on_demand_usd)} on demand ({est.basis})",
     )
     t.add_row("checkpoints", f"every {ck.seconds:.0f} s ({ck.basis})")
+    v = plan.volume
+    t.add_row(
+        "volume",
+        f"gp3 {v.gb} GB, {v.iops} IOPS, {v.mib_s} MiB/s: {usd_per_hour(v.usd_per_hour)}"
+        + (
+            f" ({usd_per_hour(v.extra_usd_per_hour)} of it for the {v.need_mib_s:.0f} MiB/s the GPUs read)"
+            if v.provisioned
+            else " (the baseline)"
+        ),
+    )
     if spec.budget:
         t.add_row("budget", f"{usd(spec.budget)}, at most {spec.max_attempts} attempts")
     return t
@@ -64,6 +74,10 @@ def progress_line(event: dict[str, Any]) -> str | None:
         if kind in ("warning", "restart", "waiting") and "message" in event:
             a = f" (attempt {event['attempt']})" if event.get("attempt") else ""
             return f"[{event['run']}] {kind}{a}: {event['message']}"
+        if kind == "stage":  # the bootstrap's progress, data first (data-s3, data-init 3/8)
+            return f"[{event['run']}] boot (attempt {event['attempt']}): {event['stage']}"
+        if kind == "data_ready":
+            return f"[{event['run']}] data ready (attempt {event['attempt']}): {event['source']} read ahead in {duration(event['seconds'])}"
         if kind in ("launch", "sync", "inject", "warning", "restart"):
             extra = {k: v for k, v in event.items() if k not in ("run", "source", "kind", "t")}
             return f"[{event['run']}] {kind}: " + ", ".join(f"{k} {v}" for k, v in extra.items())

@@ -15,6 +15,8 @@ from spotrain.layout import crash_point
 from spotrain.remote import RemoteError, connect, follow_events, process_status, stop
 from spotrain.store import TERMINAL
 
+BOOT_DEADLINE_S = 900.0  # a bootstrap stage other than the data's (torch install, GPU check)
+
 
 class TrainerWatch:
     """The Orchestrator's trainer half (it holds store, cloud, ssh, poll_s and on_event)."""
@@ -22,6 +24,22 @@ class TrainerWatch:
     def _paths(self, attempt, run_id: str) -> tuple[str, str]:
         """(run directory, bundle directory) on the attempt's instance."""
         return run_paths(self.cloud.workdir(attempt.instance_id), run_id)
+
+    def _wait_ready(self, run_id: str, attempt, transport) -> dict[str, str]:
+        """The bootstrap's ready marker (BOOT_DEADLINE_S from the last change of stage, longer in a data
+        stage: cloud/aws/ready.py says why). Each stage it passes is a `stage` event, so the live view
+        shows the data being fetched; a snapshot volume's read-ahead ends in a `data_ready` event."""
+
+        def stage(name: str) -> None:
+            self._event(run_id, "stage", attempt=attempt.number, stage=name)
+
+        ready = self.cloud.wait_ready(
+            transport, attempt.instance_id, deadline_s=BOOT_DEADLINE_S, on_stage=stage
+        )
+        if "SPOTRAIN_DATA_INIT_S" in ready:
+            source, seconds = ready["SPOTRAIN_DATA_SOURCE"], float(ready["SPOTRAIN_DATA_INIT_S"])
+            self._event(run_id, "data_ready", attempt=attempt.number, source=source, seconds=seconds)
+        return ready
 
     def _trainer_command(self, run, attempt, run_dir: str, ready: dict[str, str]) -> list[str]:
         return trainer_command(

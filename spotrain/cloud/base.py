@@ -6,6 +6,7 @@ interruption), played by EC2 (`cloud/aws/machines.py`) or on this machine (`clou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from spotrain.cloud import InstanceStatus, SweepResult
@@ -142,8 +143,16 @@ class Cloud(Protocol):
         """What the instance runs at boot (AWS: infra/bootstrap.sh with the run's settings)."""
         ...
 
-    def wait_ready(self, transport: Shell, instance_id: str, deadline_s: float) -> dict[str, str]:
-        """Until the instance's bootstrap says it is ready; what it found (SPOTRAIN_PYTHON, SPOTRAIN_DATA)."""
+    def wait_ready(
+        self,
+        transport: Shell,
+        instance_id: str,
+        deadline_s: float,
+        *,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> dict[str, str]:
+        """Until the instance's bootstrap says it is ready; what it found (SPOTRAIN_PYTHON, SPOTRAIN_DATA,
+        SPOTRAIN_DATA_INIT_S); each new stage it reports on the way (data-s3, data-init 3/8) to `on_stage`."""
         ...
 
     def send_interruption(self, region: str, instance_id: str, run_id: str) -> Sent:

@@ -96,7 +96,7 @@ def test_a_failed_bootstrap_ends_the_run_failed_with_its_reason(dry_run, monkeyp
     ctl, run_id = dry_run
 
     def wait_ready(
-        transport, instance_id, deadline_s
+        transport, instance_id, deadline_s, **_
     ):  # what AwsCloud.wait_ready raises on the failure marker
         raise SpotrainError("the instance's bootstrap failed: nvidia-smi found no GPU", "see bootstrap.log")
 

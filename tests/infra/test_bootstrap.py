@@ -5,6 +5,7 @@ mount, mountpoint and nvme are small fakes that log their calls."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,9 @@ echo "mount $*" >>"$CALLS"; touch "${@: -1}/.mounted"
 FAKE_MOUNTPOINT = """#!/usr/bin/env bash
 [ -e "${@: -1}/.mounted" ]
 """
+FAKE_FIO = """#!/usr/bin/env bash
+echo "fio $*" >>"$CALLS"
+"""
 FAKE_NVME = """#!/usr/bin/env bash
 echo "nvme $*" >>"$CALLS"; case "$3" in *nvme1n1) echo "0000: 2f 64 65 76 2f 73 64 66  \\"sdf\\"";; esac
 """
@@ -63,6 +67,7 @@ def root(tmp_path: Path) -> Path:
     _exe(tmp_path / "bin" / "mount", FAKE_MOUNT)
     _exe(tmp_path / "bin" / "mountpoint", FAKE_MOUNTPOINT)
     _exe(tmp_path / "bin" / "nvme", FAKE_NVME)
+    _exe(tmp_path / "bin" / "fio", FAKE_FIO)
     return tmp_path
 
 
@@ -79,6 +84,7 @@ def run(root: Path, **env: str) -> subprocess.CompletedProcess[str]:
         "SPOTRAIN_MOUNT": str(b / "mount"),
         "SPOTRAIN_MOUNTPOINT": str(b / "mountpoint"),
         "SPOTRAIN_NVME": str(b / "nvme"),
+        "SPOTRAIN_FIO": str(b / "fio"),
         **env,
     }
     return subprocess.run(["bash", str(SCRIPT)], env=full, capture_output=True, text=True, timeout=60)
@@ -132,15 +138,41 @@ def test_snapshot_volume_mounted_once(root: Path) -> None:
     assert run(root).returncode == 0
     once = tree(root)
     assert run(root).returncode == 0 and tree(root) == once
-    assert calls(root) == [f"mount -o ro,noatime {root}/dev/sdf {root}/data"]
-    assert "SPOTRAIN_DATA_SOURCE=snapshot" in (root / "boot" / "ready").read_text()
+    # mounted, then every block read ahead once (AWS's fio line from "Initialize Amazon EBS volumes")
+    assert calls(root) == [
+        f"mount -o ro,noatime {root}/dev/sdf {root}/data",
+        f"fio --filename={root}/dev/sdf --rw=read --bs=1M --iodepth=32 --ioengine=libaio --direct=1"
+        " --name=volume-initialize",
+    ]
+    ready = (root / "boot" / "ready").read_text()
+    assert "SPOTRAIN_DATA_SOURCE=snapshot" in ready
+    assert re.search(r"^SPOTRAIN_DATA_INIT_S=\d+$", ready, re.M)
+    assert "stage: data-init" in (root / "boot" / "bootstrap.log").read_text()
+
+
+def test_snapshot_volume_read_ahead_with_dd_in_parallel_without_fio(root: Path) -> None:
+    (root / "dev" / "sdf").write_bytes(b"x" * (3 << 20))
+    done = run(root, SPOTRAIN_FIO=str(root / "bin" / "no-fio"))
+    assert done.returncode == 0, done.stderr + (root / "boot" / "bootstrap.log").read_text()
+    log = (root / "boot" / "bootstrap.log").read_text()
+    assert "stage: data-init 1/8" in log and "stage: data-init 8/8" in log
+    assert "SPOTRAIN_DATA_INIT_S=" in (root / "boot" / "ready").read_text()
+    assert (root / "boot" / "stage").read_text() == "ready\n"
+
+
+def test_the_s3_copy_is_a_stage(root: Path) -> None:
+    fake = _exe(root / "bin" / "aws-stage", '#!/usr/bin/env bash\ncp "$STAGE" "$STAGE.seen"\n')
+    stage = root / "boot" / "stage"
+    assert run(root, SPOTRAIN_DATA_S3="s3://b/p", SPOTRAIN_AWS=str(fake), STAGE=str(stage)).returncode == 0
+    assert (root / "boot" / "stage.seen").read_text() == "data-s3\n"
+    assert "SPOTRAIN_DATA_INIT_S" not in (root / "boot" / "ready").read_text()
 
 
 def test_snapshot_volume_under_its_nvme_name(root: Path) -> None:
     (root / "dev" / "nvme0n1").touch()  # the root volume
     (root / "dev" / "nvme1n1").touch()
     assert run(root).returncode == 0
-    assert calls(root)[-1] == f"mount -o ro,noatime {root}/dev/nvme1n1 {root}/data"
+    assert calls(root)[-2] == f"mount -o ro,noatime {root}/dev/nvme1n1 {root}/data"
 
 
 def test_no_data_source_and_no_python(root: Path) -> None:

@@ -6,6 +6,7 @@ played there (`cloud/base.py`'s `Machines`; EC2's are `cloud/aws/machines.py`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +14,18 @@ import boto3
 
 from spotrain import contract
 from spotrain.cloud import InstanceStatus, SweepResult
-from spotrain.cloud.aws import attempt, client, fis, instances, lifecycle, network, session, stack, sweep
+from spotrain.cloud.aws import (
+    attempt,
+    client,
+    fis,
+    instances,
+    lifecycle,
+    network,
+    ready,
+    session,
+    stack,
+    sweep,
+)
 from spotrain.cloud.aws.attempt import AttemptRequest, StartedAttempt
 from spotrain.cloud.aws.machines import Ec2Machines
 from spotrain.cloud.base import Machines, Shell
@@ -172,32 +184,20 @@ class AwsCloud:
         return contract.user_data(spec)
 
     def wait_ready(
-        self, transport: Shell, instance_id: str, deadline_s: float, poll_s: float = 5.0
+        self,
+        transport: Shell,
+        instance_id: str,
+        deadline_s: float,
+        poll_s: float = 5.0,
+        on_stage: Callable[[str], None] | None = None,
     ) -> dict[str, str]:
-        """Poll the bootstrap's ready marker over SSH; its failure marker ends the wait with its reason.
-        The pause doubles from 50 ms to `poll_s`: a bootstrap with little to do is seen at once, a long
-        one (a torch venv, a data set) costs one probe every `poll_s`."""
-        deadline, pause = time.monotonic() + deadline_s, min(0.05, poll_s)
-        boot = self.machines.boot_dir(instance_id)
-        ready, failed = (f"{boot}/{Path(marker).name}" for marker in (contract.READY, contract.BOOT_FAILED))
-        probe = f"cat {ready} 2>/dev/null || {{ cat {failed} >&2 2>/dev/null; exit 3; }}"
-        while True:
-            result = transport.exec(probe, timeout=60)
-            if result.exit_code == 0:
-                return contract.parse_ready(result.stdout.decode(errors="replace"))
-            failed = result.stderr.decode(errors="replace").strip()
-            if failed:
-                raise SpotrainError(
-                    f"the instance's bootstrap failed: {failed}",
-                    "see /opt/spotrain/bootstrap.log on the instance (spotrain down, then relaunch)",
-                )
-            if time.monotonic() > deadline:
-                raise SpotrainError(
-                    f"the instance was not ready after {deadline_s:.0f} s ({contract.READY} missing)",
-                    "see /opt/spotrain/bootstrap.log on the instance",
-                )
-            time.sleep(pause)
-            pause = min(poll_s, pause * 2)
+        return ready.wait_ready(
+            transport,
+            boot_dir=self.machines.boot_dir(instance_id),
+            deadline_s=deadline_s,
+            poll_s=poll_s,
+            on_stage=on_stage,
+        )
 
     def send_interruption(self, region: str, instance_id: str, run_id: str) -> fis.Sent:
         """One real spot interruption by FIS, as the stack's FIS role (`spotrain init` made it); where

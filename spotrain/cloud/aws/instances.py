@@ -69,6 +69,8 @@ class LaunchSpec:
     root_gb: int  # gp3, encrypted, sized by the recipe
     data_snapshot_id: str | None = None  # an EBS snapshot holding the dataset, attached at /dev/sdf
     data_gb: int | None = None  # None: the snapshot's size
+    data_iops: int = 3000  # gp3 Iops and Throughput (MiB/s) of the volume the data is on: the
+    data_mib_s: int = 125  # snapshot's, else the root (plan.py sized them; 3000/125 is the baseline)
     instance_profile: str | None = None  # name or ARN, from infra/
     max_price: float | None = None  # $/h; None: AWS's cap (the on-demand price)
     user_data: str | None = None
@@ -168,9 +170,12 @@ def run_params(spec: LaunchSpec, zone: str, res: RegionResources) -> dict[str, A
     if spec.max_price is not None:
         spot["MaxPrice"] = f"{spec.max_price:.5f}"
     ebs = {"VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}
-    disks = [{"DeviceName": res.image.root_device_name, "Ebs": {**ebs, "VolumeSize": spec.root_gb}}]
+    # Only the volume the trainer reads its data from is provisioned above gp3's baseline.
+    fast = {"Iops": spec.data_iops, "Throughput": spec.data_mib_s}
+    root = {**ebs, "VolumeSize": spec.root_gb, **({} if spec.data_snapshot_id else fast)}
+    disks = [{"DeviceName": res.image.root_device_name, "Ebs": root}]
     if spec.data_snapshot_id:
-        data = {**ebs, "SnapshotId": spec.data_snapshot_id}
+        data = {**ebs, **fast, "SnapshotId": spec.data_snapshot_id}
         if spec.data_gb:
             data["VolumeSize"] = spec.data_gb
         disks.append({"DeviceName": "/dev/sdf", "Ebs": data})

@@ -26,7 +26,16 @@ from typing import Any
 import boto3
 from botocore.exceptions import WaiterError
 
-from spotrain.cloud.aws import ClientError, aws_errors, client, error_code, error_message, images, region_of
+from spotrain.cloud.aws import (
+    ClientError,
+    aws_errors,
+    client,
+    data_access,
+    error_code,
+    error_message,
+    images,
+    region_of,
+)
 from spotrain.errors import SpotrainError
 
 INFRA_DIR = Path(__file__).resolve().parents[3] / "infra"
@@ -298,17 +307,25 @@ def init(
     *,
     region: str | None,
     bucket: str | None = None,
+    data_buckets: Sequence[str] | None = None,
     stack_name: str = "spotrain",
     home: Path | None = None,
 ) -> InitResult:
     """Create or update spotrain's stack in `region` and store its outputs (in `home`, default
-    $SPOTRAIN_HOME); a rerun changes nothing."""
+    $SPOTRAIN_HOME); a rerun changes nothing. `data_buckets` (bucket or bucket/prefix) are the datasets
+    the instance role may read; None keeps the stack's."""
+    grants = None if data_buckets is None else tuple(data_access.parse(d) for d in data_buckets)
     with aws_errors("set up spotrain's bucket and instance role", policy_hint=INIT_HINT):
-        return _init(sess, region_of(sess, region), bucket, stack_name, home)
+        return _init(sess, region_of(sess, region), bucket, grants, stack_name, home)
 
 
 def _init(
-    sess: boto3.Session, region: str, bucket: str | None, stack_name: str, home: Path | None
+    sess: boto3.Session,
+    region: str,
+    bucket: str | None,
+    grants: tuple[data_access.DataGrant, ...] | None,
+    stack_name: str,
+    home: Path | None,
 ) -> InitResult:
     if bucket is not None:
         check_bucket_name(bucket)
@@ -318,9 +335,11 @@ def _init(
     current = _params(stack).get("BucketName")
     if bucket is None:
         bucket = current or _default_bucket(sess, region)
+    had = data_access.of_stack(stack)
+    grants = had if grants is None else grants
     body = template_body()
     digest = hashlib.sha256(body.encode()).hexdigest()
-    if stack is not None and current == bucket and _digest(stack) == digest:
+    if stack is not None and current == bucket and grants == had and _digest(stack) == digest:
         outputs = _outputs(stack)
         return InitResult(region, stack_name, "up to date", outputs, _save(region, stack_name, outputs, home))
     if bucket != current:
@@ -328,7 +347,10 @@ def _init(
     args = {
         "StackName": stack_name,
         "TemplateBody": body,
-        "Parameters": [{"ParameterKey": "BucketName", "ParameterValue": bucket}],
+        "Parameters": [
+            {"ParameterKey": "BucketName", "ParameterValue": bucket},
+            *data_access.parameters(grants),
+        ],
         "Capabilities": ["CAPABILITY_IAM"],
         "Tags": [{"Key": TEMPLATE_TAG, "Value": digest}, {"Key": "spotrain:owner", "Value": "spotrain-init"}],
     }
