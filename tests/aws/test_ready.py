@@ -85,7 +85,7 @@ def test_the_orchestrator_records_the_stages_and_the_data_ready_event() -> None:
     events: list[tuple[str, dict]] = []
 
     class Cloud:
-        def wait_ready(self, transport, deadline_s, *, on_stage=None):
+        def wait_ready(self, transport, instance_id, deadline_s, *, on_stage=None):
             for name in ("data-init", "data-init 8/8"):
                 on_stage(name)
             return contract.parse_ready(MARKER)
@@ -99,6 +99,7 @@ def test_the_orchestrator_records_the_stages_and_the_data_ready_event() -> None:
     @dataclass
     class Attempt:
         number: int = 2
+        instance_id: str = "i-1"
 
     Watch()._wait_ready("r1", Attempt(), transport=None)
     assert events == [
