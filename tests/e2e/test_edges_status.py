@@ -205,16 +205,18 @@ def test_logs_follow_goes_on_across_attempts_until_the_run_ends(followed_demo) -
     assert kept[1], "attempt 2 wrote no log"
 
 
-def test_logs_of_an_attempt_ended_without_its_log_kept_reads_the_instance(tmp_path: Path) -> None:
-    """The controller died while attempt 1 trained; the attempt then ended (here by `down`) with no
-    controller to keep its log. `logs` reads it from where it still is, and keeps it."""
+def test_logs_of_an_attempt_whose_controller_died_reads_the_instance(tmp_path: Path) -> None:
+    """The controller died while attempt 1 trained, with no one to keep its log: `logs`, a fresh
+    process, reaches the instance as AWS says to (its address, its key pair's key in the state
+    directory) and reads it there. After `down` the instance is gone, as on EC2: the log is then the
+    run's S3 prefix's, which the dry-run's S3 (it died with that controller) never got, and `logs` says so."""
     home = tmp_path / "home"
     run, attempt, run_dir = killed_in_training(home)
-    down = cli.spotrain("down", run.run_id, "-y", home=home)
-    assert down.returncode == 0, down.stderr
-    kept = home / "dry-run" / "logs" / run.run_id / "attempt-1.log"
-    assert not kept.exists()
     out = cli.spotrain("logs", run.run_id, home=home)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == (run_dir / "train.log").read_text().splitlines()
-    assert "checkpoint at step 30" in out.stdout and kept.read_text() == (run_dir / "train.log").read_text()
+    assert "checkpoint at step 30" in out.stdout
+    down = cli.spotrain("down", run.run_id, "-y", home=home)
+    assert down.returncode == 0, down.stderr
+    gone = cli.spotrain("logs", run.run_id, home=home)
+    assert gone.returncode == 2 and "was not kept" in gone.stderr and "S3 prefix" in gone.stderr, gone.stderr

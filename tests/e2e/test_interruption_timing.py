@@ -8,7 +8,6 @@ import dataclasses
 import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -110,11 +109,13 @@ def test_reclaim_without_notice_before_the_first_checkpoint(ctl) -> None:
         while time.monotonic() < deadline and not reclaimed:
             live = ctl.store.live_attempt(run_id)
             if live is not None:
-                events = Path(ctl.cloud.workdir(live.instance_id)) / "runs" / run_id / "events.jsonl"
+                events = (
+                    ctl.cloud.instance_dir(live.instance_id) / "spotrain" / "runs" / run_id / "events.jsonl"
+                )
                 lines = events.read_text().splitlines() if events.exists() else []
                 if any(json.loads(line).get("kind") == "step" for line in lines if line.strip()):
                     moto_patches.interrupt(live.region, live.instance_id)  # AWS takes it: no notice, no save
-                    ctl.cloud._retire(live.instance_id)  # its processes die with it
+                    ctl.cloud.machines.ended([live.instance_id])  # its processes die with it
                     reclaimed.append(live.instance_id)
             time.sleep(0.005)
 

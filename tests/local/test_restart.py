@@ -33,6 +33,9 @@ def test_a_new_cloud_on_the_same_state_finds_the_live_instance(tmp_path: Path) -
         assert second.find_instances("run2") == []  # an ended instance stays ended
         assert second.instance_env(instance_id)["SPOTRAIN_IMDS_URL"] == env["SPOTRAIN_IMDS_URL"]
         assert second.endpoint == env["AWS_ENDPOINT_URL"]  # the old port was free, so taken again
+        # Reachable from the fresh process as a real one is: a public address, its key pair's key found.
+        assert found[0].public_ip and found[0].key_name == started.key.name, found[0]
+        assert second.target(found[0]).home == second.instance_dir(instance_id)
         body = second.session().client("s3").get_object(Bucket=BUCKET, Key="runs/run1/ckpt/LATEST")["Body"]
         assert body.read() == b"step-000042"
         second.inject_interruption(instance_id)  # no trainer there: reclaimed after the grace

@@ -28,13 +28,11 @@ from moto.moto_api._internal.models import moto_api_backend
 from moto.server import ThreadedMotoServer
 
 from spotrain import catalog
-from spotrain.cloud import TAG_OWNER
-from spotrain.cloud.aws import network
 from spotrain.cloud.aws.cloud import AwsCloud
 from spotrain.cloud.local import moto_patches as fakes
 from spotrain.cloud.local.imds import Schedule
 from spotrain.cloud.local.machines import LocalMachines
-from spotrain.cloud.local.records import InstanceRecord, save_moto_port, saved_moto_port
+from spotrain.cloud.local.records import save_moto_port, saved_moto_port
 from spotrain.targets import SSHTarget
 
 REGIONS = {
@@ -81,7 +79,7 @@ class LocalCloud(AwsCloud):
             # No bucket or profile given: AwsCloud finds them in the stack, as after `spotrain init`.
             super().__init__(regions=list(REGIONS), state_dir=self.state_dir, api=api, machines=self._local)
             for record in self._local.files.running():
-                self._restore(record)
+                self._local.restore(record)
         except BaseException:
             self.close()
             raise
@@ -117,24 +115,6 @@ class LocalCloud(AwsCloud):
         for key, data in fakes.saved_objects(s3_root):
             s3.put_object(Bucket=self.stack.bucket, Key=key, Body=data)
         return self._session
-
-    def _restore(self, record: InstanceRecord) -> None:
-        """Put an instance a killed controller left running back into the fresh moto: same id, tags and
-        key pair (imported again from the state directory), so a fresh process can reach it."""
-        owner = record.tags.get(TAG_OWNER, "dry-run")
-        key = network.ensure_key_pair(
-            self._session, region=record.region, owner=owner, state_dir=self.state_dir
-        )
-        fakes.restore_instance(
-            self._session,
-            instance_id=record.instance_id,
-            region=record.region,
-            zone=record.zone,
-            instance_type=record.instance_type,
-            tags=record.tags,
-            key_name=key.name,
-        )
-        self.machines_here.attach(record)
 
     @property
     def machines_here(self) -> LocalMachines:

@@ -20,8 +20,8 @@ from typing import Any
 
 import boto3
 
-from spotrain.cloud import InstanceStatus
-from spotrain.cloud.aws import lifecycle
+from spotrain.cloud import TAG_OWNER, InstanceStatus
+from spotrain.cloud.aws import lifecycle, network
 from spotrain.cloud.local import boot
 from spotrain.cloud.local import moto_patches as fakes
 from spotrain.cloud.local.imds import TRAINER_INJECT_ENV, EventsProgress, FakeImds, Schedule, trainer_pids
@@ -103,6 +103,9 @@ class LocalMachines:
         """Ended by this process meanwhile (in moto first, then in its record: asked again, moto says
         so), or by `down` in another process, which only the record tells: then end it here too."""
         region, instance_id = status.region, status.instance_id
+        if status.reason_code == lifecycle.GONE and self._launched_elsewhere(instance_id):
+            self.restore(self.files.load(instance_id))  # by another process after this one's moto began
+            status = lifecycle.describe(self._api, region=region, instance_id=instance_id)
         if status.state == "running" and self.files.ended(instance_id):
             status = lifecycle.describe(self._api, region=region, instance_id=instance_id)
             if status.state == "running":
@@ -186,6 +189,32 @@ class LocalMachines:
 
     def instance_dir(self, instance_id: str) -> Path:
         return self.instances_dir / instance_id
+
+    def restore(self, record: InstanceRecord) -> None:
+        """Put an instance another process launched (or a killed controller left) into this process's
+        moto: same id, tags, zone, public address and key pair (imported again from the state
+        directory), so that this process reaches it as AWS says to."""
+        owner = record.tags.get(TAG_OWNER, "dry-run")
+        state_dir = self.instances_dir.parent
+        key = network.ensure_key_pair(self._api, region=record.region, owner=owner, state_dir=state_dir)
+        fakes.restore_instance(
+            self._api,
+            instance_id=record.instance_id,
+            region=record.region,
+            zone=record.zone,
+            instance_type=record.instance_type,
+            tags=record.tags,
+            key_name=key.name,
+        )
+        self.attach(record)
+
+    def _launched_elsewhere(self, instance_id: str) -> bool:
+        with self._lock:
+            if instance_id in self._live:
+                return False
+        with contextlib.suppress(SpotrainError):
+            return self.files.load(instance_id).state == "running"
+        return False
 
     def attach(self, record: InstanceRecord) -> None:
         """Serve the instance's IMDS (on its old port when it had one) and keep its record."""

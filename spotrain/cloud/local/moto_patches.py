@@ -315,7 +315,17 @@ def restore_instance(
             owner=tags.get(TAG_OWNER, "dry-run"),
             ssh_cidr=LOOPBACK_CIDR,
         )
-        params["SecurityGroupIds"] = [group.group_id]
+        # On the zone's default subnet with a public address, as the launch asked (instances.py).
+        vpc = network.default_vpc(ec2, region)
+        params["NetworkInterfaces"] = [
+            {
+                "DeviceIndex": 0,
+                "SubnetId": network.default_subnets(ec2, vpc)[zone],
+                "Groups": [group.group_id],
+                "AssociatePublicIpAddress": True,
+                "DeleteOnTermination": True,
+            }
+        ]
     if key_name is not None:
         params["KeyName"] = key_name
     made = ec2.run_instances(
