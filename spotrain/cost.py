@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-from spotrain import catalog
+from spotrain import catalog, volumes
 from spotrain.errors import SpotrainError
 
 MIN_BILLED_S = 60  # Linux spot and on-demand: per second, one minute minimum
@@ -49,6 +49,9 @@ class Attempt:
     end: float  # unix s, when it ended (or now, for a running attempt)
     ebs_gb: float = 0.0  # every volume it had (root + data), gp3
     ebs_usd_per_gb_month: float = EBS_GP3_USD_PER_GB_MONTH
+    # gp3 Iops and Throughput provisioned over the baseline (volumes.py), billed by the second with the
+    # volume (Amazon EBS pricing: per IOPS-month and per MiB/s-month)
+    ebs_provisioned_usd_per_hour: float = 0.0
     reclaimed_by_ec2: bool = False  # EC2 interrupted and ended it (not its owner): its first hour is free
 
 
@@ -180,7 +183,8 @@ def attempt_cost(attempt: Attempt, curve: PriceCurve) -> AttemptCost:
         zone=attempt.zone,
         billed_s=billed,
         spot_usd=0.0 if free else spot,
-        ebs_usd=attempt.ebs_gb * attempt.ebs_usd_per_gb_month * billed / MONTH_S,
+        ebs_usd=attempt.ebs_gb * attempt.ebs_usd_per_gb_month * billed / MONTH_S
+        + attempt.ebs_provisioned_usd_per_hour * billed / 3600.0,
         on_demand_usd=od_rate * billed / 3600.0,
         free_hour=free,
     )
@@ -312,6 +316,8 @@ def run_usage(store, run_id: str, *, now: float | None = None) -> RunUsage:
     run = store.get_run(run_id)
     recipe = catalog.recipe(run.spec.recipe)
     records, gb = store.attempts(run_id), recipe.root_volume_gb
+    plan = run.plan  # the data volume's Iops and Throughput every attempt launched with
+    provisioned = volumes.volume_usd_per_hour(0, plan.data_iops, plan.data_mib_s) if plan is not None else 0.0
     by_ec2 = {e.attempt for e in store.events(run_id, kinds=["reclaim"]) if e.data.get("by") == "ec2"}
     attempts, samples = [], []
     for a in records:
@@ -325,6 +331,7 @@ def run_usage(store, run_id: str, *, now: float | None = None) -> RunUsage:
                 start,
                 max(end, start),
                 gb,
+                ebs_provisioned_usd_per_hour=provisioned,
                 reclaimed_by_ec2=ec2,
             )
         )

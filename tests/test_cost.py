@@ -228,3 +228,19 @@ def test_ec2_interrupting_in_the_first_hour_charges_no_spot(minutes: int, by_ec2
     ac = attempt_cost(a, PriceCurve([sample("us-east-1a", 0.0, 7.0)]))
     assert ac.free_hour is free and ac.ebs_usd > 0
     assert ac.spot_usd == (0.0 if free else pytest.approx(7.0 * minutes / 60))
+
+
+def test_provisioned_iops_and_throughput_are_billed_with_the_volume() -> None:
+    """The imagenet plan's gp3 (5,225 IOPS, 549 MiB/s on a p3.16xlarge) costs more than its GB: the
+    2,225 IOPS and 424 MiB/s over the baseline, by the billed second, as the plan showed it."""
+    from spotrain import volumes
+
+    start, curve = 1_000_000.0, PriceCurve([sample("a", 0, 1.0)])
+    plain = attempt_cost(Attempt("x", T, "a", start, start + 3600, 400), curve)
+    extra = volumes.volume_usd_per_hour(0, 5225, 549)
+    fast = attempt_cost(
+        Attempt("x", T, "a", start, start + 3600, 400, ebs_provisioned_usd_per_hour=extra), curve
+    )
+    assert extra == pytest.approx((2225 * 0.005 + 424 * 0.04) / 730)
+    assert fast.ebs_usd - plain.ebs_usd == pytest.approx(extra)  # one billed hour
+    assert fast.spot_usd == plain.spot_usd
