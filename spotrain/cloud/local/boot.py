@@ -21,12 +21,30 @@ from pathlib import Path
 # started (cloud-init docs, "Boot stages"): the controller's first probes find the instance reachable and
 # not ready yet. A real bootstrap takes seconds (the GPU check alone); the dry-run's starts this late.
 CLOUD_FINAL_S = 1.0
+IMDS_USER_DATA = ".user-data"  # the instance's user data as EC2 keeps it, in its directory
 # What this machine cannot do (see above); every other export of the user data stands.
 DROPPED_EXPORTS = ("export SPOTRAIN_GPUS=", "export SPOTRAIN_TORCH_PIP=")
 
 
 def boot_dir(home: Path) -> Path:
     return home / "opt" / "spotrain"
+
+
+def keep_user_data(home: Path, user_data: str | None) -> None:
+    """What EC2 keeps for the instance at launch (its IMDS user-data), so its boot runs it whichever
+    process is there when it boots (the launching controller may die before)."""
+    if user_data:
+        (home / IMDS_USER_DATA).write_text(user_data, encoding="utf-8")
+
+
+def kept_user_data(home: Path) -> str | None:
+    path = home / IMDS_USER_DATA
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
+def started(home: Path) -> bool:
+    """cloud-init runs the user data once per instance: has it begun here?"""
+    return (boot_dir(home) / "user-data").exists()
 
 
 def start_user_data(

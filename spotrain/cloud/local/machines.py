@@ -78,7 +78,9 @@ class LocalMachines:
         record = InstanceRecord(
             status.instance_id, status.region, status.zone, status.instance_type, status.tags, 0
         )
-        self.instance_dir(status.instance_id).mkdir(parents=True, exist_ok=True)
+        home = self.instance_dir(status.instance_id)
+        home.mkdir(parents=True, exist_ok=True)
+        boot.keep_user_data(home, fakes.user_data(status.region, status.instance_id))
         self.attach(record)
 
     def booted(self, status: InstanceStatus, deadline_s: float) -> None:
@@ -90,8 +92,10 @@ class LocalMachines:
                 break
         if self._closing.is_set() or self.files.ended(status.instance_id):
             return
-        home, data = self.instance_dir(status.instance_id), fakes.user_data(status.region, status.instance_id)
-        proc = boot.start_user_data(home, data)
+        home = self.instance_dir(status.instance_id)
+        if boot.started(home):
+            return  # booted before this process saw it (adopted after a controller died)
+        proc = boot.start_user_data(home, boot.kept_user_data(home))
         with self._lock:
             live = self._live.get(status.instance_id)
             if live is not None:
