@@ -256,5 +256,6 @@ def status_rows(run_id: str | None = None, settings: Settings | None = None) -> 
     rows: list[dict[str, Any]] = []
     for dry_run in (False, True):
         with open_controller(dry_run=dry_run, settings=settings) as ctl:
-            rows += rows_of(ctl.store, ctl.store.list_runs())
+            runs = [r for r in ctl.store.list_runs() if ctl.settings.allows(r.spec.regions)]  # --region
+            rows += rows_of(ctl.store, runs)
     return rows

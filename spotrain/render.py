@@ -14,6 +14,7 @@ from rich.table import Table
 from spotrain.formats import duration, usd, usd_per_hour
 
 if TYPE_CHECKING:
+    from spotrain.cloud import PriceTable
     from spotrain.cost import Bill
     from spotrain.plan import Plan
 
@@ -148,6 +149,50 @@ def cost_table(bill: Bill) -> Table:
         )
     t.caption_justify = "left"
     return t
+
+
+def prices_json(table: PriceTable) -> dict[str, Any]:
+    """`spotrain prices --json`: the table's figures, keys named with their units as in `cost --json`
+    ($ to 6 places), zones cheapest first, `now` in ISO 8601 UTC."""
+    zones = [
+        {
+            "zone": q.zone,
+            "usd_per_hour": round(q.usd_per_hour, 6),
+            "discount_fraction": round(q.discount, 6),
+            "low_24h_usd_per_hour": round(q.low_24h, 6),
+            "high_24h_usd_per_hour": round(q.high_24h, 6),
+        }
+        for q in table.zones
+    ]
+    return {
+        "instance_type": table.instance_type,
+        "region": table.region,
+        "now": table.now.isoformat(),
+        "on_demand_usd_per_hour": round(table.on_demand_usd_per_hour, 6),
+        "on_demand_as_of": table.on_demand_as_of,
+        "on_demand_source": table.on_demand_source,
+        "zones": zones,
+    }
+
+
+def outcome_json(outcome, cost: dict[str, Any]) -> dict[str, Any]:
+    """`launch --json` and `resume --json`: how the run ended, and its bill in `cost --json`'s shape."""
+    return {"run": outcome.run_id, "state": outcome.state.value, "reason": outcome.reason, "cost": cost}
+
+
+def smoke_json(result) -> dict[str, Any]:
+    """`smoke --json`: every check, the interruption and what the cleanup removed."""
+    return {
+        "run": result.run_id,
+        "instance_type": result.instance_type,
+        "ok": result.ok,
+        "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks],
+        "total_usd": round(result.total_usd, 6),
+        "on_demand_usd": round(result.on_demand_usd, 6),
+        "interruption": result.interruption,
+        "interruption_why": result.interruption_why,
+        "removed": list(result.removed),
+    }
 
 
 def status_rows(store, runs) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from spotrain.cloud import PriceTable
 from spotrain.errors import SpotrainError
 
 
-def render_prices(table: PriceTable) -> None:
+def render_prices(table: PriceTable, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -32,7 +32,7 @@ def render_prices(table: PriceTable) -> None:
             f"{q.low_24h:.4f}",
             f"{q.high_24h:.4f}",
         )
-    Console(width=100).print(out)
+    (console or Console(width=100)).print(out)
 
 
 def print_event(console):

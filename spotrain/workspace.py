@@ -117,6 +117,19 @@ def find_run(run_id: str, *, settings: Settings | None = None) -> tuple[str, boo
     )
 
 
+def known_runs(settings: Settings | None = None) -> list[tuple[str, bool]]:
+    """Every run id of both stores and whether it is the dry-run's, newest first in each (for shell
+    completion: the stores only, never a cloud, and no store created only to look in it)."""
+    settings = settings or load_settings()
+    known = []
+    for dry_run in (False, True):
+        state_dir = settings.state_dir_for(dry_run)
+        if (state_dir / "state.db").exists():
+            with Store.open(state_dir) as store:
+                known += [(run_id, dry_run) for run_id in store.run_ids()]
+    return known
+
+
 @contextlib.contextmanager
 def controller_for_run(run_id: str, *, settings: Settings | None = None) -> Iterator[Controller]:
     """The controller whose store holds `run_id` (an exact id; see `find_run` for prefixes)."""
@@ -124,6 +137,11 @@ def controller_for_run(run_id: str, *, settings: Settings | None = None) -> Iter
     full, dry_run = find_run(run_id, settings=settings)
     with open_controller(dry_run=dry_run, settings=settings) as ctl:
         run = ctl.store.get_run(full)
+        if not settings.allows(run.spec.regions):
+            raise SpotrainError(
+                f"run {full} was launched in {', '.join(run.spec.regions)}, not in --region {settings.region}",
+                "leave --region out (a run's commands use the regions it was launched in), or name a run of it",
+            )
         ctl.boot_delay_s, ctl.seed = run.spec.boot_delay_s, run.spec.seed
         ctl.regions, ctl.bucket = list(run.spec.regions), run.spec.bucket
         yield ctl
@@ -141,7 +159,8 @@ class Swept:
 def down_all(settings: Settings | None = None) -> list[Swept]:
     """Every run's leftovers, in each world that has state here: the dry-run's on its own cloud (never
     AWS), AWS only when this machine has real runs (a machine that never launched one has nothing
-    of ours there to know of). Runs that had not ended end CANCELLED, as `down RUN` does."""
+    of ours there to know of). Runs that had not ended end CANCELLED, as `down RUN` does. With
+    `settings.region` (--region): only the runs launched there, and the sweep of that region."""
     settings = settings or load_settings()
     done = []
     for dry_run in (True, False):
@@ -149,11 +168,12 @@ def down_all(settings: Settings | None = None) -> list[Swept]:
         if not (state_dir / "state.db").exists():
             continue
         with open_controller(dry_run=dry_run, settings=settings) as ctl:
-            runs = ctl.store.list_runs()
+            runs = [r for r in ctl.store.list_runs() if settings.allows(r.spec.regions)]
             if not dry_run and not runs:
                 continue
-            if not dry_run:  # the cloud is made for the regions the runs used
-                ctl.regions = sorted({r for run in runs for r in run.spec.regions})
+            if not dry_run:  # the cloud is made for the regions the runs used (--region: that one)
+                ctl.regions = [settings.region or r for run in runs for r in run.spec.regions]
+                ctl.regions = sorted(set(ctl.regions))
             orch = ctl.orchestrator()
             cancelled = [run.run_id for run in runs if run.state not in TERMINAL]
             removed = [item for run_id in cancelled for item in orch.down(run_id)]
@@ -196,3 +216,15 @@ def down_run(run_id: str, settings: Settings | None = None) -> Downed:
             f"see what it did with `spotrain status {run_id}` and `spotrain cost {run_id}`",
         )
     return Downed(after.state, removed)
+
+
+def price_table(instance_type: str, *, dry_run: bool, settings: Settings | None = None):
+    """`spotrain prices`: each zone's spot price now in the chosen region, from AWS with the chosen
+    profile, or with `dry_run` from the dry-run's moto, seeded as `launch --dry-run` sees it."""
+    from spotrain.cloud.aws.prices import quote
+
+    settings = settings or load_settings()
+    if not dry_run:
+        return quote(instance_type=instance_type, region=settings.region, profile=settings.profile)
+    with open_controller(dry_run=True, settings=settings) as ctl:
+        return quote(instance_type=instance_type, region=settings.region, sess=ctl.cloud.session())

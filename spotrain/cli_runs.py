@@ -1,0 +1,218 @@
+"""The commands about runs already launched, registered by cli.py: `resume`, `status`, `cost`, `logs`,
+`report`, `compare` and `down`. Each parses, calls one library function and renders its result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from spotrain.cli_options import (
+    RUN_ID,
+    RUN_REGION_HELP,
+    RUNS_REGION_HELP,
+    aws_options,
+    console,
+    json_option,
+)
+from spotrain.errors import SpotrainError
+from spotrain.terminal import exit_for, outcome_line, print_event, watching
+
+
+def _echo_json(value) -> None:
+    import json
+
+    click.echo(json.dumps(value, indent=1))
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN", type=RUN_ID)
+@aws_options(region_help=RUN_REGION_HELP)
+@json_option
+def resume(run_id: str, as_json: bool) -> None:
+    """Continue a run: after an interruption from its last checkpoint, or watch one still going.
+
+    \b
+    Example:
+      spotrain resume digits-20261129-2145-a1b2
+      spotrain resume digits-20261129-2145-a1b2 --json   # the live view on stderr, the end as JSON
+
+    Exit status: as `spotrain launch`'s.
+    """
+    from spotrain.cost import run_bill
+    from spotrain.render import cost_table, outcome_json
+    from spotrain.report.summary import bill_json
+    from spotrain.workspace import controller_for_run
+
+    out = console(stderr=as_json)
+    with controller_for_run(run_id) as ctl:
+        with watching(out, run_id):
+            outcome = ctl.orchestrator(print_event(out)).resume(run_id)
+        out.print(outcome_line(run_id, outcome), markup=False, highlight=False)
+        bill = run_bill(ctl.store, run_id)
+    out.print(cost_table(bill))
+    if as_json:
+        _echo_json(outcome_json(outcome, bill_json(bill)))
+    exit_for(outcome)
+
+
+@click.command()
+@click.argument("run_id", metavar="[RUN]", required=False, type=RUN_ID)
+@aws_options(region_help=RUNS_REGION_HELP)
+@json_option
+def status(run_id: str | None, as_json: bool) -> None:
+    """Runs, their state, attempts, epoch, best accuracy and $ so far.
+
+    \b
+    Examples:
+      spotrain status
+      spotrain status digits-20261129-2145-a1b2 --json
+    """
+    from spotrain.controller import status_rows
+
+    rows = status_rows(run_id)
+    if as_json:
+        _echo_json(rows)
+        return
+    from spotrain.render import status_table
+
+    out = console()
+    out.print(status_table(rows))
+    for row in rows:
+        if row.get("trainer"):
+            out.print(f"{row['run']}: {row['trainer']}", markup=False, highlight=False, soft_wrap=True)
+
+
+@click.command()
+@click.argument("run_id", metavar="[RUN]", required=False, type=RUN_ID)
+@json_option
+def cost(run_id: str | None, as_json: bool) -> None:
+    """Wall-clock, GPU-hours, spot $, EBS $, S3 $, the on-demand equivalent, and time and $ to target.
+
+    \b
+    Examples:
+      spotrain cost                      # the newest run
+      spotrain cost digits-20261129-2145-a1b2 --json
+    """
+    from spotrain import workspace
+    from spotrain.cost import run_bill
+    from spotrain.render import cost_table
+    from spotrain.report.summary import bill_json
+
+    run_id = run_id or workspace.newest_run()
+    with workspace.controller_for_run(run_id) as ctl:
+        bill = run_bill(ctl.store, run_id)
+    if as_json:
+        _echo_json(bill_json(bill))
+    else:
+        console().print(cost_table(bill))
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN", type=RUN_ID)
+@click.option("--attempt", type=int, help="Which attempt's log (default: the newest).")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Keep printing as the trainer writes, on into later attempts, until the run ends.",
+)
+@aws_options(region_help=RUN_REGION_HELP)
+def logs(run_id: str, attempt: int | None, follow: bool) -> None:
+    """The trainer's log of one attempt (every attempt's log is kept).
+
+    \b
+    Examples:
+      spotrain logs digits-20261129-2145-a1b2
+      spotrain logs digits-20261129-2145-a1b2 --attempt 1
+    """
+    from spotrain.controller import attempt_log
+    from spotrain.workspace import controller_for_run
+
+    with controller_for_run(run_id) as ctl:
+        for line in attempt_log(ctl, run_id, attempt, follow=follow):
+            click.echo(line)
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN", type=RUN_ID)
+@click.option("--out", type=click.Path(path_type=Path), help="Directory for it (default: STATE/reports/RUN).")
+@click.option("--open", "open_it", is_flag=True, help="Open the HTML page in a browser.")
+def report(run_id: str, out: Path | None, open_it: bool) -> None:
+    """One HTML page and its PNGs: accuracy against hours and $, schedule, attempts, prices, summary.
+
+    \b
+    Examples:
+      spotrain report digits-20261129-2145-a1b2
+      spotrain report digits-20261129-2145-a1b2 --out /tmp/report --open
+    """
+    from spotrain.report import build_report
+    from spotrain.workspace import controller_for_run
+
+    with controller_for_run(run_id) as ctl:
+        done = build_report(ctl.store, run_id, out or ctl.state_dir / "reports" / run_id)
+    for what in done.missing:
+        click.echo(f"missing: {what}", err=True)
+    click.echo(f"report: {done.html}")
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(done.html.resolve().as_uri())
+
+
+@click.command()
+@click.argument("run_ids", metavar="RUN...", nargs=-1, required=True, type=RUN_ID)
+@json_option
+def compare(run_ids: tuple[str, ...], as_json: bool) -> None:
+    """The report's summary of several runs side by side (time and $ to target, savings, lost work).
+
+    \b
+    Example:
+      spotrain compare digits-20261129-2145-a1b2 digits-20261129-2210-c3d4
+    """
+    from spotrain.report import compare_table, run_summary
+    from spotrain.workspace import controller_for_run
+
+    summaries = []
+    for run_id in run_ids:
+        with controller_for_run(run_id) as ctl:
+            summaries.append(run_summary(ctl.store, run_id))
+    if as_json:
+        _echo_json(summaries)
+    else:
+        console().print(compare_table(summaries))
+
+
+@click.command()
+@click.argument("run_id", metavar="[RUN]", required=False, type=RUN_ID)
+@click.option("--all", "all_runs", is_flag=True, help="Every run's leftovers.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask.")
+@aws_options(region_help=RUNS_REGION_HELP)
+def down(run_id: str | None, all_runs: bool, yes: bool) -> None:
+    """Terminate and delete everything a run owns (instances, security group); the run ends CANCELLED.
+
+    \b
+    Examples:
+      spotrain down digits-20261129-2145-a1b2
+      spotrain down --all -y
+    """
+    from spotrain.workspace import down_all, down_run
+
+    if not run_id and not all_runs:
+        raise SpotrainError("name a RUN, or pass --all", "see `spotrain status` for the runs")
+    what = "every run's instances and security groups" if all_runs else f"everything run {run_id} owns"
+    if not yes and not click.confirm(f"terminate and delete {what}?", default=False):
+        raise click.exceptions.Abort()
+    if all_runs:
+        swept = down_all()
+        for world in swept:
+            cancelled = f"cancelled {', '.join(world.cancelled)}; " if world.cancelled else ""
+            click.echo(f"{world.world}: {cancelled}removed {len(world.removed)} resources")
+        if not swept:
+            click.echo("no runs in this state directory: nothing to remove (AWS was not called)")
+        return
+    done = down_run(run_id)
+    click.echo(f"run {run_id}: {done.state.value}; removed {', '.join(done.removed) or 'nothing'}")
+
+
+RUN_COMMANDS = (resume, status, cost, logs, report, compare, down)
