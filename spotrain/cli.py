@@ -1,6 +1,9 @@
 """The command tree: the group, `launch`, and the entry point. Commands parse, call one library
 function and render its result; no logic here. The commands on runs already launched are in
-cli_runs.py, the account's in cli_account.py, the options they share in cli_options.py."""
+cli_runs.py, the account's in cli_account.py, the options they share in cli_options.py: a command
+that talks to AWS declares `@aws_options()`, one that shows a table `@json_option`, a RUN argument
+`type=RUN_ID` (completed from the stores); tests/test_cli_flags.py checks each against what the
+command does."""
 
 from __future__ import annotations
 
