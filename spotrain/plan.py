@@ -71,6 +71,8 @@ class Estimate:
     on_demand_usd: float
     images_per_s: float
     basis: str  # "measured in N past runs" or "assumed X% of peak"
+    nodes: int = 1  # instances the run trains on at once
+    usd_per_hour: float = 0.0  # spot $/h of all of them: the zone's price x nodes
 
 
 def estimate(
@@ -99,6 +101,8 @@ def estimate(
         on_demand_usd=hours * itype.on_demand_usd_per_hour * nodes,
         images_per_s=rate,
         basis=basis,
+        nodes=nodes,
+        usd_per_hour=spot_usd_per_hour * nodes,
     )
 
 

@@ -10,6 +10,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from spotrain.cloud.local import moto_placement
+
+moto_placement.install()  # moto has no placement groups; the sweep and a multi-node launch ask for them
+
 REPO = Path(__file__).resolve().parent.parent
 
 

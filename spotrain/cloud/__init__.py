@@ -103,6 +103,12 @@ class LaunchedInstance:
     instance_type: str
     spot_usd_per_hour: float | None  # the zone's price when we asked
     tried: list[ZoneFailure] = field(default_factory=list)  # the zones that failed before this one
+    peer_ids: tuple[str, ...] = ()  # a multi-node attempt's other nodes (same zone, type, price)
+
+    @property
+    def node_ids(self) -> tuple[str, ...]:
+        """Every node of the attempt, node 0 (the rendezvous host) first."""
+        return (self.instance_id, *self.peer_ids)
 
 
 class EndKind(str, enum.Enum):

@@ -101,7 +101,8 @@ def _owner_of_caller() -> str | None:
 
 def _resource_ids(params: dict[str, Any]) -> list[str]:
     ids = list(params.get("InstanceIds", [])) + list(params.get("SpotInstanceRequestIds", []))
-    ids += [params[k] for k in ("GroupId", "VolumeId", "KeyName") if k in params]
+    ids += [params[k] for k in ("GroupId", "VolumeId", "KeyName", "GroupName") if k in params]
+    ids += [params["Placement"]["GroupName"]] if params.get("Placement", {}).get("GroupName") else []
     return ids + list(params.get("SecurityGroupIds", []))
 
 
@@ -111,7 +112,13 @@ def _moto_tags(region: str, ids: list[str]) -> dict[str, dict[str, str]]:
     backend = ec2_backends[ACCOUNT][region]
     # A key pair is named in calls but tagged under its id (key-...).
     keys = {i: backend.key_pairs[i].id for i in ids if i in backend.key_pairs}
-    return {i: dict(backend.tags.get(keys.get(i, i), {})) for i in ids}
+    found = {i: dict(backend.tags.get(keys.get(i, i), {})) for i in ids}
+    # The dry-run's placement groups (moto has none: spotrain/cloud/local/moto_placement.py) keep
+    # their own tags, by name.
+    for name, group in backend.__dict__.get("spotrain_placement_groups", {}).items():
+        if name in ids:
+            found[name] = {t["Key"]: t["Value"] for t in group["Tags"]}
+    return found
 
 
 FIS_TEMPLATE_OPS = {"DeleteExperimentTemplate", "GetExperimentTemplate", "UpdateExperimentTemplate"}
@@ -234,6 +241,10 @@ def _run_instances(call: Call) -> list[Request]:
         out.append(Request("ec2:RunInstances", _ec2(r, "key-pair", p["KeyName"])))
     for group in p.get("SecurityGroupIds", []):
         out.append(Request("ec2:RunInstances", _ec2(r, "security-group", group), _resource_tags(call, group)))
+    placement = p.get("Placement", {}).get("GroupName")
+    if placement:  # RunInstances authorizes the placement group it names (Service Authorization Reference)
+        pg = _ec2(r, "placement-group", placement)
+        out.append(Request("ec2:RunInstances", pg, _resource_tags(call, placement)))
     for disk in p.get("BlockDeviceMappings", []):
         if disk.get("Ebs", {}).get("SnapshotId"):
             out.append(Request("ec2:RunInstances", f"arn:aws:ec2:{r}::snapshot/{disk['Ebs']['SnapshotId']}"))
@@ -250,6 +261,7 @@ ON_TAGGED = {  # operation -> (resource kind, parameter holding the ids)
     "DeleteKeyPair": ("key-pair", "KeyName"),
     "AuthorizeSecurityGroupIngress": ("security-group", "GroupId"),
     "RevokeSecurityGroupIngress": ("security-group", "GroupId"),
+    "DeletePlacementGroup": ("placement-group", "GroupName"),
 }
 
 
@@ -263,6 +275,9 @@ def _ec2_requests(call: Call) -> list[Request]:
             Request(action, _ec2(r, "vpc", p.get("VpcId", "*"))),
         ]
         return out + _tagging(call, ["security-group"])
+    if call.operation == "CreatePlacementGroup":
+        pg = Request(action, _ec2(r, "placement-group", p["GroupName"]), _request_tags(p, "placement-group"))
+        return [pg, *_tagging(call, ["placement-group"])]
     if call.operation == "ImportKeyPair":
         return [Request(action, _ec2(r, "key-pair", p["KeyName"]), _request_tags(p, "key-pair"))] + _tagging(
             call, ["key-pair"]

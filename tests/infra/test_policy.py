@@ -98,6 +98,16 @@ def sweep_flow(sess: boto3.Session, out: stack.InfraOutputs, home: Path) -> None
     network.delete_key_pairs(client(sess, "ec2", R))  # `down --all`: spotrain's key pairs too
 
 
+def multinode_flow(sess: boto3.Session, out: stack.InfraOutputs, home: Path) -> None:
+    """Two nodes in the run's placement group and peer-open security group, then `down`'s sweep."""
+    spec = instances.LaunchSpec(
+        run_id="r-nodes", attempt_id="a1", owner="alice", instance_type=P3, root_gb=100,
+        instance_profile=out.instance_profile_name, nodes=2,
+    )  # fmt: skip
+    start_attempt(sess, attempt_request(sess, spec, home))
+    sweep.sweep(sess, sweep.find_leftovers(sess, regions=[R], run_id="r-nodes"), deadline_s=10)
+
+
 def launch_flow_no_end(sess: boto3.Session, out: stack.InfraOutputs, home: Path, run_id: str) -> None:
     spec = instances.LaunchSpec(
         run_id=run_id, attempt_id="a1", owner="alice", instance_type=P3, root_gb=100,
@@ -153,6 +163,7 @@ def test_every_call_of_every_flow_is_allowed_and_nothing_more(
     sess, out = world
     with record_operations() as rec:
         launch_flow(sess, out, isolated_env, "r1")
+        multinode_flow(sess, out, isolated_env)
         sweep_flow(sess, out, isolated_env)
         mirror_flow(out.bucket, tmp_path)
         controller_reads(sess, out)
@@ -165,6 +176,8 @@ def test_every_call_of_every_flow_is_allowed_and_nothing_more(
         "ec2:RevokeSecurityGroupIngress",
         "ec2:DeleteVolume",
         "ec2:CancelSpotInstanceRequests",
+        "ec2:CreatePlacementGroup",
+        "ec2:DeletePlacementGroup",
     } <= report.used["controller"]
     assert {"s3:PutObject", "s3:DeleteObject", "s3:GetObject", "s3:ListBucket"} <= report.used["trainer"]
     multipart = {c.operation for c in rec.of("trainer")}

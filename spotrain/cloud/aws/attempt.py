@@ -106,6 +106,7 @@ def start_attempt(sess: boto3.Session, req: AttemptRequest) -> StartedAttempt:
     made: dict[str, RegionResources] = {}
     keys: dict[str, KeyPair] = {}
     groups: dict[str, SecurityGroup] = {}
+    placed: list[tuple[str, str]] = []  # (region, placement group) made for a multi-node attempt
 
     def resources(region: str) -> RegionResources | ZoneFailure:
         if region == home:
@@ -123,10 +124,18 @@ def start_attempt(sess: boto3.Session, req: AttemptRequest) -> StartedAttempt:
             sess, region=region, owner=spec.owner, state_dir=req.state_dir, public_key=req.public_key
         )
         groups[region] = network.ensure_security_group(
-            sess, region=region, run_id=spec.run_id, owner=spec.owner, ssh_cidr=cidr
+            sess, region=region, run_id=spec.run_id, owner=spec.owner, ssh_cidr=cidr, peers=spec.nodes > 1
         )
         subnets = network.default_subnets(ec2, groups[region].vpc_id)
-        made[region] = RegionResources(region, image, keys[region].name, groups[region].group_id, subnets)
+        placement = None
+        if spec.nodes > 1:
+            placement = network.ensure_placement_group(
+                sess, region=region, run_id=spec.run_id, owner=spec.owner
+            )
+            placed.append((region, placement))
+        made[region] = RegionResources(
+            region, image, keys[region].name, groups[region].group_id, subnets, placement
+        )
         return made[region]
 
     try:
@@ -135,6 +144,9 @@ def start_attempt(sess: boto3.Session, req: AttemptRequest) -> StartedAttempt:
         for region, group in groups.items():
             with contextlib.suppress(ClientError):
                 client(sess, "ec2", region).delete_security_group(GroupId=group.group_id)
+        for region, name in placed:
+            with contextlib.suppress(ClientError):
+                client(sess, "ec2", region).delete_placement_group(GroupName=name)
         raise
     region = launched.region
     return StartedAttempt(launched, made[region].image, keys[region], groups[region], made)

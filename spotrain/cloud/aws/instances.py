@@ -74,6 +74,7 @@ class LaunchSpec:
     instance_profile: str | None = None  # name or ARN, from infra/
     max_price: float | None = None  # $/h; None: AWS's cap (the on-demand price)
     user_data: str | None = None
+    nodes: int = 1  # instances launched together, in one zone, all or none
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class RegionResources:
     key_name: str
     security_group_id: str
     subnets: dict[str, str] | None = None  # zone -> its default subnet; None: let EC2 choose
+    placement_group: str | None = None  # the run's cluster placement group (a multi-node run)
 
 
 def subnet_missing(res: RegionResources, zone: str) -> ZoneFailure | None:
@@ -188,10 +190,17 @@ def run_params(spec: LaunchSpec, zone: str, res: RegionResources) -> dict[str, A
     params: dict[str, Any] = {
         "ImageId": res.image.image_id,
         "InstanceType": spec.instance_type,
-        "MinCount": 1,
-        "MaxCount": 1,
+        # All the nodes in one request, MinCount = MaxCount: EC2 launches all of them or none
+        # ("If you specify a minimum number of instances that is greater than the number Amazon EC2 can
+        # launch in the target Availability Zone, Amazon EC2 launches no instances", RunInstances API),
+        # and one request is what a cluster placement group asks for ("Placement groups", EC2 guide).
+        "MinCount": spec.nodes,
+        "MaxCount": spec.nodes,
         "KeyName": res.key_name,
-        "Placement": {"AvailabilityZone": zone},
+        "Placement": {
+            "AvailabilityZone": zone,
+            **({"GroupName": res.placement_group} if res.placement_group else {}),
+        },
         "InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": spot},
         "MetadataOptions": {
             "HttpTokens": "required",
@@ -231,11 +240,11 @@ def run_params(spec: LaunchSpec, zone: str, res: RegionResources) -> dict[str, A
     return params
 
 
-def _run_once(ec2: Any, params: dict[str, Any], *, tries: int = 4) -> dict[str, Any]:
+def _run_once(ec2: Any, params: dict[str, Any], *, tries: int = 4) -> list[dict[str, Any]]:
     """run_instances, retrying only throttling (the client token makes a retry safe)."""
     for i in range(tries):
         try:
-            return ec2.run_instances(**params)["Instances"][0]
+            return ec2.run_instances(**params)["Instances"]
         except ClientError as err:
             if error_code(err) not in THROTTLED or i == tries - 1:
                 raise
@@ -247,7 +256,7 @@ def all_failed(spec: LaunchSpec, failures: list[ZoneFailure]) -> SpotrainError:
     """Why no zone took the launch; NoCapacity when each refusal may pass with time (capacity, price)."""
     lines = "\n".join(f"  {f.region}/{f.zone}: {f.code}: {f.message}" for f in failures)
     passing = failures and all(
-        f.code in ZONE_ERRORS | REGION_ERRORS | {"MaxPrice", "Quota"} for f in failures
+        f.code in ZONE_ERRORS | REGION_ERRORS | {"MaxPrice", "Quota", "PartialLaunch"} for f in failures
     )
     return (NoCapacity if passing else SpotrainError)(
         f"no spot capacity for {spec.instance_type} in any zone tried ({len(failures)}):\n{lines}",
@@ -270,7 +279,7 @@ def launch_spot(
     All failing raises one SpotrainError listing every zone tried and why."""
     itype = catalog.instance_type(spec.instance_type)
     regions = list(dict.fromkeys(c.region for c in candidates))
-    failures = list(skipped) + quotas.gate(sess, regions=regions, itype=itype)
+    failures = list(skipped) + quotas.gate(sess, regions=regions, itype=itype, count=spec.nodes)
     blocked = {f.region for f in failures if f.zone == "*"}
     ready: dict[str, RegionResources] = {}
     for cand in candidates:
@@ -289,7 +298,7 @@ def launch_spot(
             continue
         ec2 = client(sess, "ec2", cand.region, fast=True)
         try:
-            inst = _run_once(ec2, run_params(spec, cand.zone, ready[cand.region]))
+            got = _run_once(ec2, run_params(spec, cand.zone, ready[cand.region]))
         except ClientError as err:
             code = error_code(err)
             if code not in ZONE_ERRORS | REGION_ERRORS:
@@ -298,12 +307,44 @@ def launch_spot(
             if code in REGION_ERRORS:
                 blocked.add(cand.region)
             continue
+        partial = partial_launch(client(sess, "ec2", cand.region), spec, cand, got)
+        if partial is not None:
+            failures.append(partial)
+            continue
         return LaunchedInstance(
-            instance_id=inst["InstanceId"],
+            instance_id=got[0]["InstanceId"],
             region=cand.region,
             zone=cand.zone,
             instance_type=spec.instance_type,
             spot_usd_per_hour=cand.usd_per_hour,
             tried=failures,
+            peer_ids=tuple(i["InstanceId"] for i in got[1:]),
         )
     raise all_failed(spec, failures)
+
+
+def partial_launch(
+    ec2: Any, spec: LaunchSpec, cand: ZoneCandidate, got: list[dict[str, Any]]
+) -> ZoneFailure | None:
+    """A multi-node launch that came back short, or with a node EC2 ended at once (a spot request it
+    could not fill after all), is no launch: every node of it is terminated here, so nothing of the
+    attempt is left running in that zone, and the failover moves on."""
+    if spec.nodes == 1:
+        return None
+    ids = [i["InstanceId"] for i in got]
+    found = ec2.describe_instances(InstanceIds=ids)["Reservations"]
+    ended = [
+        i["InstanceId"] for r in found for i in r["Instances"] if i["State"]["Name"] not in LIVE_STATES[:2]
+    ]
+    if len(ids) == spec.nodes and not ended:
+        return None
+    alive = [i for i in ids if i not in ended]
+    if alive:
+        ec2.terminate_instances(InstanceIds=alive)
+    return ZoneFailure(
+        cand.region,
+        cand.zone,
+        "PartialLaunch",
+        f"{len(ids) - len(ended)} of {spec.nodes} nodes started ({', '.join(ended) or 'too few'} did not): "
+        "all terminated",
+    )

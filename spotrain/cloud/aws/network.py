@@ -213,9 +213,18 @@ def _find_group(ec2: Any, name: str, vpc_id: str) -> dict[str, Any] | None:
 
 @translated("set up the run's security group")
 def ensure_security_group(
-    sess: boto3.Session, *, region: str, run_id: str, owner: str, ssh_cidr: str, vpc_id: str | None = None
+    sess: boto3.Session,
+    *,
+    region: str,
+    run_id: str,
+    owner: str,
+    ssh_cidr: str,
+    vpc_id: str | None = None,
+    peers: bool = False,
 ) -> SecurityGroup:
-    """The run's security group in `region`, whose only ingress is SSH from `ssh_cidr`. Idempotent."""
+    """The run's security group in `region`: SSH from `ssh_cidr`, and with `peers` (a multi-node run)
+    all traffic between the group's own members (torchrun's rendezvous, NCCL/gloo), nothing else.
+    Idempotent."""
     cidr = parse_ssh_cidr(ssh_cidr)
     ec2 = client(sess, "ec2", region)
     vpc_id = vpc_id or default_vpc(ec2, region)
@@ -231,11 +240,52 @@ def ensure_security_group(
         stale: list[dict[str, Any]] = []
     else:
         group_id, stale = group["GroupId"], group.get("IpPermissions", [])
-    if [_rule(p) for p in stale] != [("tcp", SSH_PORT, SSH_PORT, (cidr,))]:
+    wanted = [_ssh_permission(cidr, run_id)] + ([_peer_permission(group_id, run_id)] if peers else [])
+    if sorted(_rule(p) for p in stale) != sorted(_rule(p) for p in wanted):
         if stale:  # a reused group from an earlier launch, when the caller's address was another
             ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=stale)
-        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[_ssh_permission(cidr, run_id)])
+        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=wanted)
     return SecurityGroup(group_id=group_id, name=name, vpc_id=vpc_id, ssh_cidr=cidr)
+
+
+def _peer_permission(group_id: str, run_id: str) -> dict[str, Any]:
+    # A rule whose source is the group itself admits exactly the instances in it ("Security group
+    # rules", VPC user guide: "the security group itself"); -1 is every protocol and port.
+    pair = {"GroupId": group_id, "Description": f"spotrain {run_id}: the run's own nodes"}
+    return {"IpProtocol": "-1", "UserIdGroupPairs": [pair]}
+
+
+# -- placement groups -------------------------------------------------------------------------
+
+
+@translated("set up the run's cluster placement group")
+def ensure_placement_group(sess: boto3.Session, *, region: str, run_id: str, owner: str) -> str:
+    """The run's cluster placement group in `region` (its nodes close together on the network, as
+    multi-node training wants: "Placement strategies", EC2 user guide). Idempotent; returns its name."""
+    ec2 = client(sess, "ec2", region)
+    name = f"spotrain-{run_id}"
+    found = ec2.describe_placement_groups(Filters=[{"Name": "group-name", "Values": [name]}])
+    if not found["PlacementGroups"]:
+        try:
+            ec2.create_placement_group(
+                GroupName=name,
+                Strategy="cluster",
+                TagSpecifications=[
+                    {"ResourceType": "placement-group", "Tags": tags(run_id=run_id, owner=owner)}
+                ],
+            )
+        except ClientError as err:
+            if error_code(err) != "InvalidPlacementGroup.Duplicate":  # another process made it meanwhile
+                raise
+    return name
+
+
+def run_placement_groups(ec2: Any, run_id: str | None) -> list[str]:
+    """Placement groups tagged for `run_id` (or for any run when None), by name."""
+    flt = (
+        {"Name": f"tag:{TAG_RUN}", "Values": [run_id]} if run_id else {"Name": "tag-key", "Values": [TAG_RUN]}
+    )
+    return [g["GroupName"] for g in ec2.describe_placement_groups(Filters=[flt])["PlacementGroups"]]
 
 
 def run_group_ids(ec2: Any, run_id: str | None) -> list[str]:

@@ -59,18 +59,20 @@ def spot_quota(sess: boto3.Session, *, region: str, instance_type: str) -> Quota
     return Quota(region, name, code, value, in_use)
 
 
-def quota_shortfall(quota: Quota, itype: catalog.InstanceType) -> str | None:
-    """Why `quota` cannot take one more `itype`, or None when it can (or is unknown)."""
-    if quota.vcpus is None or quota.vcpus - quota.in_use_vcpus >= itype.vcpus:
+def quota_shortfall(quota: Quota, itype: catalog.InstanceType, count: int = 1) -> str | None:
+    """Why `quota` cannot take `count` more `itype`s, or None when it can (or is unknown)."""
+    need = itype.vcpus * count
+    if quota.vcpus is None or quota.vcpus - quota.in_use_vcpus >= need:
         return None
+    what = itype.name if count == 1 else f"{count} x {itype.name}"
     return (
         f"the spot vCPU quota '{quota.name}' in {quota.region} is {quota.vcpus:g} vCPUs with "
-        f"{quota.in_use_vcpus} in use; {itype.name} needs {itype.vcpus}"
+        f"{quota.in_use_vcpus} in use; {what} needs {need}"
     )
 
 
-def quota_hint(quota: Quota, itype: catalog.InstanceType) -> str:
-    want = math.ceil(quota.in_use_vcpus + itype.vcpus)
+def quota_hint(quota: Quota, itype: catalog.InstanceType, count: int = 1) -> str:
+    want = math.ceil(quota.in_use_vcpus + itype.vcpus * count)
     return (
         f"ask AWS for at least {want}: `aws service-quotas request-service-quota-increase --service-code ec2 "
         f"--quota-code {quota.code} --desired-value {want} --region {quota.region}` "
@@ -78,12 +80,15 @@ def quota_hint(quota: Quota, itype: catalog.InstanceType) -> str:
     )
 
 
-def gate(sess: boto3.Session, *, regions: Sequence[str], itype: catalog.InstanceType) -> list[ZoneFailure]:
-    """Regions whose spot quota cannot take one more instance; raises when that is all of them."""
+def gate(
+    sess: boto3.Session, *, regions: Sequence[str], itype: catalog.InstanceType, count: int = 1
+) -> list[ZoneFailure]:
+    """Regions whose spot quota cannot take `count` more instances (a run's nodes); raises when that
+    is all of them."""
     short: list[tuple[Quota, str]] = []
     for region in regions:
         quota = spot_quota(sess, region=region, instance_type=itype.name)
-        why = quota_shortfall(quota, itype)
+        why = quota_shortfall(quota, itype, count)
         if why:
             short.append((quota, why))
     if short and len(short) == len(regions):
@@ -92,8 +97,8 @@ def gate(sess: boto3.Session, *, regions: Sequence[str], itype: catalog.Instance
         # A quota that could hold the instance but for vCPUs in use may free up (an instance just
         # interrupted is counted for a while: the quota updates late); one smaller than the instance
         # never will.
-        lagging = all(q.vcpus is not None and q.vcpus >= itype.vcpus for q, _ in short)
+        lagging = all(q.vcpus is not None and q.vcpus >= itype.vcpus * count for q, _ in short)
         raise (NoCapacity if lagging else SpotrainError)(
-            why + (f"; also {others}" if others else ""), quota_hint(quota, itype)
+            why + (f"; also {others}" if others else ""), quota_hint(quota, itype, count)
         )
     return [ZoneFailure(q.region, "*", "Quota", why) for q, why in short]

@@ -1,8 +1,8 @@
 """Find everything a run (or every run) left behind, by its `spotrain:run` tag, and remove it.
 
-Instances first (terminated and waited for), then open spot requests, unattached volumes, and last
-the security groups, which AWS refuses to delete while an instance still uses them
-(DependencyViolation, the one error retried here, until a deadline).
+Instances first (terminated and waited for), then open spot requests, unattached volumes, a
+multi-node run's placement group, and last the security groups, which AWS refuses to delete while an
+instance still uses them (DependencyViolation, the one error retried here, until a deadline).
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ from spotrain.cloud import TAG_OWNER, TAG_RUN, Leftover, SweepResult, ZoneFailur
 from spotrain.cloud.aws import ClientError, client, error_code, error_message, translated
 from spotrain.cloud.aws.instances import LIVE_STATES
 
-GONE = {"InvalidGroup.NotFound", "InvalidVolume.NotFound", "InvalidInstanceID.NotFound"}
+GONE = {
+    "InvalidGroup.NotFound",
+    "InvalidVolume.NotFound",
+    "InvalidInstanceID.NotFound",
+    "InvalidPlacementGroup.Unknown",
+}
 
 
 def _filters(run_id: str | None, owner: str | None) -> list[dict[str, Any]]:
@@ -53,6 +58,8 @@ def _in_region(ec2: Any, region: str, run_id: str | None, owner: str | None) -> 
     for page in ec2.get_paginator("describe_volumes").paginate(Filters=vol_filters):
         for v in page["Volumes"]:
             found.append(Leftover("volume", region, v["VolumeId"], _run_tag(v), v["State"]))
+    for g in ec2.describe_placement_groups(Filters=flt)["PlacementGroups"]:  # not paginated
+        found.append(Leftover("placement-group", region, g["GroupName"], _run_tag(g), g.get("State", "")))
     for page in ec2.get_paginator("describe_security_groups").paginate(Filters=flt):
         for g in page["SecurityGroups"]:
             found.append(Leftover("security-group", region, g["GroupId"], _run_tag(g)))
@@ -112,12 +119,17 @@ def sweep(sess: boto3.Session, leftovers: Sequence[Leftover], *, deadline_s: flo
                 )
             except WaiterError as err:
                 result.failed.append(ZoneFailure(region, ",".join(ids("instance")), "Timeout", str(err)))
-        for volume_id in ids("volume"):
-            try:
-                ec2.delete_volume(VolumeId=volume_id)
-                result.deleted.append(volume_id)
-            except ClientError as err:
-                if error_code(err) not in GONE:
-                    result.failed.append(ZoneFailure(region, volume_id, error_code(err), error_message(err)))
+        for kind, operation, key in (
+            ("volume", "delete_volume", "VolumeId"),
+            ("placement-group", "delete_placement_group", "GroupName"),
+        ):
+            for resource_id in ids(kind):
+                try:
+                    getattr(ec2, operation)(**{key: resource_id})
+                    result.deleted.append(resource_id)
+                except ClientError as err:
+                    if error_code(err) not in GONE:
+                        failed = ZoneFailure(region, resource_id, error_code(err), error_message(err))
+                        result.failed.append(failed)
         _delete_groups(ec2, region, ids("security-group"), deadline, result)
     return result

@@ -36,7 +36,10 @@ from moto.ssm.models import Parameter, ssm_backends
 from spotrain import catalog
 from spotrain.cloud import TAG_OWNER, TAG_RUN
 from spotrain.cloud.aws import client, images, network, stack
+from spotrain.cloud.local import moto_placement
 from spotrain.errors import SpotrainError
+
+moto_placement.install()  # moto has no placement groups; a multi-node launch and the sweep use them
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 SPOT_QUOTA_CODES = ("L-7212CCBC", "L-3819A6DF")  # All P / All G and VT Spot Instance Requests
