@@ -21,8 +21,8 @@ from spotrain.terminal import (
 
 
 class RunId(click.ParamType):
-    """A run named by its id or a unique prefix of it, in the real or the dry-run's store: the command
-    gets the full id. Looked up when the command runs (an unknown one exits 2 listing the known)."""
+    """A run named by its id, its name or a unique prefix of its id, in the real or the dry-run's
+    store: the command gets the full id. Looked up when the command runs (an unknown one exits 2 listing the known)."""
 
     name = "RUN"
 
@@ -100,8 +100,9 @@ def _console():
     help="Dry-run: interrupt the next attempt at AT: step:30, 50% (of the steps) or 20s (repeatable).",
 )
 @click.option("--boot-delay", type=float, help="Dry-run: simulated boot seconds (default 2).")
+@click.option("-n", "--name", help="A name to know the run by (status NAME, logs NAME, down NAME).")
 @click.option("-y", "--yes", is_flag=True, help="Launch without asking.")
-def launch(spec_file: Path | None, yes: bool, **flags) -> None:
+def launch(spec_file: Path | None, name: str | None, yes: bool, **flags) -> None:
     """Plan, request a spot instance, train, and watch until the run ends.
 
     \b
@@ -123,14 +124,16 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
     rename = {"inject": "inject_interruptions", "boot_delay": "boot_delay_s"}
     flags = {rename.get(k, k): list(v) if isinstance(v, tuple) else v for k, v in flags.items()}
     spec = load_spec(spec_file, flags)
+    if name is not None:  # a bad or taken name is refused before the plan asks the cloud anything
+        controller.check_name(name)
     console = _console()
     with open_controller(dry_run=spec.dry_run, boot_delay_s=spec.boot_delay_s, seed=spec.seed) as ctl:
         spec, plan = controller.prepare(ctl, spec)
         console.print(plan_table(spec, plan))
         if not yes and not click.confirm("launch?", default=True):
             raise click.exceptions.Abort()
-        run_id = controller.create_run(ctl, spec, plan)
-        console.print(f"run {run_id}")
+        run_id = controller.create_run(ctl, spec, plan, name)
+        console.print(f"run {run_id}" + (f" ({name})" if name else ""))
         with watching(console, run_id):
             outcome = controller.launch(ctl, run_id, on_event=print_event(console))
         console.print(outcome_line(run_id, outcome), markup=False, highlight=False)

@@ -1,6 +1,7 @@
 """The workspace: the state directory, its store and a cloud (AWS, or the dry-run's on this machine) put
 together as a `Controller`, and what is asked across both stores: a run by its id or a prefix, the
-newest run, every run's status rows, and `down` of one run or of all.
+newest run, every run's status rows, and `down` of one run or of all. A run is found by its id, its
+name (`launch -n`) or a unique prefix of its id.
 
 The dry-run keeps its own state directory (`STATE/dry-run`), so its runs never mix with real ones;
 commands that name a run look in the real store first, then the dry-run's. These functions never print
@@ -14,12 +15,14 @@ import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spotrain.errors import SpotrainError
-from spotrain.orchestrator import OnEvent, Orchestrator
 from spotrain.settings import Settings, load_settings
 from spotrain.store import TERMINAL, RunRecord, RunState, Store
+
+if TYPE_CHECKING:  # the orchestrator (the clouds, paramiko) only when a command drives a run
+    from spotrain.orchestrator import OnEvent, Orchestrator
 
 
 @dataclass
@@ -56,6 +59,8 @@ class Controller:
     def orchestrator(
         self, on_event: OnEvent | None = None, *, ssh: bool = False, poll_s: float = 0.5
     ) -> Orchestrator:
+        from spotrain.orchestrator import Orchestrator
+
         return Orchestrator(self.store, self.cloud, self.state_dir, on_event=on_event, ssh=ssh, poll_s=poll_s)
 
     def close(self) -> None:
@@ -79,8 +84,9 @@ def open_controller(
 
 def find_run(run_id: str, *, settings: Settings | None = None) -> tuple[str, bool]:
     """The full id `run_id` names and whether it is the dry-run's: the run of exactly that id, else
-    the one run, in either store, whose id starts with it. An ambiguous prefix is refused with its
-    matches; an unknown id with the known ids of both stores (one may be empty, the other not)."""
+    the run of that name, else the one run, in either store, whose id starts with it. An ambiguous
+    prefix is refused with its matches; an unknown id with the known ids of both stores (one may be
+    empty, the other not)."""
     settings = settings or load_settings()
     exact, matches, known = [], [], []
     for dry_run in (False, True):
@@ -88,13 +94,14 @@ def find_run(run_id: str, *, settings: Settings | None = None) -> tuple[str, boo
         if not (state_dir / "state.db").exists():
             continue  # never create a store only to look in it
         with Store.open(state_dir) as store:
-            ids = store.run_ids()
+            runs = store.run_names()
         label = " (dry-run)" if dry_run else ""
-        exact += [(i, dry_run) for i in ids if i == run_id]
-        matches += [(i, dry_run) for i in ids if i.startswith(run_id)]
-        known += [(i, label) for i in ids]
+        exact += [(i, dry_run) for i, _ in runs if i == run_id]
+        exact += [(i, dry_run) for i, name in runs if name == run_id]
+        matches += [(i, dry_run) for i, _ in runs if i.startswith(run_id)]
+        known += [(i, label) for i, _ in runs]
     if exact or len(matches) == 1:
-        return (exact or matches)[0]
+        return (exact or matches)[0]  # an id is checked before it is a name: never both at once
     if matches:
         raise SpotrainError(
             f"run '{run_id}' is ambiguous: {len(matches)} runs start with it: "
