@@ -6,7 +6,6 @@ they never print and never exit.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -33,6 +32,7 @@ def resolve(spec: RunSpec) -> RunSpec:
 
 def past_figures(store: Store, recipe: str, instance: str) -> dict[str, float | int | None]:
     """What earlier runs of this recipe on this type measured: throughput, checkpoint cost, interruptions."""
+    import statistics
     rates, blocked, interruptions, hours = [], [], 0, 0.0
     for run in store.list_runs():
         if run.spec.instance != instance:
@@ -285,16 +285,20 @@ def status_rows(run_id: str | None = None, settings: Settings | None = None) -> 
 
 def status_row(store: Store, run: RunRecord) -> dict[str, Any]:
     """What `spotrain status` shows of one run, and its --json: from the store alone, in a few queries
-    (the last step event, not all of them) and without validating the spec (no pydantic)."""
+    (the bill's attempts and evals reused, the last step event, not all of them) and without validating
+    the spec (no pydantic)."""
     from spotrain.cost import run_bill
 
-    attempts = store.attempts(run.run_id)
-    evals = store.events(run.run_id, kinds=["eval"])
-    last_step = store.events(run.run_id, kinds=["step"], newest=True)
     try:
-        spent: float | None = run_bill(store, run.run_id).cost.total_usd
+        bill = run_bill(store, run.run_id)
     except Exception:  # noqa: BLE001 - a run with no price yet shows no $ rather than failing status
-        spent = None
+        bill = None
+    attempts = list(bill.usage.records) if bill else store.attempts(run.run_id)
+    if bill and bill.usage.target_metric == "top1":  # the bill read these evals' top1 already
+        top1 = [e.value for e in bill.usage.evals]
+    else:
+        top1 = [e.data.get("top1", 0) for e in store.events(run.run_id, kinds=["eval"])]
+    last_step = store.events(run.run_id, kinds=["step"], newest=True)
     return {
         "run": run.run_id,
         "name": run.name,
@@ -304,8 +308,8 @@ def status_row(store: Store, run: RunRecord) -> dict[str, Any]:
         "attempts": len(attempts),
         "epoch": last_step[0].data.get("epoch") if last_step else None,
         "step": next((a.last_step for a in reversed(attempts) if a.last_step is not None), None),
-        "best_top1": max((e.data.get("top1", 0) for e in evals), default=None),
-        "usd": None if spent is None else round(spent, 4),
+        "best_top1": max(top1, default=None),
+        "usd": None if bill is None else round(bill.cost.total_usd, 4),
         "dry_run": run.dry_run,
         "age_s": round(time.time() - run.created_at, 1),
         "reason": run.end_reason,

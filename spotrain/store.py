@@ -1,17 +1,14 @@
-"""The controller's state: one SQLite file, `state.db`, in the state directory (its records are
-store_records.py, its schema store_schema.py).
+"""The controller's state: one SQLite file, `state.db` (records: store_records.py, schema: store_schema.py).
 
 Tables: runs, attempts (one per instance), events (every state change, and the trainer's events), and
 spot price samples. WAL lets `status` read while a controller writes; each state change is one
-transaction; `PRAGMA user_version` is the schema version, raised one migration at a time. A file that
-is not a spotrain database, or is from a newer spotrain, is refused and never written to.
+transaction; `PRAGMA user_version` is the schema version, raised one migration at a time. A file not
+spotrain's, or from a newer spotrain, is refused and never written to.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import secrets
 import sqlite3
 import threading
 import time
@@ -96,6 +93,7 @@ class Store:
 
     def new_run_id(self, recipe: str) -> str:
         """A fresh id such as `digits-20261129-2145-a1b2`: recipe, local time, 4 random hex digits."""
+        import secrets  # only a launch makes an id
         while True:
             run_id = f"{recipe}-{time.strftime('%Y%m%d-%H%M')}-{secrets.token_hex(2)}"
             if not self._read("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
@@ -301,6 +299,8 @@ class Store:
         numeric `t` are skipped. `offset` (bytes of events.jsonl read so far) is kept on the attempt in
         the same transaction, as `AttemptRecord.events_offset`, for a restarted follower.
         """
+        import hashlib  # here, not at the top: `status` never writes and hashlib costs it 4 ms
+
         stored = 0
         with self._tx() as c:
             for ev in events:
