@@ -33,6 +33,7 @@ def resolve(spec: RunSpec) -> RunSpec:
 def past_figures(store: Store, recipe: str, instance: str) -> dict[str, float | int | None]:
     """What earlier runs of this recipe on this type measured: throughput, checkpoint cost, interruptions."""
     import statistics
+
     rates, blocked, interruptions, hours = [], [], 0, 0.0
     for run in store.list_runs():
         if run.spec.instance != instance:

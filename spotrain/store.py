@@ -94,6 +94,7 @@ class Store:
     def new_run_id(self, recipe: str) -> str:
         """A fresh id such as `digits-20261129-2145-a1b2`: recipe, local time, 4 random hex digits."""
         import secrets  # only a launch makes an id
+
         while True:
             run_id = f"{recipe}-{time.strftime('%Y%m%d-%H%M')}-{secrets.token_hex(2)}"
             if not self._read("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
@@ -155,8 +156,7 @@ class Store:
         ]
 
     def check_name(self, name: str) -> None:
-        """Refuse (SpotrainError) a run name that is malformed or that a run here has, as its name or
-        its id: a name finds one run, ended ones included."""
+        """Refuse (SpotrainError) a malformed name, or one a run here has as name or id (ended or not)."""
         with self._lock, sqlite_errors(self.path):
             self._check_name(self._conn, name)
 
