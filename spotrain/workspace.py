@@ -35,12 +35,18 @@ class Controller:
     seed: int = 0
     regions: list[str] = field(default_factory=lambda: ["us-east-1"])  # the run's (AWS only)
     bucket: str | None = None  # the run's --bucket (AWS only; None: the one `spotrain init` made)
+    run: RunRecord | None = None  # the run the cloud is for (controller_for_run): its spec says how
     _cloud: Any = field(default=None, repr=False)
 
     @property
     def cloud(self):
-        """Made on first use: `status` and `cost` need only the store, never AWS or a moto server."""
+        """Made on first use: `status` and `cost` need only the store, never AWS or a moto server (nor
+        the run's spec validated: pydantic)."""
         if self._cloud is None:
+            if self.run is not None:
+                spec = self.run.spec
+                self.boot_delay_s, self.seed = spec.boot_delay_s, spec.seed
+                self.regions, self.bucket = list(spec.regions), spec.bucket
             if self.dry_run:
                 from spotrain.cloud.local import LocalCloud
 
@@ -130,9 +136,7 @@ def controller_for_run(run_id: str, *, settings: Settings | None = None) -> Iter
     settings = settings or load_settings()
     full, dry_run = find_run(run_id, settings=settings)
     with open_controller(dry_run=dry_run, settings=settings) as ctl:
-        run = ctl.store.get_run(full)
-        ctl.boot_delay_s, ctl.seed = run.spec.boot_delay_s, run.spec.seed
-        ctl.regions, ctl.bucket = list(run.spec.regions), run.spec.bucket
+        ctl.run = ctl.store.get_run(full)
         yield ctl
 
 
