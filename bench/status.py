@@ -8,7 +8,8 @@ interruption) and live (an attempt still TRAINING that no controller watches), h
 and half in the dry-run's, each with STEPS step events, a few evals and checkpoints, and a price
 history of one price an hour. Then each command runs REPEATS times as a subprocess (`python -m spotrain.cli ...`, a fresh
 interpreter as a user's shell starts one) after one warm-up; the table gives the median and the
-fastest, and the JSON keeps every time.
+fastest, and the median CPU seconds (user + system) beside them, which a loaded shared machine
+inflates less than the wall time; the JSON keeps every time.
 
 Cases: `--help`; `status` with RUNS runs; `status` with one run; `status NAME` of one finished run
 found by its name. The target: `status` with RUNS runs under TARGET_S.
@@ -22,6 +23,7 @@ them each start compiles the modules again and measures the compiler, not spotra
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -130,20 +132,24 @@ def seed(home: Path, runs: int) -> list[str]:
     return ids
 
 
-def timed(args: list[str], home: Path, repeats: int) -> list[float]:
-    """Wall seconds of `python -m spotrain.cli ARGS` in a fresh interpreter, after one warm-up run."""
+def timed(args: list[str], home: Path, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall seconds, and CPU seconds (user + system: what the load of a shared machine inflates
+    less), of `python -m spotrain.cli ARGS` in a fresh interpreter, after one warm-up run."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.update(SPOTRAIN_HOME=str(home), PYTHONPATH=str(REPO), COLUMNS="120")
     cmd = [sys.executable, "-m", "spotrain.cli", *args]
     out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({out.returncode}): {out.stderr}")
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(cmd, env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
         times.append(time.perf_counter() - start)
-    return times
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return times, cpu
 
 
 def main() -> int:
@@ -161,17 +167,25 @@ def main() -> int:
         ("status, 1 run", ["status"], one_store),
         ("status NAME (finished)", ["status", "run-0"], many),
     ]
-    results = {name: timed(args, home, REPEATS) for name, args, home in cases}
-    rows = [[name, statistics.median(ts), min(ts), max(ts)] for name, ts in results.items()]
+    measured = {name: timed(args, home, REPEATS) for name, args, home in cases}
+    results = {name: wall for name, (wall, _) in measured.items()}
+    cpu = {name: c for name, (_, c) in measured.items()}
+    rows = [
+        [name, statistics.median(ts), min(ts), max(ts), statistics.median(cpu[name])]
+        for name, ts in results.items()
+    ]
     omp = os.environ.get("OMP_NUM_THREADS", "unset")
     print_table(
         f"spotrain status vs --help: median of {REPEATS} fresh interpreters (OMP_NUM_THREADS={omp})",
-        ["command", "median s", "min s", "max s"],
+        ["command", "median s", "min s", "max s", "median cpu s"],
         rows,
     )
     status_s = statistics.median(results[f"status, {RUNS} runs"])
     verdict = "under" if status_s < TARGET_S else "OVER"
-    print(f"\nstatus with {RUNS} runs: {status_s:.3f} s, {verdict} the {TARGET_S} s target")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"\nstatus with {RUNS} runs: {status_s:.3f} s, {verdict} the {TARGET_S} s target (load average {load})"
+    )
     write_result(
         "status",
         {
@@ -182,6 +196,7 @@ def main() -> int:
             "target_s": TARGET_S,
             "median_s": {name: round(statistics.median(ts), 4) for name, ts in results.items()},
             "times_s": {name: [round(t, 4) for t in ts] for name, ts in results.items()},
+            "median_cpu_s": {name: round(statistics.median(c), 4) for name, c in cpu.items()},
         },
     )
     return 0 if status_s < TARGET_S else 1
