@@ -114,8 +114,8 @@ class Store:
         now = time.time()
         if not isinstance(spec, Mapping):
             spec = spec.model_dump(mode="json")
-        if isinstance(spec.get("env"), Mapping):  # secret-looking values never reach the database
-            spec = {**spec, "env": secret_env.redact(spec["env"])}
+        env = spec.get("env") if isinstance(spec.get("env"), Mapping) else None
+        stored = {**spec, "env": secret_env.redact(env)} if env else spec  # secrets never in the database
         planned = None if plan is None else dump(asdict(plan))
         with self._tx() as c:
             if c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
@@ -128,7 +128,7 @@ class Store:
                 c.execute(
                     "INSERT INTO runs (run_id, created_at, updated_at, state, spec, dry_run, plan, name)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, now, now, RunState.REQUESTING.value, dump(spec), int(dry_run), planned, name),
+                    (run_id, now, now, RunState.REQUESTING.value, dump(stored), int(dry_run), planned, name),
                 )
                 _insert_event(
                     c, run_id, None, now, "state", {"from": None, "to": "requesting", "reason": "created"}
