@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -153,14 +154,10 @@ def timed(args: list[str], home: Path, repeats: int) -> tuple[list[float], list[
 
 
 def main() -> int:
-    many, one = (
-        Path(tempfile.mkdtemp(prefix="spotrain-status-")),
-        Path(tempfile.mkdtemp(prefix="spotrain-status1-")),
-    )
-    seed(many, RUNS)
-    seed(one, 2)  # one run in each store: the real one is run-0, finished
+    many = Path(tempfile.mkdtemp(prefix="spotrain-status-"))
+    seed(many, RUNS)  # run-0 is the real store's first: finished
     one_store = Path(tempfile.mkdtemp(prefix="spotrain-status-one-"))
-    seed(one_store, 1)
+    seed(one_store, 1)  # one run, in the dry-run's store
     cases = [
         ("--help", ["--help"], many),
         (f"status, {RUNS} runs", ["status"], many),
@@ -168,6 +165,8 @@ def main() -> int:
         ("status NAME (finished)", ["status", "run-0"], many),
     ]
     measured = {name: timed(args, home, REPEATS) for name, args, home in cases}
+    for home in (many, one_store):
+        shutil.rmtree(home)
     results = {name: wall for name, (wall, _) in measured.items()}
     cpu = {name: c for name, (_, c) in measured.items()}
     rows = [
