@@ -90,9 +90,10 @@ def cli() -> None:
     help="Dry-run: interrupt the next attempt at AT: step:30, 50% (of the steps) or 20s (repeatable).",
 )
 @click.option("--boot-delay", type=float, help="Dry-run: simulated boot seconds (default 2).")
+@click.option("-n", "--name", help="A name to know the run by (status NAME, logs NAME, down NAME).")
 @click.option("-y", "--yes", is_flag=True, help="Launch without asking.")
 @json_option
-def launch(spec_file: Path | None, yes: bool, as_json: bool, **flags) -> None:
+def launch(spec_file: Path | None, name: str | None, yes: bool, as_json: bool, **flags) -> None:
     """Plan, request a spot instance, train, and watch until the run ends.
 
     \b
@@ -117,14 +118,16 @@ def launch(spec_file: Path | None, yes: bool, as_json: bool, **flags) -> None:
     rename = {"inject": "inject_interruptions", "boot_delay": "boot_delay_s"}
     flags = {rename.get(k, k): list(v) if isinstance(v, tuple) else v for k, v in flags.items()}
     spec = load_spec(spec_file, flags)
+    if name is not None:  # a bad or taken name is refused before the plan asks the cloud anything
+        controller.check_name(name)
     out = console(stderr=as_json)  # --json: stdout is the one JSON object at the end
     with open_controller(dry_run=spec.dry_run, boot_delay_s=spec.boot_delay_s, seed=spec.seed) as ctl:
         spec, plan = controller.prepare(ctl, spec)
         out.print(plan_table(spec, plan))
         if not yes and not click.confirm("launch?", default=True, err=as_json):
             raise click.exceptions.Abort()
-        run_id = controller.create_run(ctl, spec, plan)
-        out.print(f"run {run_id}")
+        run_id = controller.create_run(ctl, spec, plan, name)
+        out.print(f"run {run_id}" + (f" ({name})" if name else ""))
         with watching(out, run_id):
             outcome = controller.launch(ctl, run_id, on_event=print_event(out))
         out.print(outcome_line(run_id, outcome), markup=False, highlight=False)

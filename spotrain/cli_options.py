@@ -85,8 +85,8 @@ def complete_instance(ctx, param, incomplete: str) -> list[CompletionItem]:
 
 
 class RunId(click.ParamType):
-    """A run named by its id or a unique prefix of it, in the real or the dry-run's store: the command
-    gets the full id. Looked up when the command runs (an unknown one exits 2 listing the known)."""
+    """A run named by its id, its name or a unique prefix of its id, in the real or the dry-run's
+    store: the command gets the full id. Looked up when the command runs (an unknown one exits 2 listing the known)."""
 
     name = "RUN"
 
@@ -96,7 +96,8 @@ class RunId(click.ParamType):
         return find_run(value)[0]
 
     def shell_complete(self, ctx, param, incomplete: str) -> list[CompletionItem]:
-        """The ids of both stores that start with what was typed, newest first (the store only)."""
+        """The ids and names of both stores that start with what was typed, newest first (the store
+        only)."""
         from spotrain.workspace import known_runs
 
         return [

@@ -14,7 +14,6 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,12 +29,14 @@ from pydantic import (
 
 from spotrain import catalog
 from spotrain.errors import SpotrainError
+from spotrain.plan_record import PlanRecord  # noqa: F401 - re-exported: the plan beside the spec
+from spotrain.settings import REGION_FORMAT
 from spotrain.spec_sources import check_keys, from_env, read_spec_file
 
 ENV_PREFIX = "SPOTRAIN_"
 CHECKPOINT_BOUNDS_S = (60.0, 1800.0)  # Young's interval is clamped to [1 min, 30 min]
 
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+_REGION = REGION_FORMAT  # the one rule of what a region name looks like (settings.py)
 _SNAPSHOT = re.compile(r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")
 _AMI = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -263,18 +264,6 @@ class RunSpec(BaseModel):
                     f" such as {self.regions[0]}a"
                 )
         return self
-
-
-@dataclass(frozen=True)
-class PlanRecord:
-    """The plan's decisions that every attempt follows, stored with the run (made by plan.py)."""
-
-    instance_type: str
-    gpus: int  # per instance, from the catalog
-    root_gb: int  # the root volume, sized by the recipe
-    checkpoint_s: float  # the trainer's --checkpoint-every, within CHECKPOINT_BOUNDS_S
-    data_iops: int = 3000  # the data's gp3 volume (volumes.size_volume); older runs: the baseline
-    data_mib_s: int = 125  # its Throughput
 
 
 def load_spec(file: Path | None, flags: dict[str, Any], env: Mapping[str, str] = os.environ) -> RunSpec:

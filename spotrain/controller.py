@@ -6,19 +6,20 @@ they never print and never exit.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spotrain import catalog
-from spotrain.config import RunSpec
 from spotrain.errors import SpotrainError
-from spotrain.orchestrator import OnEvent, Outcome
-from spotrain.plan import Plan, make_plan
-from spotrain.settings import Settings
-from spotrain.store import TERMINAL, Store
+from spotrain.settings import Settings, load_settings
+from spotrain.store import TERMINAL, RunRecord, Store
 from spotrain.workspace import Controller, controller_for_run, open_controller
+
+if TYPE_CHECKING:  # imported where used: `status` needs none of pydantic, the plan, the clouds
+    from spotrain.config import RunSpec
+    from spotrain.orchestrator import OnEvent, Outcome
+    from spotrain.plan import Plan
 
 
 # ---------------------------------------------------------------------------------------------- launch
@@ -31,6 +32,8 @@ def resolve(spec: RunSpec) -> RunSpec:
 
 def past_figures(store: Store, recipe: str, instance: str) -> dict[str, float | int | None]:
     """What earlier runs of this recipe on this type measured: throughput, checkpoint cost, interruptions."""
+    import statistics
+
     rates, blocked, interruptions, hours = [], [], 0, 0.0
     for run in store.list_runs():
         if run.spec.instance != instance:
@@ -59,6 +62,8 @@ def past_figures(store: Store, recipe: str, instance: str) -> dict[str, float | 
 
 def prepare(ctl: Controller, spec: RunSpec) -> tuple[RunSpec, Plan]:
     """The resolved spec and the plan to show before launching (reads prices and the image)."""
+    from spotrain.plan import make_plan
+
     spec = resolve(spec)
     if ctl._cloud is None:  # the cloud is made for this spec's regions and bucket
         ctl.regions, ctl.bucket = list(spec.regions), spec.bucket
@@ -76,10 +81,27 @@ def prepare(ctl: Controller, spec: RunSpec) -> tuple[RunSpec, Plan]:
     return spec, plan
 
 
-def create_run(ctl: Controller, spec: RunSpec, plan: Plan) -> str:
-    """Record the run (state REQUESTING) with its plan; returns its id."""
+def check_name(name: str, settings: Settings | None = None) -> str:
+    """`name` if a new run may take it: well formed, and no run of either store (the real one, the
+    dry-run's) has it as its name or its id, so that `status NAME` finds one run. Asked before the
+    plan, so that a bad name is refused before anything is launched; `create_run` asks again."""
+    settings = settings or load_settings()
+    for dry_run in (False, True):
+        state_dir = settings.state_dir_for(dry_run)
+        if (state_dir / "state.db").exists():
+            with Store.open(state_dir) as store:
+                store.check_name(name)
+    from spotrain.store_records import check_run_name
+
+    return check_run_name(name)
+
+
+def create_run(ctl: Controller, spec: RunSpec, plan: Plan, name: str | None = None) -> str:
+    """Record the run (state REQUESTING) with its plan and its name; returns its id."""
+    if name is not None:
+        check_name(name, ctl.settings)
     run_id = ctl.store.new_run_id(spec.recipe)
-    ctl.store.create_run(run_id, spec, spec.dry_run, plan=plan.record)
+    ctl.store.create_run(run_id, spec, spec.dry_run, plan=plan.record, name=name)
     return run_id
 
 
@@ -246,16 +268,56 @@ def _next_attempt(ctl: Controller, run_id: str, number: int):
 
 def status_rows(run_id: str | None = None, settings: Settings | None = None) -> list[dict[str, Any]]:
     """`status`'s rows: one run's, caught up from its instance first when no controller watches it
-    (its `trainer` note says what the store cannot yet), else every run of both stores."""
-    from spotrain.render import status_rows as rows_of
-
+    (its `trainer` note says what the store cannot yet), else every run of both stores (as stored:
+    catching up every live run would open a cloud, a moto server, for each)."""
     if run_id:
         with controller_for_run(run_id, settings=settings) as ctl:
             note = refresh(ctl, run_id)
-            return [{**row, "trainer": note} for row in rows_of(ctl.store, [ctl.store.get_run(run_id)])]
+            return [{**status_row(ctl.store, ctl.store.get_run(run_id)), "trainer": note}]
+    settings = settings or load_settings()
     rows: list[dict[str, Any]] = []
     for dry_run in (False, True):
+        if not (settings.state_dir_for(dry_run) / "state.db").exists():
+            continue  # no store is made only to find it empty
         with open_controller(dry_run=dry_run, settings=settings) as ctl:
-            runs = [r for r in ctl.store.list_runs() if ctl.settings.allows(r.spec.regions)]  # --region
-            rows += rows_of(ctl.store, runs)
+            # --region: only its runs (the spec, and pydantic with it, read only when one was given)
+            runs = [
+                r
+                for r in ctl.store.list_runs()
+                if ctl.settings.region is None or ctl.settings.allows(r.spec.regions)
+            ]
+            rows += [status_row(ctl.store, run) for run in runs]
     return rows
+
+
+def status_row(store: Store, run: RunRecord) -> dict[str, Any]:
+    """What `spotrain status` shows of one run, and its --json: from the store alone, in a few queries
+    (the bill's attempts and evals reused, the last step event, not all of them) and without validating
+    the spec (no pydantic)."""
+    from spotrain.cost import run_bill
+
+    try:
+        bill = run_bill(store, run.run_id)
+    except Exception:  # noqa: BLE001 - a run with no price yet shows no $ rather than failing status
+        bill = None
+    attempts = list(bill.usage.records) if bill else store.attempts(run.run_id)
+    if bill and bill.usage.target_metric == "top1":  # the bill read these evals' top1 already
+        top1 = [e.value for e in bill.usage.evals]
+    else:
+        top1 = [e.data.get("top1", 0) for e in store.events(run.run_id, kinds=["eval"])]
+    last_step = store.events(run.run_id, kinds=["step"], newest=True)
+    return {
+        "run": run.run_id,
+        "name": run.name,
+        "state": run.state.value,
+        "recipe": run.recipe,
+        "instance": run.instance,
+        "attempts": len(attempts),
+        "epoch": last_step[0].data.get("epoch") if last_step else None,
+        "step": next((a.last_step for a in reversed(attempts) if a.last_step is not None), None),
+        "best_top1": max(top1, default=None),
+        "usd": None if bill is None else round(bill.cost.total_usd, 4),
+        "dry_run": run.dry_run,
+        "age_s": round(time.time() - run.created_at, 1),
+        "reason": run.end_reason,
+    }

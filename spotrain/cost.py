@@ -314,7 +314,7 @@ def run_usage(store, run_id: str, *, now: float | None = None) -> RunUsage:
     """What run `run_id` has used so far (all of it, once it has ended); prices nothing."""
     now = now or time.time()
     run = store.get_run(run_id)
-    recipe = catalog.recipe(run.spec.recipe)
+    recipe = catalog.recipe(run.recipe)  # as stored: no pydantic for `status`
     records, gb = store.attempts(run_id), recipe.root_volume_gb
     plan = run.plan  # the data volume's Iops and Throughput every attempt launched with
     provisioned = volumes.volume_usd_per_hour(0, plan.data_iops, plan.data_mib_s) if plan is not None else 0.0
@@ -347,7 +347,7 @@ def run_usage(store, run_id: str, *, now: float | None = None) -> RunUsage:
         samples=tuple(samples),
         evals=tuple(evals),
         s3=_s3_usage(store, run_id, end - first, len(records)),
-        target=float(run.spec.target_acc or recipe.target),
+        target=float(run.target_acc or recipe.target),
         target_metric=metric,
         origin=min((a.start for a in attempts), default=run.created_at),
         end=end,

@@ -1,37 +1,56 @@
 """Where this machine keeps spotrain's state, and which AWS profile and region it uses: `SPOTRAIN_HOME`,
-`SPOTRAIN_PROFILE`, or what the command line chose (`--profile`, `--region`: `chosen`)."""
+`SPOTRAIN_PROFILE`, or what the command line chose (`--profile`, `--region`: `chosen`).
+
+A plain frozen dataclass, not a pydantic model: every command reads it, `spotrain status` included,
+and importing pydantic alone costs more than that whole command may take (bench/status.py).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from spotrain.errors import SpotrainError
 
-from spotrain.config import Region, spec_error
+# What an AWS region name looks like (us-east-1, us-gov-west-1, eu-central-2): the one rule, which
+# config.py's RunSpec also applies to --region.
+REGION_FORMAT = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 
 # What the running command's --profile and --region chose (cli_options.aws_options sets it): every
 # load_settings() of the command sees it, so no library path that opens a cloud can miss it.
 _CHOSEN: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("spotrain_chosen", default=())
 
 
-class Settings(BaseModel):
-    """Where this machine keeps spotrain's state, and which AWS profile it uses."""
+@dataclass(frozen=True)
+class Settings:
+    """Where this machine keeps spotrain's state, and which AWS profile and region it uses."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    state_dir: Path = Field(default=Path("~/.spotrain"), validate_default=True)  # $SPOTRAIN_HOME
+    state_dir: Path = field(default=Path("~/.spotrain"))  # $SPOTRAIN_HOME; made absolute
     profile: str | None = None  # --profile, else $SPOTRAIN_PROFILE; None: boto3's default credential chain
-    region: Region | None = None  # --region of a one-region command; None: the profile's, or the run's
+    region: str | None = None  # --region of a one-region command; None: the profile's, or the run's
 
-    @field_validator("state_dir")
-    @classmethod
-    def _absolute(cls, v: Path) -> Path:
-        return v.expanduser().absolute()
+    def __post_init__(self) -> None:
+        if not isinstance(self.state_dir, str | os.PathLike) or not str(self.state_dir):
+            raise SpotrainError(
+                f"state_dir {self.state_dir!r} is not a directory path",
+                "set SPOTRAIN_HOME to a directory, e.g. ~/.spotrain",
+            )
+        if self.profile is not None and not isinstance(self.profile, str):
+            raise SpotrainError(f"profile {self.profile!r} is not a profile name", "set SPOTRAIN_PROFILE")
+        if self.region is not None and not (
+            isinstance(self.region, str) and REGION_FORMAT.match(self.region)
+        ):
+            raise SpotrainError(
+                f"--region {self.region!r} is not an AWS region name; expected e.g. us-east-1",
+                "fix --region (`aws ec2 describe-regions` lists them)",
+            )
+        object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser().absolute())
 
     def allows(self, regions: list[str]) -> bool:
         """Whether a run launched in `regions` is one --region chose (every run when none was given)."""
@@ -67,9 +86,9 @@ def load_settings(**overrides: Any) -> Settings:
         values["profile"] = os.environ["SPOTRAIN_PROFILE"]
     values.update(dict(_CHOSEN.get()))
     values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return Settings.model_validate(values)
-    except ValidationError as e:
-        raise spec_error(
-            e, {"region": "fix --region (`aws ec2 describe-regions` lists them)"}, "Settings"
-        ) from None
+    unknown = sorted(set(values) - {f.name for f in fields(Settings)})
+    if unknown:
+        raise SpotrainError(
+            f"unknown setting {', '.join(unknown)}", "the settings are state_dir, profile and region"
+        )
+    return Settings(**values)

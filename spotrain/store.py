@@ -1,30 +1,26 @@
-"""The controller's state: one SQLite file, `state.db`, in the state directory (its records are
-store_records.py, its schema store_schema.py).
+"""The controller's state: one SQLite file, `state.db` (records: store_records.py, schema: store_schema.py).
 
 Tables: runs, attempts (one per instance), events (every state change, and the trainer's events), and
 spot price samples. WAL lets `status` read while a controller writes; each state change is one
-transaction; `PRAGMA user_version` is the schema version, raised one migration at a time. A file that
-is not a spotrain database, or is from a newer spotrain, is refused and never written to.
+transaction; `PRAGMA user_version` is the schema version, raised one migration at a time. A file not
+spotrain's, or from a newer spotrain, is refused and never written to.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
-import hashlib
-import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spotrain import secret_env
-from spotrain.config import PlanRecord, RunSpec
 from spotrain.cost import PriceSample
 from spotrain.errors import SpotrainError
+from spotrain.plan_record import PlanRecord
 from spotrain.store_records import (
     TERMINAL,
     UPDATABLE,
@@ -33,10 +29,15 @@ from spotrain.store_records import (
     RunRecord,
     RunState,
     attempt_from_row,
+    check_run_name,
     event_from_row,
     run_from_row,
+    unknown_run,
 )
 from spotrain.store_schema import connect, dump, migrate, sqlite_errors
+
+if TYPE_CHECKING:
+    from spotrain.config import RunSpec
 
 DB_NAME = "state.db"
 BUSY_TIMEOUT_S = 10.0
@@ -92,6 +93,8 @@ class Store:
 
     def new_run_id(self, recipe: str) -> str:
         """A fresh id such as `digits-20261129-2145-a1b2`: recipe, local time, 4 random hex digits."""
+        import secrets  # only a launch makes an id
+
         while True:
             run_id = f"{recipe}-{time.strftime('%Y%m%d-%H%M')}-{secrets.token_hex(2)}"
             if not self._read("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
@@ -104,22 +107,28 @@ class Store:
         dry_run: bool,
         *,
         plan: PlanRecord | None = None,
+        name: str | None = None,
     ) -> RunRecord:
-        """A new run in REQUESTING, with its plan and its creation as the first state event."""
+        """A new run in REQUESTING, with its plan, its name (unique in the store, see `check_name`)
+        and its creation as the first state event."""
         now = time.time()
-        if isinstance(spec, RunSpec):
+        if not isinstance(spec, Mapping):
             spec = spec.model_dump(mode="json")
+        env = spec.get("env") if isinstance(spec.get("env"), Mapping) else None
+        stored = {**spec, "env": secret_env.redact(env)} if env else spec  # secrets never in the database
         planned = None if plan is None else dump(asdict(plan))
         with self._tx() as c:
             if c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 raise SpotrainError(f"run '{run_id}' already exists", "pick another id, or resume that run")
+            if name is not None:
+                self._check_name(c, name)
             # The secrets are on disk before the run exists: a run is never without its values
             secret_env.save(self.path.parent, run_id, spec.get("env") or {})
             try:
                 c.execute(
-                    "INSERT INTO runs (run_id, created_at, updated_at, state, spec, dry_run, plan)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, now, now, RunState.REQUESTING.value, dump(redact(spec)), int(dry_run), planned),
+                    "INSERT INTO runs (run_id, created_at, updated_at, state, spec, dry_run, plan, name)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, now, now, RunState.REQUESTING.value, dump(stored), int(dry_run), planned, name),
                 )
                 _insert_event(
                     c, run_id, None, now, "state", {"from": None, "to": "requesting", "reason": "created"}
@@ -146,13 +155,24 @@ class Store:
             run_from_row(r) for r in self._read("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC")
         ]
 
-    def run_ids(self, prefix: str = "") -> list[str]:
-        """The ids of the runs that start with `prefix` (every run for ""), newest first."""
-        rows = self._read(
-            "SELECT run_id FROM runs WHERE substr(run_id, 1, ?) = ? ORDER BY created_at DESC, rowid DESC",
-            [len(prefix), prefix],
-        )
-        return [r["run_id"] for r in rows]
+    def check_name(self, name: str) -> None:
+        """Refuse (SpotrainError) a malformed name, or one a run here has as name or id (ended or not)."""
+        with self._lock, sqlite_errors(self.path):
+            self._check_name(self._conn, name)
+
+    def _check_name(self, c: sqlite3.Connection, name: str) -> None:
+        check_run_name(name)
+        row = c.execute("SELECT run_id FROM runs WHERE name = ? OR run_id = ?", (name, name)).fetchone()
+        if row is not None:
+            raise SpotrainError(
+                f"run name '{name}' is taken by run {row['run_id']} in {self.path.parent}",
+                f"pick another name, or see that run with `spotrain status {name}`",
+            )
+
+    def run_names(self) -> list[tuple[str, str | None]]:
+        """Every run's (id, name), newest first: what a run is found by (workspace.find_run)."""
+        rows = self._read("SELECT run_id, name FROM runs ORDER BY created_at DESC, rowid DESC")
+        return [(r["run_id"], r["name"]) for r in rows]
 
     def set_state(
         self, run_id: str, state: RunState, *, reason: str = "", data: Mapping[str, Any] | None = None
@@ -187,14 +207,7 @@ class Store:
 
     def _unknown_run(self, run_id: str) -> SpotrainError:
         ids = [r["run_id"] for r in self._read("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 200")]
-        if not ids:
-            return SpotrainError(
-                f"run '{run_id}' is unknown: there are no runs in {self.path.parent}",
-                "start one with `spotrain launch`; SPOTRAIN_HOME chooses the state directory",
-            )
-        close = difflib.get_close_matches(run_id, ids, n=1, cutoff=0.6)
-        guess = f"; did you mean {close[0]}?" if close else ""
-        return SpotrainError(f"run '{run_id}' is unknown{guess}", f"newest runs: {', '.join(ids[:5])}")
+        return unknown_run(run_id, ids, self.path.parent)
 
     # ---- attempts ----
 
@@ -286,6 +299,8 @@ class Store:
         numeric `t` are skipped. `offset` (bytes of events.jsonl read so far) is kept on the attempt in
         the same transaction, as `AttemptRecord.events_offset`, for a restarted follower.
         """
+        import hashlib  # here, not at the top: `status` never writes and hashlib costs it 4 ms
+
         stored = 0
         with self._tx() as c:
             for ev in events:
@@ -314,10 +329,12 @@ class Store:
         attempt: int | None = None,
         *,
         after_id: int = 0,
+        newest: bool = False,
     ) -> list[EventRecord]:
         """The run's events in time order (ties in the order stored), filtered by kind and attempt.
 
-        `after_id`: only events stored after that one, for a reader that polls.
+        `after_id`: only events stored after that one, for a reader that polls. `newest`: only the
+        last one (`status` wants a run's last step, not its thousands of steps).
         """
         sql, args = "SELECT * FROM events WHERE run_id = ? AND id > ?", [run_id, after_id]
         if kinds is not None:
@@ -327,7 +344,8 @@ class Store:
         if attempt is not None:
             sql += " AND attempt = ?"
             args.append(attempt)
-        return [event_from_row(r) for r in self._read(sql + " ORDER BY t, id", args)]
+        order = " ORDER BY t DESC, id DESC LIMIT 1" if newest else " ORDER BY t, id"
+        return [event_from_row(r) for r in self._read(sql + order, args)]
 
     def _event(self, event_id: int) -> EventRecord:
         return event_from_row(self._read("SELECT * FROM events WHERE id = ?", [event_id])[0])
@@ -364,15 +382,6 @@ class Store:
             args += zones
         rows = self._read(sql + " ORDER BY zone, t", args)
         return [PriceSample(r["zone"], r["instance_type"], r["t"], r["usd_per_hour"]) for r in rows]
-
-
-def redact(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """`spec` with the values of secret-looking `env` keys (see secret_env.is_secret) as "***"."""
-    out = dict(spec)
-    env = out.get("env")
-    if isinstance(env, Mapping):
-        out["env"] = secret_env.redact(env)
-    return out
 
 
 def _insert_event(

@@ -71,6 +71,15 @@ MIGRATIONS: list[list[str]] = [
     # 2: the run's plan (store.PlanRecord as JSON). NULL in the runs of version 1, whose spec kept the
     # checkpoint interval as `checkpoint_seconds`: store_records._legacy_plan reads those.
     ["ALTER TABLE runs ADD COLUMN plan TEXT"],
+    # 3: the run's name (`launch -n/--name`), NULL for the runs before it. Unique among all the store's
+    # runs, ended ones included: `status NAME` of a finished run names that run and no other. And the
+    # events by kind: the bill and `status` read a run's evals, checkpoints and last step, never
+    # scanning its thousands of step events for them.
+    [
+        "ALTER TABLE runs ADD COLUMN name TEXT",
+        "CREATE UNIQUE INDEX runs_name ON runs(name) WHERE name IS NOT NULL",
+        "CREATE INDEX events_run_kind ON events(run_id, kind, t)",
+    ],
 ]
 
 

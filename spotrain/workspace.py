@@ -1,6 +1,7 @@
 """The workspace: the state directory, its store and a cloud (AWS, or the dry-run's on this machine) put
 together as a `Controller`, and what is asked across both stores: a run by its id or a prefix, the
-newest run, every run's status rows, and `down` of one run or of all.
+newest run, every run's status rows, and `down` of one run or of all. A run is found by its id, its
+name (`launch -n`) or a unique prefix of its id.
 
 The dry-run keeps its own state directory (`STATE/dry-run`), so its runs never mix with real ones;
 commands that name a run look in the real store first, then the dry-run's. These functions never print
@@ -14,12 +15,14 @@ import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spotrain.errors import SpotrainError
-from spotrain.orchestrator import OnEvent, Orchestrator
 from spotrain.settings import Settings, load_settings
 from spotrain.store import TERMINAL, RunRecord, RunState, Store
+
+if TYPE_CHECKING:  # the orchestrator (the clouds, paramiko) only when a command drives a run
+    from spotrain.orchestrator import OnEvent, Orchestrator
 
 
 @dataclass
@@ -32,12 +35,18 @@ class Controller:
     seed: int = 0
     regions: list[str] = field(default_factory=lambda: ["us-east-1"])  # the run's (AWS only)
     bucket: str | None = None  # the run's --bucket (AWS only; None: the one `spotrain init` made)
+    run: RunRecord | None = None  # the run the cloud is for (controller_for_run): its spec says how
     _cloud: Any = field(default=None, repr=False)
 
     @property
     def cloud(self):
-        """Made on first use: `status` and `cost` need only the store, never AWS or a moto server."""
+        """Made on first use: `status` and `cost` need only the store, never AWS or a moto server (nor
+        the run's spec validated: pydantic)."""
         if self._cloud is None:
+            if self.run is not None:
+                spec = self.run.spec
+                self.boot_delay_s, self.seed = spec.boot_delay_s, spec.seed
+                self.regions, self.bucket = list(spec.regions), spec.bucket
             if self.dry_run:
                 from spotrain.cloud.local import LocalCloud
 
@@ -56,6 +65,8 @@ class Controller:
     def orchestrator(
         self, on_event: OnEvent | None = None, *, ssh: bool = False, poll_s: float = 0.5
     ) -> Orchestrator:
+        from spotrain.orchestrator import Orchestrator
+
         return Orchestrator(self.store, self.cloud, self.state_dir, on_event=on_event, ssh=ssh, poll_s=poll_s)
 
     def close(self) -> None:
@@ -79,8 +90,9 @@ def open_controller(
 
 def find_run(run_id: str, *, settings: Settings | None = None) -> tuple[str, bool]:
     """The full id `run_id` names and whether it is the dry-run's: the run of exactly that id, else
-    the one run, in either store, whose id starts with it. An ambiguous prefix is refused with its
-    matches; an unknown id with the known ids of both stores (one may be empty, the other not)."""
+    the run of that name, else the one run, in either store, whose id starts with it. An ambiguous
+    prefix is refused with its matches; an unknown id with the known ids of both stores (one may be
+    empty, the other not)."""
     settings = settings or load_settings()
     exact, matches, known = [], [], []
     for dry_run in (False, True):
@@ -88,13 +100,14 @@ def find_run(run_id: str, *, settings: Settings | None = None) -> tuple[str, boo
         if not (state_dir / "state.db").exists():
             continue  # never create a store only to look in it
         with Store.open(state_dir) as store:
-            ids = store.run_ids()
+            runs = store.run_names()
         label = " (dry-run)" if dry_run else ""
-        exact += [(i, dry_run) for i in ids if i == run_id]
-        matches += [(i, dry_run) for i in ids if i.startswith(run_id)]
-        known += [(i, label) for i in ids]
+        exact += [(i, dry_run) for i, _ in runs if i == run_id]
+        exact += [(i, dry_run) for i, name in runs if name == run_id]
+        matches += [(i, dry_run) for i, _ in runs if i.startswith(run_id)]
+        known += [(i, label) for i, _ in runs]
     if exact or len(matches) == 1:
-        return (exact or matches)[0]
+        return (exact or matches)[0]  # an id is checked before it is a name: never both at once
     if matches:
         raise SpotrainError(
             f"run '{run_id}' is ambiguous: {len(matches)} runs start with it: "
@@ -118,15 +131,16 @@ def find_run(run_id: str, *, settings: Settings | None = None) -> tuple[str, boo
 
 
 def known_runs(settings: Settings | None = None) -> list[tuple[str, bool]]:
-    """Every run id of both stores and whether it is the dry-run's, newest first in each (for shell
-    completion: the stores only, never a cloud, and no store created only to look in it)."""
+    """Every run id and name of both stores and whether it is the dry-run's, newest first in each (for
+    shell completion: the stores only, never a cloud, and no store created only to look in it)."""
     settings = settings or load_settings()
     known = []
     for dry_run in (False, True):
         state_dir = settings.state_dir_for(dry_run)
         if (state_dir / "state.db").exists():
             with Store.open(state_dir) as store:
-                known += [(run_id, dry_run) for run_id in store.run_ids()]
+                for run_id, name in store.run_names():
+                    known += [(run_id, dry_run)] + ([(name, dry_run)] if name else [])
     return known
 
 
@@ -136,14 +150,12 @@ def controller_for_run(run_id: str, *, settings: Settings | None = None) -> Iter
     settings = settings or load_settings()
     full, dry_run = find_run(run_id, settings=settings)
     with open_controller(dry_run=dry_run, settings=settings) as ctl:
-        run = ctl.store.get_run(full)
-        if not settings.allows(run.spec.regions):
+        ctl.run = ctl.store.get_run(full)
+        if settings.region is not None and not settings.allows(ctl.run.spec.regions):
             raise SpotrainError(
-                f"run {full} was launched in {', '.join(run.spec.regions)}, not in --region {settings.region}",
+                f"run {full} was launched in {', '.join(ctl.run.spec.regions)}, not in --region {settings.region}",
                 "leave --region out (a run's commands use the regions it was launched in), or name a run of it",
             )
-        ctl.boot_delay_s, ctl.seed = run.spec.boot_delay_s, run.spec.seed
-        ctl.regions, ctl.bucket = list(run.spec.regions), run.spec.bucket
         yield ctl
 
 
