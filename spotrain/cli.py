@@ -10,14 +10,7 @@ import click
 from spotrain import __version__
 from spotrain.cli_account import init, prices, smoke
 from spotrain.errors import SpotrainError
-from spotrain.terminal import (
-    EXIT_CTRL_C,
-    exit_for,
-    outcome_line,
-    print_event,
-    print_report,
-    watching,
-)
+from spotrain.terminal import EXIT_CTRL_C, exit_for, live_view, outcome_line, print_report
 
 
 class RunId(click.ParamType):
@@ -55,9 +48,9 @@ def cli() -> None:
 
 # ---------------------------------------------------------------------------------------------- runs
 def _console():
-    from rich.console import Console
+    from spotrain.terminal import console
 
-    return Console(width=120)
+    return console()
 
 
 @cli.command()
@@ -131,8 +124,8 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
             raise click.exceptions.Abort()
         run_id = controller.create_run(ctl, spec, plan)
         console.print(f"run {run_id}")
-        with watching(console, run_id):
-            outcome = controller.launch(ctl, run_id, on_event=print_event(console))
+        with live_view(console, ctl.store, run_id) as show:
+            outcome = controller.launch(ctl, run_id, on_event=show)
         console.print(outcome_line(run_id, outcome), markup=False, highlight=False)
         from spotrain.cost import run_bill
 
@@ -208,8 +201,8 @@ def resume(run_id: str) -> None:
 
     console = _console()
     with controller_for_run(run_id) as ctl:
-        with watching(console, run_id):
-            outcome = ctl.orchestrator(print_event(console)).resume(run_id)
+        with live_view(console, ctl.store, run_id) as show:
+            outcome = ctl.orchestrator(show).resume(run_id)
         console.print(outcome_line(run_id, outcome), markup=False, highlight=False)
         console.print(cost_table(run_bill(ctl.store, run_id)))
     exit_for(outcome)

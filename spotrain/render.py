@@ -25,8 +25,8 @@ def plan_table(spec, plan: Plan) -> Table:
         show_header=False,
         title_justify="left",
     )
-    t.add_column(style="bold")
-    t.add_column()
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(overflow="fold")  # an SSM path longer than the terminal is folded, not cut
     regions = sorted({c.region for c in plan.order.candidates})
     where = (
         f"{len(plan.zones)} zones in {', '.join(regions)}" if len(plan.zones) > 1 else "the only zone allowed"
@@ -64,42 +64,81 @@ def plan_table(spec, plan: Plan) -> Table:
 
 
 def progress_line(event: dict[str, Any]) -> str | None:
-    """One line for the launch's live view; None for events not worth a line (most steps)."""
-    kind, src = event.get("kind"), event.get("source")
-    if src == "controller":
-        if kind == "state":
-            return f"[{event['run']}] {event['to'].upper()}: {event['reason']}"
-        if kind == "budget":
-            return f"[{event['run']}] BUDGET: {event['message']}"
-        if kind in ("warning", "restart", "waiting") and "message" in event:
-            a = f" (attempt {event['attempt']})" if event.get("attempt") else ""
-            return f"[{event['run']}] {kind}{a}: {event['message']}"
-        if kind == "stage":  # the bootstrap's progress, data first (data-s3, data-init 3/8)
-            return f"[{event['run']}] boot (attempt {event['attempt']}): {event['stage']}"
-        if kind == "data_ready":
-            return f"[{event['run']}] data ready (attempt {event['attempt']}): {event['source']} read ahead in {duration(event['seconds'])}"
-        if kind in ("launch", "sync", "inject", "warning", "restart"):
-            extra = {k: v for k, v in event.items() if k not in ("run", "source", "kind", "t")}
-            return f"[{event['run']}] {kind}: " + ", ".join(f"{k} {v}" for k, v in extra.items())
-        return None
-    a = event.get("attempt")
+    """The launch's live view: an event as one short sentence; None for events not worth one (steps).
+    No run prefix (the launch names its run once) and no raw records: what a person reads in a log."""
+    if event.get("source") == "controller":
+        return _controller_line(event)
+    return _trainer_line(event)
+
+
+def _attempt(event: dict[str, Any]) -> str:
+    return f"attempt {event['attempt']}: " if event.get("attempt") else ""
+
+
+def _controller_line(event: dict[str, Any]) -> str | None:
+    kind, a = event.get("kind"), _attempt(event)
+    if kind == "state":
+        return f"{event['to'].upper()}: {event['reason']}"
+    if kind == "budget":
+        return f"BUDGET: {event['message']}"
+    if kind in ("warning", "restart", "waiting") and "message" in event:
+        return f"{a}{kind}: {event['message']}"
+    if kind == "launch":
+        avoid = event.get("demoted") or []
+        return f"{a}requesting a spot {event['instance_type']}" + (
+            f", {' and '.join(avoid)} last (it interrupted the attempt before)" if avoid else ""
+        )
+    if kind == "stage":  # the bootstrap's progress, data first (data-s3, data-init 3/8)
+        return f"{a}boot stage {event['stage']}"
+    if kind == "data_ready":
+        return f"{a}data ready: {event['source']} read ahead in {duration(event['seconds'])}"
+    if kind == "sync":
+        return (
+            f"{a}trainer synced: {event['files']} files, {_size(event['bytes'])} in {event['seconds']:.2f} s"
+        )
+    if kind == "inject":
+        return f"{a}an interruption will be injected at {event['at']}"
+    if kind == "reclaim":
+        return f"{a}instance reclaimed by {event['by']}" if event.get("by") else None
+    return None
+
+
+def _size(n: float) -> str:
+    """Bytes as a person reads them: 164806 -> 161 KiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KiB") else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _trainer_line(event: dict[str, Any]) -> str | None:
+    kind, a = event.get("kind"), _attempt(event)
     if kind == "eval":
-        top5 = f", top5 {event['top5']:.4f}" if "top5" in event else ""
-        return f"  attempt {a} | eval epoch {event['epoch']:.2f}: top1 {event['top1']:.4f}{top5}"
+        top5 = f", top-5 {event['top5']:.2%}" if "top5" in event else ""
+        return f"{a}eval at epoch {event['epoch']:.2f}: top-1 {event['top1']:.2%}{top5}"
     if kind == "checkpoint" and event.get("where") == "s3":
-        return f"  attempt {a} | checkpoint step {event['step']} in S3 ({event['bytes'] / 1e6:.2f} MB)"
+        return f"{a}checkpoint at step {event['step']} in S3 ({_size(event['bytes'])})"
     if kind == "rebalance":
         return (
-            f"  attempt {a} | rebalance recommendation ({event['source']}, {event['notice_time']}): "
+            f"{a}rebalance recommendation ({event['source']}, {event['notice_time']}): "
             f"checkpoint {event['checkpoint']} in {event['checkpoint_s']:.2f} s, training goes on"
         )
     if kind == "interruption":
-        return f"  attempt {a} | interruption ({event['source']}, notice for {event['notice_time']}): saved at step {event['step']}"
+        return (
+            f"{a}interruption notice ({event['source']}, for {event['notice_time']}): "
+            f"saved at step {event['step']}"
+        )
     if kind == "start":
         how = f"resumed from step {event['step']}" if event.get("resumed_from") else "fresh start"
-        return f"  attempt {a} | trainer started on {event.get('device')} x{event.get('world_size')}: {how}"
-    if kind in ("done", "error"):
-        return f"  attempt {a} | {kind}: " + (event.get("reason") or event.get("message", ""))
+        return f"{a}trainer started on {event.get('device')} x{event.get('world_size')}, {how}"
+    if kind == "done":
+        why = {"target": "target reached", "schedule": "schedule done"}.get(
+            event.get("reason"), event.get("reason")
+        )
+        return f"{a}trainer done at step {event.get('step')}: {why}"
+    if kind == "error":
+        return f"{a}trainer error: {event.get('message', '')}"
     return None
 
 
