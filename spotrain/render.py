@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.table import Table
 
 from spotrain.formats import duration, usd, usd_per_hour
@@ -45,7 +46,8 @@ def plan_table(spec, plan: Plan) -> Table:
     )
     t.add_row(
         "expected",
-        f"{est.hours:.2f} h: {usd(est.spot_usd)} at spot, {usd(est.on_demand_usd)} on demand ({est.basis})",
+        f"{duration(est.hours * 3600)} of training (H:MM:SS): {usd(est.spot_usd)} at spot, "
+        f"{usd(est.on_demand_usd)} on demand ({est.basis})",
     )
     t.add_row("checkpoints", f"every {ck.seconds:.0f} s ({ck.basis})")
     v = plan.volume
@@ -143,16 +145,39 @@ def _trainer_line(event: dict[str, Any]) -> str | None:
 
 
 def cost_table(bill: Bill) -> Table:
-    c = bill.cost
-    t = Table(title=f"cost of {bill.run_id}", title_justify="left")
-    for name in ("attempt", "zone", "instance", "billed", "end", "spot $", "EBS $", "on-demand $"):
-        t.add_column(name, justify="left" if name in ("attempt", "zone", "instance", "end") else "right")
-    u = bill.usage
+    """One row an attempt, and a total row whose every figure is the sum of its column: the on-demand
+    column is the instance's seconds at the on-demand price, as the spot column is at spot; the totals
+    that add EBS and S3 to both are the caption's (cost.py's RunCost says what each sum holds)."""
+    c, u = bill.cost, bill.usage
+    types = sorted({a.instance_type for a in u.records})
+    one_type = len(types) == 1  # the usual run: its type in the title, a column less in 80 columns
+    title = f"cost of {bill.run_id}" + (f" on {types[0]}" if one_type else "")
+    t = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        show_edge=False,
+    )
+    names = (
+        "#",
+        "zone",
+        *(() if one_type else ("instance",)),
+        "billed",
+        "end",
+        "spot $",
+        "EBS $",
+        "on-demand $",
+    )
+    for name in names:
+        left = name in ("zone", "instance", "end")
+        t.add_column(name, justify="left" if left else "right", no_wrap=name != "end", overflow="fold")
     for a, ac in zip(u.records, c.attempts, strict=True):
         t.add_row(
             str(a.number),
             a.zone,
-            a.instance_type,
+            *(() if one_type else (a.instance_type,)),
             duration(ac.billed_s),
             (a.end_reason or "running") + (" (free hour)" if ac.free_hour else ""),
             usd(ac.spot_usd),
@@ -162,16 +187,16 @@ def cost_table(bill: Bill) -> Table:
     t.add_section()
     t.add_row(
         "total",
-        "",
-        f"{c.gpu_hours:.3f} GPU-h",
-        duration(u.wall_s) + " wall",
+        *([""] if one_type else ["", ""]),
+        duration(sum(ac.billed_s for ac in c.attempts)),
         "",
         usd(c.spot_usd),
         usd(c.ebs_usd),
-        usd(c.on_demand_usd),
+        usd(sum(ac.on_demand_usd for ac in c.attempts)),
     )
     t.caption = (
-        f"S3 {usd(c.s3_usd)}; total {usd(c.total_usd)} vs {usd(c.on_demand_usd)} on demand: "
+        f"wall {duration(u.wall_s)}, {c.gpu_hours:.3f} GPU-h; S3 {usd(c.s3_usd)}\n"
+        f"all in {usd(c.total_usd)} vs {usd(c.on_demand_usd)} on demand (EBS and S3 in both): "
         f"saved {usd(c.savings_usd)} ({c.savings_fraction:.0%})"
     )
     if c.to_target is not None:
@@ -222,20 +247,31 @@ def status_rows(store, runs) -> list[dict[str, Any]]:
 
 
 def status_table(rows: list[dict[str, Any]]) -> Table:
-    t = Table(title="runs", title_justify="left")
-    for name in ("run", "state", "recipe", "instance", "attempts", "epoch", "best top1", "$ so far"):
+    """The runs in 80 columns: the id whole (it is what the other commands take; it starts with the
+    recipe, so the recipe has no column), a dry-run's state marked `*`."""
+    # one space between columns (the divider): an imagenet run's id and figures fit in 80
+    t = Table(title="runs", title_justify="left", box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    right = ("tries", "epoch", "top-1", "spent")
+    for name in ("run", "state", "instance", *right):
         t.add_column(
-            name, justify="right" if name in ("attempts", "epoch", "best top1", "$ so far") else "left"
+            name,
+            justify="right" if name in right else "left",
+            no_wrap=name not in ("state", "instance"),
+            overflow="fold",
         )
     for r in rows:
         t.add_row(
-            r["run"] + (" (dry-run)" if r["dry_run"] else ""),
-            r["state"],
-            r["recipe"] or "",
+            r["run"],
+            r["state"] + ("*" if r["dry_run"] else ""),
             r["instance"] or "",
             str(r["attempts"]),
             "" if r["epoch"] is None else f"{r['epoch']:.2f}",
-            "" if r["best_top1"] is None else f"{r['best_top1']:.4f}",
+            "" if r["best_top1"] is None else f"{r['best_top1']:.1%}",
             "" if r["usd"] is None else usd(r["usd"]),
+        )
+    if any(r["dry_run"] for r in rows):
+        t.caption, t.caption_justify = (
+            "*: a dry-run (this machine, no AWS); tries: attempts; top-1: the best eval; spent: $ so far",
+            "left",
         )
     return t
