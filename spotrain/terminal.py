@@ -207,9 +207,9 @@ class RunView:
         from spotrain.render import progress_line
 
         line = progress_line(event)
-        self._follow(event)
         if line is not None:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        self._follow(event)  # after the sentence: an attempt's ended bar goes under its last event
         if not self.interactive and event.get("kind") == "eval" and self.bar is not None:
             self.console.print(self._plain_bar(), markup=False, highlight=False, soft_wrap=True)
         if self.live is not None:
@@ -235,7 +235,10 @@ class RunView:
             epochs = float((event.get("config") or {}).get("epochs") or 0)
             self.bar = TrainingBar(self.attempt or 0, epochs, epoch=float(event.get("epoch") or 0))
             self._set_phase(None)
-        elif kind == "step" and self.bar is not None:
+        elif kind == "step":
+            if self.bar is None:  # `resume` of a run already training: its `start` came before us
+                self.bar = TrainingBar(self.attempt or 0, self._schedule_epochs())
+                self._set_phase(None)
             self.bar.on_step(event)
             self._bill()
         elif kind == "eval":
@@ -244,6 +247,11 @@ class RunView:
         elif kind in ("interruption", "done", "error"):
             self._bill(now=True)
             self._end_bar()
+
+    def _schedule_epochs(self) -> float:
+        """The schedule's length from the run's last stored `start` event (0 when none: no bar %)."""
+        starts = self.store.events(self.run_id, kinds=["start"]) if self.store is not None else []
+        return float((starts[-1].data.get("config") or {}).get("epochs") or 0) if starts else 0.0
 
     def _set_phase(self, phase: str | None, *, keep_clock: bool = False) -> None:
         if phase in (PHASES["provisioning"], PHASES["training"]) and self.attempt:
@@ -270,6 +278,8 @@ class RunView:
             return
         if self.live is not None:
             self.console.print(self._bar_renderable(static=True))
+        else:  # a log keeps where each attempt got to
+            self.console.print(self._plain_bar(), markup=False, highlight=False, soft_wrap=True)
         self.bar = None
 
     def _plain_bar(self) -> str:

@@ -111,6 +111,7 @@ def test_piped_the_view_prints_sentences_and_a_progress_line_per_eval() -> None:
                 "t": 1.0,
             },
             {"source": "trainer", "kind": "eval", "attempt": 1, "epoch": 1.0, "top1": 0.5},
+            {"source": "trainer", "kind": "done", "attempt": 1, "step": 5, "reason": "target"},
         ):
             view.on_event(event)
     out = console.file.getvalue()
@@ -120,4 +121,17 @@ def test_piped_the_view_prints_sentences_and_a_progress_line_per_eval() -> None:
         "attempt 1: trainer started on cpu x1, fresh start",
         "attempt 1: eval at epoch 1.00: top-1 50.00%",
         "attempt 1: epoch 0.50 of 3, step 5, loss 0.5000, top-1 50.0%, 10 img/s, $ -, ETA -:--:--",
+        "attempt 1: trainer done at step 5: target reached",
+        "attempt 1: epoch 0.50 of 3, step 5, loss 0.5000, top-1 50.0%, 10 img/s, $ -, ETA -:--:--",
     ]
+
+
+def test_a_step_before_any_start_event_still_gets_a_bar() -> None:
+    """`resume` of a run already training: the trainer's `start` came before this terminal watched."""
+    view = RunView(Console(file=io.StringIO(), width=80), store=None, run_id="r")
+    view._bill = lambda *, now=False: None
+    view.on_event({"source": "controller", "kind": "state", "to": "training", "reason": "adopted"})
+    view.on_event(
+        {"source": "trainer", "kind": "step", "attempt": 3, "step": 7, "epoch": 0.2, "loss": 1.0, "t": 1.0}
+    )
+    assert view.phase is None and view.bar is not None and (view.bar.attempt, view.bar.step) == (3, 7)
