@@ -25,7 +25,7 @@ from spotrain.cli_options import (
 )
 from spotrain.cli_runs import RUN_COMMANDS
 from spotrain.errors import SpotrainError
-from spotrain.terminal import EXIT_CTRL_C, exit_for, outcome_line, print_event, print_report, watching
+from spotrain.terminal import EXIT_CTRL_C, exit_for, live_view, outcome_line, print_report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -128,8 +128,8 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, as_json: bool, *
             raise click.exceptions.Abort()
         run_id = controller.create_run(ctl, spec, plan, name)
         out.print(f"run {run_id}" + (f" ({name})" if name else ""))
-        with watching(out, run_id):
-            outcome = controller.launch(ctl, run_id, on_event=print_event(out))
+        with live_view(out, ctl.store, run_id) as show:
+            outcome = controller.launch(ctl, run_id, on_event=show)
         out.print(outcome_line(run_id, outcome), markup=False, highlight=False)
         bill = run_bill(ctl.store, run_id)
         out.print(cost_table(bill))

@@ -115,7 +115,7 @@ def prices(instance_type: str, dry_run: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(prices_json(table), indent=1))
     else:
-        render_prices(table, console(width=100))
+        render_prices(table, console())
 
 
 @click.command()

@@ -26,8 +26,9 @@ def no_color() -> bool:
     return os.environ.get("NO_COLOR", "") != ""
 
 
-def console(*, stderr: bool = False, width: int = 120):
-    """The one rich console of the CLI. Under NO_COLOR it writes no ANSI at all (rich's own NO_COLOR
+def console(*, stderr: bool = False, width: int | None = None):
+    """The one rich console of the CLI, as wide as the terminal (rich asks it; COLUMNS, else 80, when
+    the stream is not one: terminal.console's rule), colour only on a terminal. Under NO_COLOR it writes no ANSI at all (rich's own NO_COLOR
     support drops colours but keeps bold and italics; color_system=None renders no style)."""
     from rich.console import Console
 

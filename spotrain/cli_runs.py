@@ -16,7 +16,7 @@ from spotrain.cli_options import (
     json_option,
 )
 from spotrain.errors import SpotrainError
-from spotrain.terminal import exit_for, outcome_line, print_event, watching
+from spotrain.terminal import exit_for, live_view, outcome_line
 
 
 def _echo_json(value) -> None:
@@ -46,8 +46,8 @@ def resume(run_id: str, as_json: bool) -> None:
 
     out = console(stderr=as_json)
     with controller_for_run(run_id) as ctl:
-        with watching(out, run_id):
-            outcome = ctl.orchestrator(print_event(out)).resume(run_id)
+        with live_view(out, ctl.store, run_id) as show:
+            outcome = ctl.orchestrator(show).resume(run_id)
         out.print(outcome_line(run_id, outcome), markup=False, highlight=False)
         bill = run_bill(ctl.store, run_id)
     out.print(cost_table(bill))

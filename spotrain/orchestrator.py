@@ -170,8 +170,8 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
         self._transition(
             run.run_id,
             RunState.PROVISIONING,
-            f"{inst.instance_id} in {inst.zone} at ${inst.spot_usd_per_hour or 0:.3f}/h; "
-            f"image {started.image.image_id}: {started.image.reason}",
+            # the image's reason is the plan's to say, once: not again on every attempt
+            f"{inst.instance_id} in {inst.zone} at ${inst.spot_usd_per_hour or 0:.3f}/h, image {started.image.image_id}",
         )
 
     def _refused(self, run, err: Exception) -> None:

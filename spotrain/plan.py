@@ -93,7 +93,8 @@ def estimate(
         )
     else:
         rate = itype.peak_tflops * 1e12 * nodes * recipe.utilisation / recipe.train_flops_per_sample
-        basis = f"assumed {recipe.utilisation:.0%} of the GPUs' peak {itype.peak_tflops:g} TFLOPS"
+        # two significant figures: digits' tiny CNN assumes 0.1%, which `:.0%` wrote as 0%
+        basis = f"assumed {recipe.utilisation * 100:.2g}% of the GPUs' peak {itype.peak_tflops:g} TFLOPS"
     hours = work / rate / 3600.0
     return Estimate(
         hours=hours,

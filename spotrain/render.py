@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.table import Table
 
 from spotrain.formats import duration, usd, usd_per_hour
@@ -26,8 +27,8 @@ def plan_table(spec, plan: Plan) -> Table:
         show_header=False,
         title_justify="left",
     )
-    t.add_column(style="bold")
-    t.add_column()
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(overflow="fold")  # an SSM path longer than the terminal is folded, not cut
     regions = sorted({c.region for c in plan.order.candidates})
     where = (
         f"{len(plan.zones)} zones in {', '.join(regions)}" if len(plan.zones) > 1 else "the only zone allowed"
@@ -46,7 +47,8 @@ def plan_table(spec, plan: Plan) -> Table:
     )
     t.add_row(
         "expected",
-        f"{est.hours:.2f} h: {usd(est.spot_usd)} at spot, {usd(est.on_demand_usd)} on demand ({est.basis})",
+        f"{duration(est.hours * 3600)} of training (H:MM:SS): {usd(est.spot_usd)} at spot, "
+        f"{usd(est.on_demand_usd)} on demand ({est.basis})",
     )
     t.add_row("checkpoints", f"every {ck.seconds:.0f} s ({ck.basis})")
     v = plan.volume
@@ -65,56 +67,118 @@ def plan_table(spec, plan: Plan) -> Table:
 
 
 def progress_line(event: dict[str, Any]) -> str | None:
-    """One line for the launch's live view; None for events not worth a line (most steps)."""
-    kind, src = event.get("kind"), event.get("source")
-    if src == "controller":
-        if kind == "state":
-            return f"[{event['run']}] {event['to'].upper()}: {event['reason']}"
-        if kind == "budget":
-            return f"[{event['run']}] BUDGET: {event['message']}"
-        if kind in ("warning", "restart", "waiting") and "message" in event:
-            a = f" (attempt {event['attempt']})" if event.get("attempt") else ""
-            return f"[{event['run']}] {kind}{a}: {event['message']}"
-        if kind == "stage":  # the bootstrap's progress, data first (data-s3, data-init 3/8)
-            return f"[{event['run']}] boot (attempt {event['attempt']}): {event['stage']}"
-        if kind == "data_ready":
-            return f"[{event['run']}] data ready (attempt {event['attempt']}): {event['source']} read ahead in {duration(event['seconds'])}"
-        if kind in ("launch", "sync", "inject", "warning", "restart"):
-            extra = {k: v for k, v in event.items() if k not in ("run", "source", "kind", "t")}
-            return f"[{event['run']}] {kind}: " + ", ".join(f"{k} {v}" for k, v in extra.items())
-        return None
-    a = event.get("attempt")
+    """The launch's live view: an event as one short sentence; None for events not worth one (steps).
+    No run prefix (the launch names its run once) and no raw records: what a person reads in a log."""
+    if event.get("source") == "controller":
+        return _controller_line(event)
+    return _trainer_line(event)
+
+
+def _attempt(event: dict[str, Any]) -> str:
+    return f"attempt {event['attempt']}: " if event.get("attempt") else ""
+
+
+def _controller_line(event: dict[str, Any]) -> str | None:
+    kind, a = event.get("kind"), _attempt(event)
+    if kind == "state":
+        return f"{event['to'].upper()}: {event['reason']}"
+    if kind == "budget":
+        return f"BUDGET: {event['message']}"
+    if kind in ("warning", "restart", "waiting") and "message" in event:
+        return f"{a}{kind}: {event['message']}"
+    if kind == "launch":
+        avoid = event.get("demoted") or []
+        return f"{a}requesting a spot {event['instance_type']}" + (
+            f", {' and '.join(avoid)} last (it interrupted the attempt before)" if avoid else ""
+        )
+    if kind == "stage":  # the bootstrap's progress, data first (data-s3, data-init 3/8)
+        return f"{a}boot stage {event['stage']}"
+    if kind == "data_ready":
+        return f"{a}data ready: {event['source']} read ahead in {duration(event['seconds'])}"
+    if kind == "sync":
+        return (
+            f"{a}trainer synced: {event['files']} files, {_size(event['bytes'])} in {event['seconds']:.2f} s"
+        )
+    if kind == "inject":
+        return f"{a}an interruption will be injected at {event['at']}"
+    if kind == "reclaim":
+        return f"{a}instance reclaimed by {event['by']}" if event.get("by") else None
+    return None
+
+
+def _size(n: float) -> str:
+    """Bytes as a person reads them: 164806 -> 161 KiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KiB") else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _trainer_line(event: dict[str, Any]) -> str | None:
+    kind, a = event.get("kind"), _attempt(event)
     if kind == "eval":
-        top5 = f", top5 {event['top5']:.4f}" if "top5" in event else ""
-        return f"  attempt {a} | eval epoch {event['epoch']:.2f}: top1 {event['top1']:.4f}{top5}"
+        top5 = f", top-5 {event['top5']:.2%}" if "top5" in event else ""
+        return f"{a}eval at epoch {event['epoch']:.2f}: top-1 {event['top1']:.2%}{top5}"
     if kind == "checkpoint" and event.get("where") == "s3":
-        return f"  attempt {a} | checkpoint step {event['step']} in S3 ({event['bytes'] / 1e6:.2f} MB)"
+        return f"{a}checkpoint at step {event['step']} in S3 ({_size(event['bytes'])})"
     if kind == "rebalance":
         return (
-            f"  attempt {a} | rebalance recommendation ({event['source']}, {event['notice_time']}): "
+            f"{a}rebalance recommendation ({event['source']}, {event['notice_time']}): "
             f"checkpoint {event['checkpoint']} in {event['checkpoint_s']:.2f} s, training goes on"
         )
     if kind == "interruption":
-        return f"  attempt {a} | interruption ({event['source']}, notice for {event['notice_time']}): saved at step {event['step']}"
+        return (
+            f"{a}interruption notice ({event['source']}, for {event['notice_time']}): "
+            f"saved at step {event['step']}"
+        )
     if kind == "start":
         how = f"resumed from step {event['step']}" if event.get("resumed_from") else "fresh start"
-        return f"  attempt {a} | trainer started on {event.get('device')} x{event.get('world_size')}: {how}"
-    if kind in ("done", "error"):
-        return f"  attempt {a} | {kind}: " + (event.get("reason") or event.get("message", ""))
+        return f"{a}trainer started on {event.get('device')} x{event.get('world_size')}, {how}"
+    if kind == "done":
+        why = {"target": "target reached", "schedule": "schedule done"}.get(
+            event.get("reason"), event.get("reason")
+        )
+        return f"{a}trainer done at step {event.get('step')}: {why}"
+    if kind == "error":
+        return f"{a}trainer error: {event.get('message', '')}"
     return None
 
 
 def cost_table(bill: Bill) -> Table:
-    c = bill.cost
-    t = Table(title=f"cost of {bill.run_id}", title_justify="left")
-    for name in ("attempt", "zone", "instance", "billed", "end", "spot $", "EBS $", "on-demand $"):
-        t.add_column(name, justify="left" if name in ("attempt", "zone", "instance", "end") else "right")
-    u = bill.usage
+    """One row an attempt, and a total row whose every figure is the sum of its column: the on-demand
+    column is the instance's seconds at the on-demand price, as the spot column is at spot; the totals
+    that add EBS and S3 to both are the caption's (cost.py's RunCost says what each sum holds)."""
+    c, u = bill.cost, bill.usage
+    types = sorted({a.instance_type for a in u.records})
+    one_type = len(types) == 1  # the usual run: its type in the title, a column less in 80 columns
+    title = f"cost of {bill.run_id}" + (f" on {types[0]}" if one_type else "")
+    t = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        show_edge=False,
+    )
+    names = (
+        "#",
+        "zone",
+        *(() if one_type else ("instance",)),
+        "billed",
+        "end",
+        "spot $",
+        "EBS $",
+        "on-demand $",
+    )
+    for name in names:
+        left = name in ("zone", "instance", "end")
+        t.add_column(name, justify="left" if left else "right", no_wrap=name != "end", overflow="fold")
     for a, ac in zip(u.records, c.attempts, strict=True):
         t.add_row(
             str(a.number),
             a.zone,
-            a.instance_type,
+            *(() if one_type else (a.instance_type,)),
             duration(ac.billed_s),
             (a.end_reason or "running") + (" (free hour)" if ac.free_hour else ""),
             usd(ac.spot_usd),
@@ -124,16 +188,16 @@ def cost_table(bill: Bill) -> Table:
     t.add_section()
     t.add_row(
         "total",
-        "",
-        f"{c.gpu_hours:.3f} GPU-h",
-        duration(u.wall_s) + " wall",
+        *([""] if one_type else ["", ""]),
+        duration(sum(ac.billed_s for ac in c.attempts)),
         "",
         usd(c.spot_usd),
         usd(c.ebs_usd),
-        usd(c.on_demand_usd),
+        usd(sum(ac.on_demand_usd for ac in c.attempts)),
     )
     t.caption = (
-        f"S3 {usd(c.s3_usd)}; total {usd(c.total_usd)} vs {usd(c.on_demand_usd)} on demand: "
+        f"wall {duration(u.wall_s)}, {c.gpu_hours:.3f} GPU-h; S3 {usd(c.s3_usd)}\n"
+        f"all in {usd(c.total_usd)} vs {usd(c.on_demand_usd)} on demand (EBS and S3 in both): "
         f"saved {usd(c.savings_usd)} ({c.savings_fraction:.0%})"
     )
     if c.to_target is not None:
@@ -228,20 +292,31 @@ def status_rows(store, runs) -> list[dict[str, Any]]:
 
 
 def status_table(rows: list[dict[str, Any]]) -> Table:
-    t = Table(title="runs", title_justify="left")
-    for name in ("run", "state", "recipe", "instance", "attempts", "epoch", "best top1", "$ so far"):
+    """The runs in 80 columns: the id whole (it is what the other commands take; it starts with the
+    recipe, so the recipe has no column), a dry-run's state marked `*`."""
+    # one space between columns (the divider): an imagenet run's id and figures fit in 80
+    t = Table(title="runs", title_justify="left", box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    right = ("tries", "epoch", "top-1", "spent")
+    for name in ("run", "state", "instance", *right):
         t.add_column(
-            name, justify="right" if name in ("attempts", "epoch", "best top1", "$ so far") else "left"
+            name,
+            justify="right" if name in right else "left",
+            no_wrap=name not in ("state", "instance"),
+            overflow="fold",
         )
     for r in rows:
         t.add_row(
-            r["run"] + (" (dry-run)" if r["dry_run"] else ""),
-            r["state"],
-            r["recipe"] or "",
+            r["run"],
+            r["state"] + ("*" if r["dry_run"] else ""),
             r["instance"] or "",
             str(r["attempts"]),
             "" if r["epoch"] is None else f"{r['epoch']:.2f}",
-            "" if r["best_top1"] is None else f"{r['best_top1']:.4f}",
+            "" if r["best_top1"] is None else f"{r['best_top1']:.1%}",
             "" if r["usd"] is None else usd(r["usd"]),
+        )
+    if any(r["dry_run"] for r in rows):
+        t.caption, t.caption_justify = (
+            "*: a dry-run (this machine, no AWS); tries: attempts; top-1: the best eval; spent: $ so far",
+            "left",
         )
     return t

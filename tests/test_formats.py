@@ -54,4 +54,4 @@ def test_the_cost_table_uses_both_formats() -> None:
     console = Console(file=io.StringIO(), width=120)
     console.print(cost_table(Bill(usage, RunCost(attempts=[], s3_usd=12345.678, gpu_hours=0.0))))
     text = console.file.getvalue()
-    assert "0:01:00 wall" in text and "S3 $12,345.6780; total $12,345.6780" in text
+    assert "wall 0:01:00" in text and "S3 $12,345.6780" in text and "all in $12,345.6780" in text

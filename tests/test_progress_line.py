@@ -16,6 +16,6 @@ def test_rebalance_recommendation_gets_a_line_naming_its_checkpoint() -> None:
         "checkpoint_s": 0.41,
     }
     assert progress_line(event) == (
-        "  attempt 2 | rebalance recommendation (imds, 2026-11-29T11:50:00Z): checkpoint step-000023 "
+        "attempt 2: rebalance recommendation (imds, 2026-11-29T11:50:00Z): checkpoint step-000023 "
         "in 0.41 s, training goes on"
     )
