@@ -9,6 +9,7 @@ import click
 
 from spotrain import __version__
 from spotrain.cli_account import init, prices, smoke
+from spotrain.cli_metrics import tensorboard
 from spotrain.errors import SpotrainError
 from spotrain.terminal import (
     EXIT_CTRL_C,
@@ -100,6 +101,16 @@ def _console():
     help="Dry-run: interrupt the next attempt at AT: step:30, 50% (of the steps) or 20s (repeatable).",
 )
 @click.option("--boot-delay", type=float, help="Dry-run: simulated boot seconds (default 2).")
+# Metrics out (optional extras on the instance: spotrain[tensorboard], spotrain[wandb]).
+@click.option(
+    "--tensorboard",
+    is_flag=True,
+    default=None,
+    help="TensorBoard event files, mirrored: `spotrain tensorboard RUN`.",
+)
+@click.option(
+    "--wandb", metavar="PROJECT", help="Log to W&B PROJECT; the run id is W&B's id, resumed each attempt."
+)
 @click.option("-y", "--yes", is_flag=True, help="Launch without asking.")
 def launch(spec_file: Path | None, yes: bool, **flags) -> None:
     """Plan, request a spot instance, train, and watch until the run ends.
@@ -350,6 +361,7 @@ def down(run_id: str | None, all_runs: bool, yes: bool) -> None:
 
 for command in (prices, init, smoke):  # the account and the real path, not one run
     cli.add_command(command)
+cli.add_command(tensorboard)  # metrics outside spotrain (cli_metrics.py)
 
 
 def main(argv: list[str] | None = None) -> None:
