@@ -4,6 +4,7 @@ local directory and prints, or with --serve runs, the `tensorboard --logdir` tha
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import sys
@@ -48,11 +49,9 @@ def tensorboard(run_id: str, out: Path | None, serve: bool) -> None:
     if not serve:
         click.echo(f"tensorboard --logdir {shlex.quote(str(dest))}")
         return
-    try:
-        import tensorboard as _  # noqa: F401 - only asked for with --serve
-    except ImportError:
+    if importlib.util.find_spec("tensorboard") is None:  # found, not imported: the controller never does
         raise SpotrainError(
             "--serve needs the tensorboard package, which is not installed",
             "pip install 'spotrain[tensorboard]', or run the printed command where TensorBoard is",
-        ) from None
+        )
     os.execv(command[0], command)
