@@ -44,8 +44,9 @@ _CAPTIONS = {
     "same in both and left out.",
     "schedule": "Training loss (top), learning rate and momentum (bottom) against step, one colour per "
     "attempt; a thick line where an attempt resumes from a checkpoint, dotted where a notice stopped one.",
-    "attempts": "One bar per instance: requested (faint), booting and sync, trainer running (from its `start` event); its end reason and spot + EBS "
-    "dollars at the right.",
+    "attempts": "One bar per instance, in its attempt's colour: requested (faint), booting and sync, trainer "
+    "running (from its `start` event); its zone, end reason and spot + EBS dollars at the left. Time starts "
+    "at the first instance's start, so attempt 1's request before it is cut.",
     "prices": "The spot price in force in each zone the run used over the run's own span, from the stored "
     "price history; thick, in the attempt's colour, while an attempt was billed (its 60 s minimum past "
     "the run's end is not drawn); dashed: the on-demand price.",

@@ -232,7 +232,7 @@ def _attempts(fig: Figure, d: RunData) -> bool:
     ax.set_yticks([len(d.attempts) - i for i in range(len(d.attempts))], labels, fontsize=8)
     ax.set_ylim(0.3, len(d.attempts) + 0.7)
     ax.set_xlim(0.0, max(clock.span, 1e-9))
-    ax.set_xlabel(clock.label + "; a request before it is drawn from 0")
+    ax.set_xlabel(clock.label + "; what came before 0 (attempt 1's request) is cut")
     ax.grid(axis="x", alpha=0.3)
     own = [Patch(color=S.attempt_color(a.number), label=f"attempt {a.number}") for a in d.attempts]
     phases = [Patch(color="grey", alpha=alpha, label=what) for what, alpha in _PHASES]
