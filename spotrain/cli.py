@@ -15,6 +15,7 @@ import click
 
 from spotrain import __version__
 from spotrain.cli_account import init, prices, smoke
+from spotrain.cli_metrics import tensorboard
 from spotrain.cli_options import (
     aws_options,
     complete_instance,
@@ -90,6 +91,16 @@ def cli() -> None:
     help="Dry-run: interrupt the next attempt at AT: step:30, 50% (of the steps) or 20s (repeatable).",
 )
 @click.option("--boot-delay", type=float, help="Dry-run: simulated boot seconds (default 2).")
+# Metrics out (optional extras on the instance: spotrain[tensorboard], spotrain[wandb]).
+@click.option(
+    "--tensorboard",
+    is_flag=True,
+    default=None,
+    help="TensorBoard event files, mirrored: `spotrain tensorboard RUN`.",
+)
+@click.option(
+    "--wandb", metavar="PROJECT", help="Log to W&B PROJECT; the run id is W&B's id, resumed each attempt."
+)
 @click.option("-n", "--name", help="A name to know the run by (status NAME, logs NAME, down NAME).")
 @click.option("-y", "--yes", is_flag=True, help="Launch without asking.")
 @json_option
@@ -140,7 +151,7 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, as_json: bool, *
     exit_for(outcome)
 
 
-for command in (*RUN_COMMANDS, prices, init, smoke):  # runs launched; the account and the real path
+for command in (*RUN_COMMANDS, prices, init, smoke, tensorboard):  # runs; the account; metrics out
     cli.add_command(command)
 
 

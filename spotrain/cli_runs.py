@@ -139,7 +139,8 @@ def logs(run_id: str, attempt: int | None, follow: bool) -> None:
 @click.option("--out", type=click.Path(path_type=Path), help="Directory for it (default: STATE/reports/RUN).")
 @click.option("--open", "open_it", is_flag=True, help="Open the HTML page in a browser.")
 def report(run_id: str, out: Path | None, open_it: bool) -> None:
-    """One HTML page and its PNGs: accuracy against hours and $, schedule, attempts, prices, summary.
+    """One HTML page and its PNGs: accuracy against time and $ (broken between attempts), throughput,
+    cumulative $ against on demand, schedule, attempts, prices; and the summary table.
 
     \b
     Examples:
@@ -163,24 +164,38 @@ def report(run_id: str, out: Path | None, open_it: bool) -> None:
 @click.command()
 @click.argument("run_ids", metavar="RUN...", nargs=-1, required=True, type=RUN_ID)
 @json_option
-def compare(run_ids: tuple[str, ...], as_json: bool) -> None:
-    """The report's summary of several runs side by side (time and $ to target, savings, lost work).
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Directory for compare.html (default: STATE/reports/compare; none with --json).",
+)
+def compare(run_ids: tuple[str, ...], as_json: bool, out: Path | None) -> None:
+    """The report's summary of several runs side by side (time and $ to target, savings, lost work),
+    and one HTML page with the runs overlaid: accuracy against time and $, cumulative $, throughput.
 
     \b
     Example:
-      spotrain compare digits-20261129-2145-a1b2 digits-20261129-2210-c3d4
+      spotrain compare digits-20261129-2145-a1b2 digits-20261129-2210-c3d4 --out /tmp/compare
     """
-    from spotrain.report import compare_table, run_summary
+    from spotrain.report import build_compare, compare_table, load_run, summarize
     from spotrain.workspace import controller_for_run
 
-    summaries = []
+    runs = []
     for run_id in run_ids:
         with controller_for_run(run_id) as ctl:
-            summaries.append(run_summary(ctl.store, run_id))
+            runs.append(load_run(ctl.store, run_id))
+            state_dir = ctl.state_dir
+    summaries = [summarize(d) for d in runs]
     if as_json:
         _echo_json(summaries)
-    else:
-        console().print(compare_table(summaries))
+        return
+    console().print(compare_table(summaries))
+    try:
+        done = build_compare(runs, out or state_dir / "reports" / "compare")
+    except SpotrainError as err:
+        click.echo(f"compare page not written: {err.message} ({err.hint})", err=True)
+        return
+    click.echo(f"compare: {done.html}")
 
 
 @click.command()

@@ -1,5 +1,4 @@
-"""What a run asks for (`RunSpec`) and what its plan decided (`PlanRecord`); settings.py says where
-spotrain keeps its state.
+"""What a run asks for (`RunSpec`) and what its plan decided (`PlanRecord`); settings.py: the state's place.
 
 A spec is read from a YAML file (`-f run.yaml`), then `SPOTRAIN_<FIELD>` environment variables, then
 command-line flags; the later source wins, field by field (`env` maps are merged key by key). Every bad
@@ -76,6 +75,7 @@ EXPECTED: dict[str, str] = {
     "inject_interruptions": "step:30 (after training step 30), 50% (of the schedule's steps) "
     "or 20s (after training started)",
     "boot_delay_s": "a number of seconds, 0 or more",
+    "wandb": "a W&B project name: 1-128 characters, none of / \\ # ? % :",
     "state_dir": "a directory path",
     "profile": "an AWS profile name",
 }
@@ -130,6 +130,8 @@ class RunSpec(BaseModel):
     dry_run: bool = False  # run on this machine against cloud/local/
     inject_interruptions: list[Interruption] = []  # dry-run only: step:N, P% or Ns, one per attempt
     boot_delay_s: float = Field(2.0, ge=0, allow_inf_nan=False)  # dry-run only: simulated boot time
+    tensorboard: bool = False  # the trainer writes TensorBoard event files, mirrored to S3 with the logs
+    wandb: str | None = Field(None, pattern=r"^[^/\\#?%:]{1,128}$")  # W&B project; the run id is W&B's id
 
     @model_validator(mode="before")
     @classmethod
@@ -356,10 +358,9 @@ def _env_bounds(env: Mapping[Any, Any]) -> None:
 
 def _show(value: Any, limit: int = 120) -> str:
     """A value as a message shows it: whole when short, else its start (a 50 MB map is not printed)."""
-    if isinstance(value, str):
-        text = value if value and not any(c.isspace() for c in value) else repr(value)
-    else:
-        text = repr(value) if not isinstance(value, Path) else str(value)
+    text = str(value) if isinstance(value, Path) else repr(value)
+    if isinstance(value, str) and value and not any(c.isspace() for c in value):
+        text = value
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
@@ -382,8 +383,7 @@ def _bucket_ok(name: str) -> bool:
     """S3's bucket naming rules (general purpose buckets)."""
     if not 3 <= len(name) <= 63 or not re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", name):
         return False
-    if ".." in name or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
-        return False
     bad_prefix = ("xn--", "sthree-", "amzn-s3-demo-")
     bad_suffix = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-    return not name.startswith(bad_prefix) and not name.endswith(bad_suffix)
+    ip = re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name)
+    return not (ip or ".." in name or name.startswith(bad_prefix) or name.endswith(bad_suffix))

@@ -79,6 +79,11 @@ def trainer_command(
         args += ["--max-epochs", str(spec.max_epochs)]
     if spec.data:
         args += ["--data", ready.get("SPOTRAIN_DATA") or DATA_DIR]
+    # Metrics out, optional extras on the instance: the run dir's name (the run id) is W&B's run id.
+    if spec.tensorboard:
+        args += ["--tensorboard"]
+    if spec.wandb:
+        args += ["--wandb", spec.wandb]
     python = ready.get("SPOTRAIN_PYTHON") or python
     gpus = plan.gpus if every_gpu else 1
     if gpus > 1:  # trainer.launch is torchrun that passes the workers' exit code (75) through

@@ -39,6 +39,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--eval-every", type=int, help="epochs between evals; 0: only at the end (recipe's default)"
     )
+    p.add_argument(
+        "--tensorboard", action="store_true", help="TensorBoard event files in RUN_DIR/tensorboard"
+    )
+    p.add_argument("--wandb", metavar="PROJECT", help="log to W&B PROJECT, the run dir's name as the run id")
     return p.parse_args(argv)
 
 

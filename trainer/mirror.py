@@ -4,6 +4,7 @@ It runs on the instance so that nothing is lost while the controller's laptop is
 `s3://BUCKET/PREFIX` (PREFIX is `runs/RUN_ID`):
     ckpt/step-000123/{state.pt, rng.pt, manifest.json}   ckpt/LATEST
     attempts/ATTEMPT_ID/{events.jsonl, train.log, status.json}
+    tensorboard/events.out.tfevents.*   (--tensorboard: every attempt's files in one log dir)
 boto3 honours AWS_ENDPOINT_URL, which points it at a moto server in tests. Upload failures become
 warning events: a mirror that cannot reach S3 must not stop training.
 """
@@ -22,6 +23,7 @@ from trainer.checkpoint import LATEST, MANIFEST, step_of, verify
 from trainer.events import EventLog
 
 LOG_FILES = ("events.jsonl", "train.log", "status.json")
+TB_DIR = "tensorboard"  # trainer/metrics_out.py writes there (--tensorboard)
 # How long a resume waits for S3 to answer (SPOTRAIN_S3_RETRY_S) before exiting 69: long enough for an
 # endpoint to come back (a restarted dry-run controller brings its S3 back within seconds).
 S3_RETRY_S = 120.0
@@ -122,6 +124,7 @@ class Mirror:
             Bucket=self.bucket, Key=_key(self.prefix, "ckpt", LATEST), Body=f"{directory.name}\n".encode()
         )
         self._prune_remote(keep_name=directory.name)
+        self._upload_tensorboard()  # the curve so far, for `spotrain tensorboard RUN` while it trains
         self.events.write(
             "checkpoint",
             step=step_of(directory.name),
@@ -142,6 +145,16 @@ class Mirror:
                     _key(self.prefix, "attempts", self.attempt_id, name),
                     Config=self._config,
                 )
+        self._upload_tensorboard()
+
+    def _upload_tensorboard(self) -> None:
+        """RUN_DIR/tensorboard/* to PREFIX/tensorboard/ (one log dir for the run: file names differ by
+        attempt, so no attempt overwrites another's)."""
+        folder = self.run_dir / TB_DIR
+        for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+            if path.is_file():
+                key = _key(self.prefix, TB_DIR, path.name)
+                self._s3.upload_file(str(path), self.bucket, key, Config=self._config)
 
     def _prune_remote(self, keep_name: str) -> None:
         names = remote_checkpoints(self._s3, self.bucket, self.prefix)

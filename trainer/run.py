@@ -25,7 +25,8 @@ from trainer.recipes import Phase, Recipe
 from trainer.spot import SpotWatcher
 from trainer.util import code_hash
 
-if TYPE_CHECKING:  # set_up imports it only for --mirror
+if TYPE_CHECKING:  # set_up imports them only for --mirror, --tensorboard or --wandb
+    from trainer.metrics_out import MetricsOut
     from trainer.mirror import Mirror
 
 # Agreed by all-reduce MAX; the value says where the notice came from.
@@ -63,6 +64,7 @@ class Run:
     started: float  # time.time() at setup
     last_save: float = 0.0  # time.monotonic() of the last checkpoint: the loop starts the clock
     rebalanced: bool = False  # checkpointed for the rebalance recommendation (EC2 posts one, at most)
+    metrics: MetricsOut | None = None  # rank 0's TensorBoard / W&B writers, when asked for
 
     def announce(self, resumed_from: str | None) -> None:
         """The `start` event (the full config, the code's hash) and its line in train.log."""
@@ -163,6 +165,8 @@ class Run:
             img_per_s=round(rate, 1),
             epoch=round(epoch, 4),
         )
+        if self.metrics is not None:
+            self.metrics.step(p.step, loss, lr, momentum, round(rate, 1))
         self.log.info(
             f"step {p.step:>7} | epoch {epoch:6.2f} | loss {loss:.4f} | lr {lr:.4g} | {rate:,.0f} img/s"
         )
@@ -211,7 +215,13 @@ class Run:
             f"checkpoint at step {step} in {seconds:.2f} s; training goes on"
         )
 
+    def close_metrics(self) -> None:
+        """Before the mirror's last upload of the logs, which carries the event files too."""
+        if self.metrics is not None:
+            self.metrics.close()
+
     def stop_for_notice(self, watcher: SpotWatcher) -> int:
+        self.close_metrics()
         return interrupted(
             self.ddp,
             watcher,
@@ -254,6 +264,8 @@ class Run:
             tta=tta,
             **metrics,
         )
+        if self.metrics is not None:
+            self.metrics.eval(p.step, metrics, p.epoch + (1 if epoch_done else p.batch / steps))
         self.log.info(
             f"eval after epoch {p.epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         )
@@ -263,6 +275,7 @@ class Run:
         """The finished model saved (and mirrored like any checkpoint), then the `done` event."""
         p = self.progress
         self.save(blocking=True)
+        self.close_metrics()
         if self.mirror is not None:
             self.mirror.close()
         self.ddp.barrier()

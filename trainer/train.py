@@ -103,6 +103,10 @@ def set_up(
     run = Run(
         args, recipe, settings, ddp, run_dir, events, log, data, sampler, net, ckpt, mirror, progress, started
     )
+    if ddp.master and (args.tensorboard or args.wandb):
+        from trainer.metrics_out import open_metrics
+
+        run.metrics = open_metrics(args, run_dir, progress.step, {**recipe.to_config(), "seed": args.seed})
     run.announce(resumed_from)
     return run
 

@@ -1,4 +1,4 @@
-"""The report's one HTML page: five sections, the PNGs embedded as base64 data URIs, no external resource
+"""The report's one HTML page: six figures and the summary table, the PNGs embedded as base64 data URIs, no external resource
 (no script, no font, no stylesheet link), so the file can be mailed or opened offline."""
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ DPI = 100
 # name -> (section title, figure size in inches); a PNG is exactly size x DPI pixels.
 FIGURES: dict[str, tuple[str, tuple[float, float]]] = {
     "accuracy": ("Accuracy against wall-clock time and dollars", (12.0, 4.5)),
+    "throughput": ("Throughput over time", (10.0, 3.5)),
+    "spend": ("Cumulative dollars: spot against on demand", (10.0, 3.5)),
     "schedule": ("Loss, learning rate and momentum against step", (10.0, 6.0)),
     "attempts": ("Attempts", (10.0, 3.5)),
     "prices": ("Spot price in each zone used", (10.0, 4.0)),
-    "summary": ("Summary", (7.0, 5.0)),
 }
+SUMMARY = "Summary"  # the last section: an HTML table, not a figure
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1240px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
@@ -33,13 +35,21 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%;heigh
 _CAPTIONS = {
     "accuracy": "Eval accuracy against wall-clock time (left) and against dollars spent (right, cost.py's "
     "rule: spot + EBS, each attempt billed at least a minute). Shaded: each attempt's life; red lines: "
-    "interruption notices; dotted: the target; star: the first eval that reached it.",
+    "interruption notices; dotted: the target; star: the first eval that reached it. The curve breaks "
+    "between attempts: no eval happened while no instance trained.",
+    "throughput": "Training images per second of each step event (the time between step events, "
+    "training only), one colour per attempt, against wall-clock.",
+    "spend": "Spot + EBS dollars spent by each second (cost.py's rules: billed from each attempt's start, "
+    "at least 60 s), against the same instance-seconds at the on-demand price (dashed); S3 is the "
+    "same in both and left out.",
     "schedule": "Training loss (top), learning rate and momentum (bottom) against step, one colour per "
     "attempt; a thick line where an attempt resumes from a checkpoint, dotted where a notice stopped one.",
-    "attempts": "One bar per instance: requested (faint), booting and sync, trainer running (from its `start` event); its end reason and spot + EBS "
-    "dollars at the right.",
-    "prices": "The spot price in force in each zone the run used, from the stored price history; thick "
-    "where an attempt was billed; dashed: the on-demand price.",
+    "attempts": "One bar per instance, in its attempt's colour: requested (faint), booting and sync, trainer "
+    "running (from its `start` event); its zone, end reason and spot + EBS dollars at the left. Time starts "
+    "at the first instance's start, so attempt 1's request before it is cut.",
+    "prices": "The spot price in force in each zone the run used over the run's own span, from the stored "
+    "price history; thick, in the attempt's colour, while an attempt was billed (its 60 s minimum past "
+    "the run's end is not drawn); dashed: the on-demand price.",
 }
 
 
@@ -114,20 +124,20 @@ def page(d: RunData, rows: list[tuple[str, str]], pngs: dict[str, Path]) -> str:
     sections = []
     for i, (name, (title, _)) in enumerate(FIGURES.items(), start=1):
         parts = [f'<section id="{name}"><h2>{i}. {escape(title)}</h2>']
-        if name in pngs and name != "summary":
+        if name in pngs:
             parts.append(_img(pngs[name], title))
             parts.append(f'<p class="note">{escape(_CAPTIONS[name])}</p>')
         if name == "attempts":
             parts.append(_attempts_table(d))
-        if name == "summary":
-            parts.append(_summary_table(rows))
-            parts.append(
-                '<p class="note">Dollars and seconds are those of <code>spotrain cost --json</code>; '
-                "lost work: steps done before each notice less the step the next attempt resumed at.</p>"
-            )
         parts.append(_missing(d, name))
         parts.append("</section>")
         sections.append("".join(parts))
+    sections.append(
+        f'<section id="summary"><h2>{len(FIGURES) + 1}. {SUMMARY}</h2>{_summary_table(rows)}'
+        '<p class="note">Dollars and seconds are those of <code>spotrain cost --json</code>; '
+        "lost work: steps done before each notice less the step the next attempt resumed at.</p>"
+        f"{_missing(d, 'summary')}</section>"
+    )
     run = d.run
     title = f"spotrain report: {run.run_id}"
     header = (

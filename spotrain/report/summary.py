@@ -1,5 +1,5 @@
 """The report's summary: `spotrain cost --json`'s numbers (the same dict, from the same bill) plus the
-run's state, lost work and throughput; as (label, value) lines for the HTML, summary.png and compare."""
+run's state, lost work and throughput; as (label, value) lines for the HTML table and compare."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def _money_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
-    """The summary as (label, value) lines: the HTML table, summary.png and `spotrain compare`."""
+    """The summary as (label, value) lines: the HTML table and `spotrain compare`."""
     util = "unknown"
     if s["utilisation"] is not None:
         util = f"{s['utilisation']:.3%} of {s['peak_tflops']:,.0f} TFLOPS peak"

@@ -59,15 +59,17 @@ def test_the_demo_ends_by_writing_the_report_and_printing_its_path(demo) -> None
     html = demo.state / "reports" / demo.run / "report.html"
     assert f"report: {html}" in demo.stdout
     assert html.is_file() and all((html.parent / f"{n}.png").is_file() for n in FIGURES)
+    assert not (html.parent / "summary.png").exists()  # the summary is the page's table, not an image
 
 
-def test_html_has_the_five_sections_and_embeds_its_figures(report) -> None:
+def test_html_has_the_six_figures_and_the_summary_and_embeds_its_figures(report) -> None:
     assert report.stdout.strip() == f"report: {report.html}" and report.stderr == ""
     page = report.html.read_text()
     for i, (name, (title, _)) in enumerate(FIGURES.items(), start=1):
         assert f'<section id="{name}"><h2>{i}. {title}</h2>' in page
+    assert f'<section id="summary"><h2>{len(FIGURES) + 1}. Summary</h2><table id="summary-table">' in page
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    files = [report.out / f"{n}.png" for n in FIGURES if n != "summary"]  # the summary is a table there
+    files = [report.out / f"{n}.png" for n in FIGURES]
     assert [base64.b64decode(b) for b in embedded] == [f.read_bytes() for f in files]
     # Self-contained: nothing fetched when the page is opened.
     assert not re.search(r'(src|href)="(?!data:)', page) and "http" not in page and "missing:" not in page
@@ -110,8 +112,14 @@ def test_compare_puts_the_summaries_side_by_side(demo) -> None:
     assert out.returncode == 0, out.stderr
     first, second = json.loads(out.stdout)
     assert first == second and {k: first[k] for k in demo.cost} == demo.cost
-    table = spotrain("compare", demo.run, home=demo.home)
-    assert table.returncode == 0 and f"${demo.cost['total_usd']:.4f}" in table.stdout
+    out_dir = demo.home / "compare-out"
+    table = spotrain("compare", demo.run, demo.run, "--out", str(out_dir), home=demo.home)
+    assert table.returncode == 0 and f"${demo.cost['total_usd']:.4f}" in table.stdout, table.stderr
+    assert f"compare: {out_dir / 'compare.html'}" in table.stdout
+    assert sorted(p.name for p in out_dir.iterdir()) == ["compare.html"]  # one page, figures inside
+    page = (out_dir / "compare.html").read_text()
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 4 and "missing:" not in page
+    assert f"{demo.run} (1)" in page and f"{demo.run} (2)" in page
     unknown = spotrain("compare", demo.run, "digits-nope", home=demo.home)
     assert unknown.returncode == 2 and "digits-nope" in unknown.stderr
 
@@ -137,11 +145,11 @@ def test_a_run_with_no_events_says_what_is_missing_and_writes_the_rest(tmp_path)
     store, run_id = _bare_run(tmp_path / "state", attempt=False)
     with store:
         done = build_report(store, run_id, tmp_path / "out")
-    assert sorted(done.pngs) == ["summary"] and not (tmp_path / "out" / "accuracy.png").exists()
+    assert done.pngs == {} and not (tmp_path / "out" / "accuracy.png").exists()
     sections = {m.split(":")[0] for m in done.missing}
-    assert {"accuracy", "schedule", "attempts", "prices", "summary"} <= sections
+    assert {"accuracy", "throughput", "spend", "schedule", "attempts", "prices", "summary"} <= sections
     page = done.html.read_text()
-    assert all(f'<section id="{n}">' in page for n in FIGURES)
+    assert all(f'<section id="{n}">' in page for n in (*FIGURES, "summary"))
     assert all(f"missing: {m.split(': ', 1)[1]}" in page for m in done.missing)
     assert done.summary["total_usd"] == 0 and done.summary["n_attempts"] == 0
 
@@ -150,7 +158,8 @@ def test_an_attempt_without_prices_still_gets_its_timeline(tmp_path) -> None:
     store, run_id = _bare_run(tmp_path / "state", attempt=True)
     with store:
         done = build_report(store, run_id, tmp_path / "out")
-    assert sorted(done.pngs) == ["attempts", "summary"]
+    assert sorted(done.pngs) == ["attempts"]
+    assert "spend: the run cannot be priced yet" in done.missing
     assert any(m.startswith("summary: cost: no spot price for g4dn.xlarge") for m in done.missing)
     assert "prices: no spot price sample for g4dn.xlarge in us-east-1a" in done.missing
     assert "total_usd" not in done.summary and "cannot be priced yet" in done.html.read_text()

@@ -3,8 +3,10 @@
     s3://BUCKET/runs/RUN_ID/ckpt/step-000123/{state.pt,manifest.json}
     s3://BUCKET/runs/RUN_ID/ckpt/LATEST                     the newest complete checkpoint's name
     s3://BUCKET/runs/RUN_ID/attempts/ATTEMPT_ID/{events.jsonl,train.log,status.json}
+    s3://BUCKET/runs/RUN_ID/tensorboard/events.out.tfevents.*   (--tensorboard, every attempt's)
 
-Read-only here: list checkpoints, read LATEST, fetch each attempt's events and logs.
+Read-only here: list checkpoints, read LATEST, fetch each attempt's events and logs, fetch the
+TensorBoard event files.
 """
 
 from __future__ import annotations
@@ -185,3 +187,28 @@ def fetch_all(
         fetch_attempt(sess, bucket=bucket, run_id=run_id, attempt_id=a, dest=dest, region=region)
         for a in list_attempts(sess, bucket=bucket, run_id=run_id, region=region)
     ]
+
+
+TENSORBOARD = "tensorboard"  # trainer/metrics_out.py's folder, mirrored as the run's one log dir
+
+
+@translated("fetch the run's TensorBoard event files from S3")
+def fetch_tensorboard(
+    sess: boto3.Session, *, bucket: str, run_id: str, dest: Path, region: str | None = None
+) -> list[Path]:
+    """Every event file under `runs/RUN_ID/tensorboard/`, copied into `dest` (one TensorBoard log dir,
+    every attempt's file in it); the local paths, name order. Empty when the run wrote none."""
+    s3 = _s3(sess, region)
+    prefix = f"{run_prefix(run_id)}{TENSORBOARD}/"
+    objects, _ = _list(s3, bucket, prefix)
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for obj in sorted(objects, key=lambda o: o["Key"]):
+        name = obj["Key"][len(prefix) :]
+        if not name or "/" in name:
+            continue  # only the files the mirror writes, never a path out of `dest`
+        data = _get(s3, bucket, obj["Key"])
+        if data is not None:
+            (dest / name).write_bytes(data)
+            paths.append(dest / name)
+    return paths
