@@ -12,12 +12,12 @@ from pathlib import Path
 
 import click
 
-from spotrain.cli_options import aws_options
+from spotrain.cli_options import RUN_ID, aws_options
 from spotrain.errors import SpotrainError
 
 
 @click.command("tensorboard")
-@click.argument("run_id", metavar="RUN")
+@click.argument("run_id", metavar="RUN", type=RUN_ID)
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Log dir to fetch into (default: STATE/tensorboard/RUN)."
 )
