@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 def plan_table(spec, plan: Plan) -> Table:
     z, est, ck = plan.zone, plan.estimate, plan.checkpoint
     t = Table(
-        title=f"plan: {spec.recipe} on {plan.instance_type}" + (" (dry-run)" if spec.dry_run else ""),
+        title=f"plan: {spec.run if spec.run else spec.recipe} on {plan.instance_type}"
+        + (" (dry-run)" if spec.dry_run else ""),
         show_header=False,
         title_justify="left",
     )
@@ -43,10 +44,12 @@ def plan_table(spec, plan: Plan) -> Table:
         f"{usd_per_hour(z.usd_per_hour)} now (24 h: {usd(z.low_24h)} .. {usd(z.high_24h)}), "
         f"{z.discount:.0%} under on-demand {usd_per_hour(z.on_demand_usd_per_hour)}",
     )
-    t.add_row(
-        "expected",
-        f"{est.hours:.2f} h: {usd(est.spot_usd)} at spot, {usd(est.on_demand_usd)} on demand ({est.basis})",
-    )
+    expected = est.basis  # "unknown" for the user's own command: no time, no $, no time-to-target
+    if est.hours is not None:
+        expected = (
+            f"{est.hours:.2f} h: {usd(est.spot_usd)} at spot, {usd(est.on_demand_usd)} on demand ({expected})"
+        )
+    t.add_row("expected", expected)
     t.add_row("checkpoints", f"every {ck.seconds:.0f} s ({ck.basis})")
     v = plan.volume
     t.add_row(
