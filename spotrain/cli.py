@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def _console():
 )
 @click.option("--boot-delay", type=float, help="Dry-run: simulated boot seconds (default 2).")
 @click.option("-y", "--yes", is_flag=True, help="Launch without asking.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def launch(spec_file: Path | None, yes: bool, **flags) -> None:
     """Plan, request a spot instance, train, and watch until the run ends.
 
@@ -108,6 +110,7 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
     Examples:
       spotrain launch --instance p3.16xlarge --recipe imagenet --data snap-0abc --auto-resume
       spotrain launch --dry-run --recipe digits --inject-interruption step:30 --auto-resume -y
+      spotrain launch --auto-resume -- python train.py --lr 0.1   # your own script (README)
 
     Ctrl-C leaves the run going on its instance; `spotrain resume RUN` watches it again.
     Exit status: 0 the run succeeded, 75 interrupted (resume it), 1 failed, 2 bad input, 3 cancelled
@@ -122,6 +125,9 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
     flags = {k: v for k, v in flags.items() if v not in (None, ())}
     rename = {"inject": "inject_interruptions", "boot_delay": "boot_delay_s"}
     flags = {rename.get(k, k): list(v) if isinstance(v, tuple) else v for k, v in flags.items()}
+    if "command" in flags:  # `launch [OPTIONS] -- CMD ...`: one word is a shell line, words are quoted
+        words = flags.pop("command")
+        flags["run"] = words[0] if len(words) == 1 else shlex.join(words)
     spec = load_spec(spec_file, flags)
     console = _console()
     with open_controller(dry_run=spec.dry_run, boot_delay_s=spec.boot_delay_s, seed=spec.seed) as ctl:

@@ -87,8 +87,10 @@ def progress_line(event: dict[str, Any]) -> str | None:
         return None
     a = event.get("attempt")
     if kind == "eval":
-        top5 = f", top5 {event['top5']:.4f}" if "top5" in event else ""
-        return f"  attempt {a} | eval epoch {event['epoch']:.2f}: top1 {event['top1']:.4f}{top5}"
+        # the user's own command may report a step and not an epoch, top5 and not top1
+        at = f"epoch {event['epoch']:.2f}" if "epoch" in event else f"step {event.get('step')}"
+        scores = ", ".join(f"{k} {event[k]:.4f}" for k in ("top1", "top5") if k in event)
+        return f"  attempt {a} | eval {at}: {scores}"
     if kind == "checkpoint" and event.get("where") == "s3":
         return f"  attempt {a} | checkpoint step {event['step']} in S3 ({event['bytes'] / 1e6:.2f} MB)"
     if kind == "rebalance":

@@ -135,6 +135,8 @@ class Supervisor:
         self.events.write(
             "start",
             step=resumed,
+            resumed_from=f"step {resumed}" if resumed else None,
+            device="your command",
             world_size=1,
             config={
                 "command": self.args.command,
