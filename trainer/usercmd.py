@@ -116,8 +116,8 @@ class Supervisor:
             sys.stdout.flush()
             for kind, fields in metric_events(raw.decode("utf-8", errors="replace")):
                 self.events.write(kind, **fields)
-                if kind == "step":
-                    self.last_step = max(self.last_step, int(fields["step"]))
+                if isinstance(fields.get("step"), int):
+                    self.last_step = max(self.last_step, fields["step"])
                     self.watcher.check_step(self.last_step)
                     self.forward_notice()
 

@@ -91,9 +91,9 @@ def unpack(snapshot_dir: Path, target: Path) -> None:
 
 
 def metric_events(line: str) -> list[tuple[str, dict[str, Any]]]:
-    """The events one line of the command's stdout stands for: a JSON object with a whole `step` is a
-    `step` event (its numbers: loss, lr...); one with top1 or top5 is an `eval` event too. Anything
-    else (plain text, JSON without a step or a score) is only log."""
+    """The event one line of the command's stdout stands for: a JSON object with top1 or top5 is an
+    `eval` (with its step and epoch), else one with a whole `step` is a `step` event (its numbers: loss,
+    lr...). Anything else (plain text, JSON without a step or a score) is only log."""
     text = line.strip()
     if not text.startswith("{"):
         return []
@@ -105,14 +105,10 @@ def metric_events(line: str) -> list[tuple[str, dict[str, Any]]]:
         return []
     numbers = {k: v for k, v in data.items() if isinstance(k, str) and k not in ("t", "kind") and _finite(v)}
     step = numbers.get("step")  # a whole number: 10.0 is not a step
-    out: list[tuple[str, dict[str, Any]]] = []
     scores = {k: numbers[k] for k in EVAL_KEYS if k in numbers}
-    if isinstance(step, int):
-        out.append(("step", {k: v for k, v in numbers.items() if k not in EVAL_KEYS}))
     if scores:
-        extra = {k: numbers[k] for k in ("step", "epoch") if k in numbers}
-        out.append(("eval", {**scores, **extra}))
-    return out
+        return [("eval", {**scores, **{k: numbers[k] for k in ("step", "epoch") if k in numbers}})]
+    return [("step", numbers)] if isinstance(step, int) else []
 
 
 def _finite(v: Any) -> bool:
