@@ -53,7 +53,7 @@ ENV_MAX_BYTES = 64 << 10  # names and values together
 
 # What each field accepts, in words: the end of every "is not allowed; expected ..." message.
 EXPECTED: dict[str, str] = {
-    "recipe": f"one of {', '.join(catalog.RECIPES)}, or your own command after `--` (run)",
+    "recipe": f"one of {', '.join(catalog.RECIPES)}",
     "instance": "an instance type in spotrain's catalog, e.g. p3.16xlarge",
     "nodes": "a whole number of instances, 1 or more",
     "regions": "AWS region names such as us-east-1, comma-separated",
