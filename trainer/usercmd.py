@@ -153,12 +153,13 @@ class Supervisor:
         cmd = (
             ["bash", "-c", " ".join(self.args.command)] if len(self.args.command) == 1 else self.args.command
         )
+        restored = fingerprint(self.user_ckpt)  # before the command can write: its first save is a change
         child = self.child = subprocess.Popen(
             cmd, cwd=self.args.workdir, env=self.child_env(), stdout=subprocess.PIPE, start_new_session=True
         )
         reader = threading.Thread(target=self.read_output, args=(child.stdout,), daemon=True)
         reader.start()
-        code = self.supervise(child)
+        code = self.supervise(child, restored)
         reader.join(timeout=5.0)
         self.watcher.stop()
         return self.finish(
@@ -181,10 +182,9 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.child.pid, signal.SIGTERM)
 
-    def supervise(self, child: subprocess.Popen) -> int:
+    def supervise(self, child: subprocess.Popen, seen: tuple) -> int:
         """Wait for the command: a notice forwarded, the command killed past the notice's deadline, the
         checkpoint directory mirrored every --checkpoint-every seconds when it changed. Its exit code."""
-        seen = fingerprint(self.user_ckpt)
         next_check = time.monotonic() + self.args.checkpoint_every
         while True:
             try:

@@ -78,3 +78,40 @@ def test_the_supervisor_logs_the_output_and_exits_with_the_commands_code(tmp_pat
     assert kinds == [("start", 0), ("step", 3), ("eval", 3), ("error", 3)]
     start = json.loads((run_dir / "events.jsonl").read_text().splitlines()[0])
     assert start["config"]["setup"] == "echo set up"
+
+
+def test_a_sigterm_reaches_the_command_with_the_deadline_and_its_save_is_kept(tmp_path: Path) -> None:
+    """SIGTERM to the supervisor (what `remote.stop` sends) is a notice: forwarded to the command, the
+    deadline in the notice file first; the command saves and exits 75; the save becomes a snapshot (made
+    at --checkpoint-every too while the command runs, once its directory changed) and 75 passes through."""
+    run_dir = tmp_path / "run"
+    script = (
+        'trap \'cat "$SPOTRAIN_NOTICE_FILE" > notice.copy; echo saved > "$SPOTRAIN_CHECKPOINT_DIR/b"; exit 75\' TERM\n'
+        'echo first > "$SPOTRAIN_CHECKPOINT_DIR/a"; echo \'{"step": 4, "loss": 1}\'\n'
+        f"while [ ! -f {run_dir}/ckpt/LATEST ]; do sleep 0.05; done\n"  # the periodic snapshot came
+        "echo ready\n"
+        "while true; do sleep 0.05; done\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SPOTRAIN_IMDS_URL": "off", "OMP_NUM_THREADS": "1"}
+    argv = ["--run-dir", str(run_dir), "--workdir", str(tmp_path), "--checkpoint-every", "0.2", "--", script]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainer.usercmd", *argv], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        for line in proc.stdout:  # the command's own output, passed through as it comes
+            if line.strip() == "ready":
+                break
+        proc.terminate()
+        assert proc.wait(timeout=60) == 75
+    finally:
+        proc.kill()
+    notice = json.loads((tmp_path / "notice.copy").read_text())
+    assert notice["source"] == "sigterm" and notice["deadline"] > 0
+    events = read_events(run_dir / "events.jsonl")
+    local = [e["step"] for e in events if e["kind"] == "checkpoint"]
+    assert local == [4, 5]  # the periodic one at its step 4, then the save on exit (a new snapshot)
+    stop = events[-1]
+    assert (stop["kind"], stop["source"], stop["step"]) == ("interruption", "sigterm", 4)
+    found = newest_local(run_dir / "ckpt", EventLog(None))
+    unpack(found, tmp_path / "restored")
+    assert sorted(p.name for p in (tmp_path / "restored").iterdir()) == ["a", "b"]
