@@ -120,7 +120,7 @@ class RecipeDefaults:
     instance: str  # the type to use when --instance is not given
     root_volume_gb: int  # gp3 root: the AMI (~75 GB) plus data and checkpoints kept on the instance
     target_metric: str  # the eval field that `target` applies to
-    target: float
+    target: float | None  # None: no target unless the run names one (--target-acc)
     train_flops_per_sample: float  # forward + backward (3x forward), averaged over the resize phases
     samples_per_epoch: int
     epochs: int  # the one-cycle schedule's length
@@ -157,8 +157,21 @@ DATA_LAYOUT: dict[str, str] = {
 }
 
 
+# A run of the user's own command (`spotrain launch -- CMD`): its spec's recipe, never a recipe of the
+# trainer. Nothing is known of its work: no FLOPs, no schedule, no target, so the plan's estimate is
+# "unknown" (plan.estimate); one A10G is a cheap first machine for a script of unknown size.
+COMMAND = RecipeDefaults("command", "g5.xlarge", 150, "top1", None, 0.0, 0, 0, 0.0)
+
+
+def known_recipe(name: str) -> RecipeDefaults | None:
+    """A recipe's defaults, or COMMAND's; None for any other name."""
+    return COMMAND if name == COMMAND.name else RECIPES.get(name)
+
+
 def recipe(name: str) -> RecipeDefaults:
-    """The defaults of recipe `name`; an unknown name raises SpotrainError listing the recipes."""
+    """The defaults of recipe `name` (or COMMAND's); an unknown name raises SpotrainError listing the recipes."""
+    if name == COMMAND.name:
+        return COMMAND
     try:
         return RECIPES[name]
     except KeyError:

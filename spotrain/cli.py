@@ -8,6 +8,7 @@ command does."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -104,6 +105,7 @@ def cli() -> None:
 @click.option("-n", "--name", help="A name to know the run by (status NAME, logs NAME, down NAME).")
 @click.option("-y", "--yes", is_flag=True, help="Launch without asking.")
 @json_option
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def launch(spec_file: Path | None, name: str | None, yes: bool, as_json: bool, **flags) -> None:
     """Plan, request a spot instance, train, and watch until the run ends.
 
@@ -112,6 +114,7 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, as_json: bool, *
       spotrain launch --instance p3.16xlarge --recipe imagenet --data snap-0abc --auto-resume
       spotrain launch --dry-run --recipe digits --inject-interruption step:30 --auto-resume -y
       spotrain launch --dry-run --recipe digits -y --json   # the live view on stderr, the end as JSON
+      spotrain launch --auto-resume -- python train.py --lr 0.1   # your own script (README)
 
     Ctrl-C leaves the run going on its instance; `spotrain resume RUN` watches it again.
     Exit status: 0 the run succeeded, 75 interrupted (resume it), 1 failed, 2 bad input, 3 cancelled
@@ -128,6 +131,9 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, as_json: bool, *
     flags = {k: v for k, v in flags.items() if v not in (None, ())}
     rename = {"inject": "inject_interruptions", "boot_delay": "boot_delay_s"}
     flags = {rename.get(k, k): list(v) if isinstance(v, tuple) else v for k, v in flags.items()}
+    if "command" in flags:  # `launch [OPTIONS] -- CMD ...`: one word is a shell line, words are quoted
+        words = flags.pop("command")
+        flags["run"] = words[0] if len(words) == 1 else shlex.join(words)
     spec = load_spec(spec_file, flags)
     if name is not None:  # a bad or taken name is refused before the plan asks the cloud anything
         controller.check_name(name)

@@ -8,7 +8,6 @@ where the value came from. No pydantic error escapes this module.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
@@ -31,6 +30,11 @@ from spotrain.errors import SpotrainError
 from spotrain.plan_record import PlanRecord  # noqa: F401 - re-exported: the plan beside the spec
 from spotrain.settings import REGION_FORMAT
 from spotrain.spec_sources import check_keys, from_env, read_spec_file
+from spotrain.spec_values import EXPECTED_COMMAND, check_command, check_workdir, command_fields
+from spotrain.spec_values import bucket_ok as _bucket_ok
+from spotrain.spec_values import did_you_mean as _did_you_mean
+from spotrain.spec_values import seconds as _seconds
+from spotrain.spec_values import show as _show
 
 ENV_PREFIX = "SPOTRAIN_"
 CHECKPOINT_BOUNDS_S = (60.0, 1800.0)  # Young's interval is clamped to [1 min, 30 min]
@@ -40,7 +44,6 @@ _SNAPSHOT = re.compile(r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")
 _AMI = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INTERRUPTION = re.compile(r"^(?:(\d+(?:\.\d+)?)(s|%)|step:([1-9]\d*))$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h)?$")
 
 # These bounds refuse, before anything is launched, what would exhaust the instance (an environment
 # larger than a command line may carry); spec_sources.py bounds the file itself.
@@ -78,6 +81,7 @@ EXPECTED: dict[str, str] = {
     "wandb": "a W&B project name: 1-128 characters, none of / \\ # ? % :",
     "state_dir": "a directory path",
     "profile": "an AWS profile name",
+    **EXPECTED_COMMAND,
 }
 _LIST_FIELDS = {"regions", "zones", "includes", "inject_interruptions"}
 
@@ -132,12 +136,16 @@ class RunSpec(BaseModel):
     boot_delay_s: float = Field(2.0, ge=0, allow_inf_nan=False)  # dry-run only: simulated boot time
     tensorboard: bool = False  # the trainer writes TensorBoard event files, mirrored to S3 with the logs
     wandb: str | None = Field(None, pattern=r"^[^/\\#?%:]{1,128}$")  # W&B project; the run id is W&B's id
+    run: str | None = None  # the user's own command (recipe `command`); trainer/usercmd.py supervises it
+    setup: str | None = None  # run once per instance before `run`
+    workdir: Path | None = None  # synced beside trainer/ (filtered by .spotrainignore or .gitignore)
 
     @model_validator(mode="before")
     @classmethod
     def _instance_from_recipe(cls, values: Any) -> Any:
+        values = command_fields(values) if isinstance(values, dict) else values
         if isinstance(values, dict) and not values.get("instance"):
-            r = catalog.RECIPES.get(str(values.get("recipe")))
+            r = catalog.known_recipe(str(values.get("recipe")))
             if r is not None:
                 values = {**values, "instance": r.instance}
         return values
@@ -152,7 +160,7 @@ class RunSpec(BaseModel):
     @field_validator("recipe")
     @classmethod
     def _recipe(cls, v: str) -> str:
-        if v not in catalog.RECIPES:
+        if v not in catalog.RECIPES and v != catalog.COMMAND.name:
             raise ValueError(EXPECTED["recipe"] + _did_you_mean(v, catalog.RECIPES))
         return v
 
@@ -223,10 +231,22 @@ class RunSpec(BaseModel):
     @classmethod
     def _includes(cls, v: list[Path]) -> list[Path]:
         names = [Path(p).name for p in v]
-        clash = sorted({n for n in names if names.count(n) > 1 or n in ("trainer", "", ".", "..")})
+        clash = sorted({n for n in names if names.count(n) > 1 or n in ("trainer", "workdir", "", ".", "..")})
         if clash:
-            raise ValueError(f"{EXPECTED['includes']}, each under its own name, none named trainer: {clash}")
+            raise ValueError(
+                f"{EXPECTED['includes']}, each under its own name, none named trainer or workdir: {clash}"
+            )
         return v
+
+    @field_validator("run", "setup")
+    @classmethod
+    def _command(cls, v: str | None, info: Any) -> str | None:
+        return check_command(v, info.field_name)
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, v: Path | None) -> Path | None:
+        return check_workdir(v)
 
     @field_validator("ami")
     @classmethod
@@ -254,6 +274,15 @@ class RunSpec(BaseModel):
         if needs and self.data is None:
             raise ValueError(
                 f"data: missing; recipe {self.recipe} needs data: {EXPECTED['data']} holding {needs}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _injections_for_a_command(self) -> RunSpec:
+        if self.run is not None and any(at.endswith("%") for at in self.inject_interruptions):
+            raise ValueError(
+                "inject_interruptions: a share (P%) needs a schedule spotrain knows, and your own "
+                "command's is its own; give step:N (a step its metric lines report) or seconds (20s)"
             )
         return self
 
@@ -291,6 +320,8 @@ def load_spec(file: Path | None, flags: dict[str, Any], env: Mapping[str, str] =
             merged[key] = value
             var = f"{ENV_PREFIX}{key.upper()}"
             sources[key] = f"fix or unset {var}" if where == "in the environment" else f"fix it {where}"
+    if merged.get("run") and not merged.get("workdir"):  # `launch -- CMD` syncs where it is run
+        merged["workdir"] = str(Path.cwd())
     try:
         return RunSpec.model_validate(merged)
     except ValidationError as e:
@@ -354,36 +385,3 @@ def _env_bounds(env: Mapping[Any, Any]) -> None:
             f"at most {ENV_MAX_BYTES >> 10} KiB of names and values (this one has {size / 1024:.1f} KiB);"
             " put large values in a file sent with includes, or in S3, and pass its path"
         )
-
-
-def _show(value: Any, limit: int = 120) -> str:
-    """A value as a message shows it: whole when short, else its start (a 50 MB map is not printed)."""
-    text = str(value) if isinstance(value, Path) else repr(value)
-    if isinstance(value, str) and value and not any(c.isspace() for c in value):
-        text = value
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
-
-
-def _did_you_mean(word: Any, choices: Any) -> str:
-    close = difflib.get_close_matches(str(word).strip().lower(), list(choices), n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
-
-
-def _seconds(v: Any) -> float | None:
-    """Seconds from 300, 300.0, '300', '300s', '5m' or '2h'; None if unreadable."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int | float):
-        return float(v)
-    m = _DURATION.match(str(v).strip().lower())
-    return float(m.group(1)) * {"m": 60.0, "min": 60.0, "h": 3600.0}.get(m.group(2), 1.0) if m else None
-
-
-def _bucket_ok(name: str) -> bool:
-    """S3's bucket naming rules (general purpose buckets)."""
-    if not 3 <= len(name) <= 63 or not re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", name):
-        return False
-    bad_prefix = ("xn--", "sthree-", "amzn-s3-demo-")
-    bad_suffix = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-    ip = re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name)
-    return not (ip or ".." in name or name.startswith(bad_prefix) or name.endswith(bad_suffix))

@@ -13,6 +13,7 @@ from spotrain.config import PlanRecord, RunSpec
 
 TRAINER_DIR = Path(__file__).resolve().parent.parent / "trainer"
 BUNDLE, RUNS = "bundle", "runs"
+WORKDIR = "workdir"  # the user's directory, under the bundle beside trainer/: where their command runs
 DATA_DIR = "/opt/spotrain/data"  # where the data set is when the instance's ready marker does not say
 BOOTSTRAP = Path(__file__).resolve().parent.parent / "infra" / "bootstrap.sh"
 READY, BOOT_FAILED = "/opt/spotrain/ready", "/opt/spotrain/failed"  # written by infra/bootstrap.sh
@@ -89,3 +90,24 @@ def trainer_command(
     if gpus > 1:  # trainer.launch is torchrun that passes the workers' exit code (75) through
         return [python, "-m", "trainer.launch", "--standalone", f"--nproc_per_node={gpus}", *args]
     return [python, *args]
+
+
+def user_command(
+    spec: RunSpec,
+    plan: PlanRecord,
+    *,
+    run_id: str,
+    run_dir: str,
+    bundle: str,
+    bucket: str,
+    ready: Mapping[str, str],
+    python: str,
+) -> list[str]:
+    """The supervisor of the user's own command (trainer/usercmd.py), in place of the trainer: the same
+    run directory and mirror, the command run in the synced workdir, checked for a changed checkpoint
+    directory at the plan's checkpoint interval. One process: the command starts its own workers."""
+    args = ["-m", "trainer.usercmd", "--run-dir", run_dir, "--workdir", f"{bundle.rstrip('/')}/{WORKDIR}"]
+    args += ["--mirror", f"s3://{bucket}/runs/{run_id}", "--checkpoint-every", str(plan.checkpoint_s)]
+    if spec.setup:
+        args += ["--setup", spec.setup]
+    return [ready.get("SPOTRAIN_PYTHON") or python, *args, "--", spec.run or ""]

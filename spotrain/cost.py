@@ -347,7 +347,7 @@ def run_usage(store, run_id: str, *, now: float | None = None) -> RunUsage:
         samples=tuple(samples),
         evals=tuple(evals),
         s3=_s3_usage(store, run_id, end - first, len(records)),
-        target=float(run.target_acc or recipe.target),
+        target=None if (goal := run.target_acc or recipe.target) is None else float(goal),
         target_metric=metric,
         origin=min((a.start for a in attempts), default=run.created_at),
         end=end,

@@ -22,7 +22,7 @@ from spotrain.attempt_end import LOST_CONTACT_S, LOST_CONTACT_TRIES, AttemptEnds
 from spotrain.cloud import EndKind
 from spotrain.cloud.aws.attempt import AttemptRequest
 from spotrain.cloud.aws.instances import LaunchSpec
-from spotrain.contract import TRAINER_DIR
+from spotrain.contract import WORKDIR
 from spotrain.errors import SpotrainError
 from spotrain.layout import crash_point, run_lock
 from spotrain.remote import (
@@ -206,8 +206,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
             # ago, and answers at the first probe); then whether a trainer already runs there.
             ready = self._wait_ready(run.run_id, attempt, transport)
             if process_status(transport, run_dir).state != "running":  # an adopted instance may be training
-                sources = [(TRAINER_DIR, "trainer"), *((Path(p), Path(p).name) for p in run.spec.includes)]
-                result = sync(transport, sources, bundle)
+                result = sync(transport, self._sources(run), bundle, filtered=(WORKDIR,))
                 self._event(
                     run.run_id,
                     "sync",

@@ -66,9 +66,9 @@ def checkpoint_plan(
 
 @dataclass(frozen=True)
 class Estimate:
-    hours: float  # wall-clock for the whole schedule
-    spot_usd: float  # at the spot price now
-    on_demand_usd: float
+    hours: float | None  # wall-clock for the whole schedule; None: unknown (the user's own command)
+    spot_usd: float | None  # at the spot price now
+    on_demand_usd: float | None
     images_per_s: float
     basis: str  # "measured in N past runs" or "assumed X% of peak"
     nodes: int = 1  # instances the run trains on at once
@@ -86,6 +86,8 @@ def estimate(
     """Expected hours and dollars for the recipe's schedule: FLOPs over the GPUs' peak at an assumed
     utilisation, unless past runs of this recipe on this type measured the throughput."""
     work = recipe.samples_per_epoch * recipe.epochs
+    if not work:  # the user's own command: spotrain has no model of its work, and guesses none
+        return Estimate(None, None, None, 0.0, "unknown: your own command's work is its own")
     if measured_images_per_s:
         rate, basis = (
             measured_images_per_s * nodes,
@@ -289,6 +291,11 @@ def check_data_access(sess, spec: RunSpec) -> None:
 def check_includes(spec: RunSpec) -> None:
     """Every `includes` path is there to be sent (beside `trainer/` in the bundle, under its own name),
     before anything is launched or billed."""
+    if spec.workdir is not None and not spec.workdir.is_dir():
+        raise SpotrainError(
+            f"workdir: {spec.workdir} is not a directory; your own command runs in the directory synced",
+            "run launch from your project's directory, or give workdir: an existing directory",
+        )
     missing = [str(p) for p in spec.includes if not Path(p).exists()]
     if missing:
         raise SpotrainError(

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 def plan_table(spec, plan: Plan) -> Table:
     z, est, ck = plan.zone, plan.estimate, plan.checkpoint
     t = Table(
-        title=f"plan: {spec.recipe} on {plan.instance_type}" + (" (dry-run)" if spec.dry_run else ""),
+        title=f"plan: {spec.run if spec.run else spec.recipe} on {plan.instance_type}"
+        + (" (dry-run)" if spec.dry_run else ""),
         show_header=False,
         title_justify="left",
     )
@@ -45,11 +46,13 @@ def plan_table(spec, plan: Plan) -> Table:
         f"{usd_per_hour(z.usd_per_hour)} now (24 h: {usd(z.low_24h)} .. {usd(z.high_24h)}), "
         f"{z.discount:.0%} under on-demand {usd_per_hour(z.on_demand_usd_per_hour)}",
     )
-    t.add_row(
-        "expected",
-        f"{duration(est.hours * 3600)} of training (H:MM:SS): {usd(est.spot_usd)} at spot, "
-        f"{usd(est.on_demand_usd)} on demand ({est.basis})",
-    )
+    expected = est.basis  # "unknown" for the user's own command: no time, no $, no time-to-target
+    if est.hours is not None:
+        expected = (
+            f"{duration(est.hours * 3600)} of training (H:MM:SS): {usd(est.spot_usd)} at spot, "
+            f"{usd(est.on_demand_usd)} on demand ({expected})"
+        )
+    t.add_row("expected", expected)
     t.add_row("checkpoints", f"every {ck.seconds:.0f} s ({ck.basis})")
     v = plan.volume
     t.add_row(
@@ -118,8 +121,12 @@ def _size(n: float) -> str:
 def _trainer_line(event: dict[str, Any]) -> str | None:
     kind, a = event.get("kind"), _attempt(event)
     if kind == "eval":
-        top5 = f", top-5 {event['top5']:.2%}" if "top5" in event else ""
-        return f"{a}eval at epoch {event['epoch']:.2f}: top-1 {event['top1']:.2%}{top5}"
+        # the user's own command may report a step and not an epoch, top5 and not top1
+        at = f"epoch {event['epoch']:.2f}" if "epoch" in event else f"step {event.get('step')}"
+        scores = ", ".join(
+            f"{name} {event[k]:.2%}" for k, name in (("top1", "top-1"), ("top5", "top-5")) if k in event
+        )
+        return f"{a}eval at {at}: {scores}"
     if kind == "checkpoint" and event.get("where") == "s3":
         return f"{a}checkpoint at step {event['step']} in S3 ({_size(event['bytes'])})"
     if kind == "rebalance":

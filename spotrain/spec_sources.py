@@ -21,7 +21,7 @@ YAML_MAX_DEPTH = 32
 
 
 def read_spec_file(file: Path) -> dict[str, Any]:
-    """The file's fields (`-` in a key read as `_`), its relative `includes` made relative to it."""
+    """The file's fields (`-` in a key read as `_`), its relative `includes` and `workdir` made relative to it."""
     doc = _parse_yaml(file, _read_text(file))
     if doc is None:
         return {}
@@ -38,6 +38,8 @@ def read_spec_file(file: Path) -> dict[str, Any]:
         out["includes"] = [
             str((Path(file).parent / p).resolve()) if isinstance(p, str) else p for p in includes
         ]
+    if isinstance(out.get("workdir"), str):  # the user's command's directory, like includes
+        out["workdir"] = str((Path(file).parent / out["workdir"]).resolve())
     return out
 
 

@@ -5,11 +5,12 @@ from them, how the trainer ended, and the dry-run's injected interruptions."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from spotrain.cloud import EndKind
 from spotrain.config import PlanRecord
-from spotrain.contract import run_paths, trainer_command
+from spotrain.contract import TRAINER_DIR, WORKDIR, run_paths, trainer_command, user_command
 from spotrain.errors import SpotrainError
 from spotrain.layout import crash_point
 from spotrain.remote import RemoteError, connect, follow_events, process_status, stop
@@ -41,7 +42,23 @@ class TrainerWatch:
             self._event(run_id, "data_ready", attempt=attempt.number, source=source, seconds=seconds)
         return ready
 
+    def _sources(self, run) -> list[tuple[Path, str]]:
+        """What the bundle holds: trainer/, each include under its name, the user's workdir as WORKDIR."""
+        sources = [(TRAINER_DIR, "trainer"), *((Path(p), Path(p).name) for p in run.spec.includes)]
+        return sources + ([(run.spec.workdir, WORKDIR)] if run.spec.run and run.spec.workdir else [])
+
     def _trainer_command(self, run, attempt, run_dir: str, ready: dict[str, str]) -> list[str]:
+        if run.spec.run:  # the user's own command, under trainer/usercmd.py
+            return user_command(
+                run.spec,
+                self._plan(run),
+                run_id=run.run_id,
+                run_dir=run_dir,
+                bundle=self._paths(attempt, run.run_id)[1],
+                bucket=self.cloud.bucket(),
+                ready=ready,
+                python=self.cloud.python(attempt.instance_id),
+            )
         return trainer_command(
             run.spec,
             self._plan(run),

@@ -27,6 +27,7 @@ from pathlib import Path
 from spotrain.errors import SpotrainError
 from spotrain.remote import agent
 from spotrain.remote.base import StdinFeeder, Transport, call_agent, state_home
+from spotrain.remote.ignore import ignore_rules
 
 DEFAULT_EXCLUDES = ("__pycache__", "*.pyc", ".git", ".DS_Store", ".*.spotrain-tmp", "*.spotrain-tmp")
 Entry = list  # [kind, size, mode, digest], as agent.walk returns
@@ -65,11 +66,14 @@ def sync(
     *,
     exclude: Sequence[str] = DEFAULT_EXCLUDES,
     delete: bool = True,
+    filtered: Sequence[str] = (),
 ) -> SyncResult:
-    """Make `remote_root` hold exactly the bundle (excluded names aside, which are left alone there)."""
+    """Make `remote_root` hold exactly the bundle (excluded names aside, which are left alone there).
+    The sources sent to a destination in `filtered` leave out what their ignore file names (ignore.py:
+    the user's workdir)."""
     start, sent_before = time.monotonic(), transport.bytes_sent
     pairs = [(Path(sources), ".")] if isinstance(sources, str | Path) else list(sources)
-    dialogue = _Dialogue(check_sources(pairs), list(exclude), delete)
+    dialogue = _Dialogue(check_sources(pairs), list(exclude), delete, set(filtered))
     args = ["sync", remote_root, _remote_cache(transport, remote_root), json.dumps(list(exclude))]
     call_agent(transport, args, stdin=dialogue.answer, on_output=dialogue.hear).check()
     send, chmod, removed = dialogue.plan
@@ -89,8 +93,10 @@ class _Dialogue:
     """The controller's half of `agent.py sync`: hear the remote manifest on stdout, then answer on
     stdin with the changes (a header line and a tar stream), or with nothing at all."""
 
-    def __init__(self, sources: list[tuple[Path, str]], exclude: list[str], delete: bool) -> None:
-        self.sources, self.exclude, self.delete = sources, exclude, delete
+    def __init__(
+        self, sources: list[tuple[Path, str]], exclude: list[str], delete: bool, filtered: set[str]
+    ) -> None:
+        self.sources, self.exclude, self.delete, self.filtered = sources, exclude, delete, filtered
         self.bundle = _Bundle()
         self.heard = bytearray()
         self.remote: dict[str, Entry] | None = None
@@ -106,7 +112,7 @@ class _Dialogue:
                 self.ready.set()
 
     def answer(self, out: StdinFeeder) -> None:
-        self.bundle = build_bundle(self.sources, self.exclude)  # hashing overlaps the remote's walk
+        self.bundle = build_bundle(self.sources, self.exclude, self.filtered)  # overlaps the remote's walk
         while not self.ready.wait(0.05):
             if out.ended.is_set():  # the agent failed before sending its manifest
                 return
@@ -135,8 +141,11 @@ def check_sources(pairs: Sequence[tuple[Path, str]]) -> list[tuple[Path, str]]:
     return checked
 
 
-def build_bundle(sources: list[tuple[Path, str]], exclude: list[str]) -> _Bundle:
-    """The local manifest of all sources (from check_sources), keyed by their path under the remote root."""
+def build_bundle(
+    sources: list[tuple[Path, str]], exclude: list[str], filtered: set[str] | frozenset[str] = frozenset()
+) -> _Bundle:
+    """The local manifest of all sources (from check_sources), keyed by their path under the remote root;
+    a directory sent to a prefix in `filtered` without what its ignore file names."""
     bundle = _Bundle()
     for local, prefix in sources:
         if prefix:
@@ -150,13 +159,23 @@ def build_bundle(sources: list[tuple[Path, str]], exclude: list[str]) -> _Bundle
             _add(bundle, prefix, ["d", 0, local.stat().st_mode & 0o7777, ""], local, local)
         cache_file = _local_cache(local)
         cache = agent.load_cache(str(cache_file))
+        ignored = ignore_rules(local)[1] if prefix in filtered else None
         for rel, entry in agent.walk(str(local), cache, exclude).items():
+            if ignored is not None and _under_ignored(rel, entry[0] == "d", ignored):
+                continue
             if entry[0] == "l" and agent.link_escapes(rel, (local / rel).readlink().as_posix()):
                 bundle.skipped.append(str(local / rel))
                 continue
             _add(bundle, f"{prefix}/{rel}" if prefix else rel, entry, local / rel, local)
         agent.save_cache(str(cache_file), cache)
     return bundle
+
+
+def _under_ignored(rel: str, is_dir: bool, ignored) -> bool:
+    """`rel` or one of its parent directories is ignored (git never looks inside an ignored directory)."""
+    parts = rel.split("/")
+    parents = ("/".join(parts[:i]) for i in range(1, len(parts)))
+    return any(ignored(p, True) for p in parents) or ignored(rel, is_dir)
 
 
 def diff(

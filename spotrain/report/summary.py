@@ -105,8 +105,18 @@ def summarize(d: RunData) -> dict[str, Any]:
         img_per_s=img_s,
         utilisation=util,
         peak_tflops=peak,
+        **scores(d),
     )
     return out
+
+
+def scores(d: RunData) -> dict[str, Any]:
+    """The best top1 of any eval and the last eval's scores (a recipe's, or the user's own command's
+    metric lines): what the run reached, whether or not it had a target."""
+    evals = [e.data for e in d.events.get("eval", [])]
+    best = max((e["top1"] for e in evals if isinstance(e.get("top1"), int | float)), default=None)
+    last = {k: v for k, v in evals[-1].items() if k not in ("t", "kind")} if evals else None
+    return {"best_top1": best, "last_eval": last}
 
 
 def run_summary(store: Store, run_id: str) -> dict[str, Any]:
@@ -145,6 +155,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("lost work", f"{s['lost_steps']} steps redone after interruptions"),
         ("throughput", "unknown" if s["img_per_s"] is None else f"{s['img_per_s']:,.0f} images/s (median)"),
         ("utilisation", util),
+        ("best top1", "none reported" if s.get("best_top1") is None else f"{s['best_top1']:.4f}"),
     ]
 
 

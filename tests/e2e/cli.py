@@ -31,14 +31,16 @@ def spotrain(
     env: Mapping[str, str] | None = None,
     prefix: Sequence[str] = (),
     timeout: float = 240,
+    cwd: Path = REPO,
 ) -> subprocess.CompletedProcess:
-    """`spotrain ARGS` with SPOTRAIN_HOME=home; `env` adds variables, `prefix` wraps the command."""
+    """`spotrain ARGS` with SPOTRAIN_HOME=home, run from `cwd`; `env` adds variables, `prefix` wraps the
+    command."""
     full = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "SPOTRAIN_HOME": str(home)}
     full.pop("SPOTRAIN_CRASH_AT", None)  # only the test that kills the controller sets it
     full.update(env or {})
     return subprocess.run(
         [*prefix, sys.executable, "-m", "spotrain.cli", *args],
-        cwd=REPO,
+        cwd=cwd,
         env=full,
         capture_output=True,
         text=True,
