@@ -71,19 +71,22 @@ def one_run(seed: int) -> dict[str, Any]:
 
     def on_event(event: dict[str, Any]) -> None:
         seen.append(event)
+        if event.get("source") == "trainer" and event.get("kind") == "interruption":
+            marks.setdefault("notice", event["t"])  # the trainer's own (pinned) notice, if not posted yet
         if event.get("source") == "controller" and event.get("kind") == "state" and "notice" in marks:
             marks.setdefault(event["to"], event["t"])
 
     with workspace.open_controller(dry_run=True, boot_delay_s=BOOT_S, seed=seed) as ctl:
         spec, plan = controller.prepare(ctl, spec)
         run_id = controller.create_run(ctl, spec, plan)
-        post = ctl.cloud.inject_interruption
+        machines = ctl.cloud.machines_here  # its watcher posts the notice, not the cloud's verb
+        post = machines.inject_interruption
 
         def timed_post(instance_id: str) -> dict[str, str]:
             marks.setdefault("notice", time.time())
             return post(instance_id)
 
-        ctl.cloud.inject_interruption = timed_post  # the notice's own moment, not the trainer's view of it
+        machines.inject_interruption = timed_post  # the notice's own moment, not the trainer's view of it
         outcome = controller.launch(ctl, run_id, on_event=on_event)
         attempts = ctl.store.attempts(run_id)
         events = ctl.store.events(run_id)
@@ -91,6 +94,9 @@ def one_run(seed: int) -> dict[str, Any]:
     first, second = attempts[0], attempts[1]
     by = {(e.attempt, e.kind): e for e in reversed(events)}  # the first event of each kind per attempt
     marks["trainer_interruption"] = by[(1, "interruption")].t
+    # A notice pinned to a step is raised by the trainer itself, and posted at the IMDS once it stopped
+    # for it: the earlier of the two is the notice's moment.
+    marks["notice"] = min(marks.get("notice", marks["trainer_interruption"]), marks["trainer_interruption"])
     marks["trainer_start"] = by[(2, "start")].t
     marks["first_step"] = by[(2, "step")].t
     steps = [e for e in events if e.kind == "step" and e.attempt == 1]
