@@ -4,18 +4,30 @@ from them, how the trainer ended, and the dry-run's injected interruptions."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from spotrain.cloud import EndKind
 from spotrain.config import PlanRecord
-from spotrain.contract import run_paths, trainer_command
+from spotrain.contract import WARM_MODULES, run_paths, trainer_command
 from spotrain.errors import SpotrainError
 from spotrain.layout import crash_point
-from spotrain.remote import RemoteError, connect, follow_events, process_status, stop
+from spotrain.remote import (
+    AlreadyRunning,
+    RemoteCommandError,
+    RemoteError,
+    connect,
+    follow_events,
+    process_status,
+    start_trainer,
+    start_warm,
+    stop,
+)
 from spotrain.store import TERMINAL
 
 BOOT_DEADLINE_S = 900.0  # a bootstrap stage other than the data's (torch install, GPU check)
+WARM_START_ENV = "SPOTRAIN_WARM_START"  # 0: no warm process, every trainer starts cold (bench baseline)
 
 
 class TrainerWatch:
@@ -51,6 +63,59 @@ class TrainerWatch:
             ready=ready,
             python=self.cloud.python(attempt.instance_id),
             every_gpu=self.cloud.name == "aws",
+        )
+
+    def _trainer_env(self, run, attempt) -> dict[str, str]:
+        return {
+            **self.cloud.instance_env(attempt.instance_id),
+            **self.store.run_env(run),
+            **self._injection_env(run, attempt),
+            # the mirror's S3 name for this attempt's logs: runs/RUN/attempts/N/, so a log the controller
+            # could not keep is found there by its number
+            "SPOTRAIN_ATTEMPT": str(attempt.number),
+        }
+
+    def _warm_up(self, run, attempt, transport, run_dir: str) -> None:
+        """As soon as the instance answers (its bootstrap still running): a warm process that imports
+        the trainer's heavy modules while the bootstrap finishes and the bundle syncs, in the cloud's
+        python (the ready marker's, if different, starts cold). Best effort: any failure here leaves
+        the ordinary cold start."""
+        if os.environ.get(WARM_START_ENV, "1") == "0":
+            return
+        try:
+            start_warm(
+                transport,
+                python=self.cloud.python(attempt.instance_id),
+                modules=WARM_MODULES,
+                run_dir=run_dir,
+                env=self._trainer_env(run, attempt),
+            )
+        except AlreadyRunning:
+            return  # an adopted instance's trainer, or the warm process a killed controller started
+        except RemoteCommandError as err:
+            self._event(
+                run.run_id, "warning", attempt=attempt.number, message=f"no warm start: {err.message}"
+            )
+
+    def _start_trainer(
+        self, run, attempt, transport, run_dir: str, bundle: str, ready: dict[str, str]
+    ) -> None:
+        """The trainer, in the warm process when one waits (remote/run.py's start_trainer), else cold;
+        a `trainer_start` event says which, and why not warm."""
+        started = start_trainer(
+            transport,
+            self._trainer_command(run, attempt, run_dir, ready),
+            run_dir=run_dir,
+            cwd=bundle,
+            env=self._trainer_env(run, attempt),
+        )
+        self._event(
+            run.run_id,
+            "trainer_start",
+            attempt=attempt.number,
+            pid=started.pid,
+            warm=started.warm,
+            why=started.cold_why,
         )
 
     def _plan(self, run) -> PlanRecord:
