@@ -27,6 +27,7 @@ from spotrain.remote import (
 from spotrain.store import TERMINAL
 
 BOOT_DEADLINE_S = 900.0  # a bootstrap stage other than the data's (torch install, GPU check)
+ENDING_WAIT_S, ENDING_POLL_S = 5.0, 0.05  # how long, how often the exit is asked after the last words
 WARM_START_ENV = "SPOTRAIN_WARM_START"  # 0: no warm process, every trainer starts cold (bench baseline)
 
 
@@ -128,17 +129,25 @@ class TrainerWatch:
         return run.plan
 
     def _follow(self, run, attempt, transport, run_dir: str) -> None:
+        ending = False  # the trainer's last words came (interruption, done, error): its exit is near
+
         def finished() -> bool:
             if self.store.get_run(run.run_id).state in TERMINAL:
                 return True  # `spotrain down` ended the run from another process: stop watching
             if self._over_budget(run):
                 stop(transport, run_dir, grace_s=60)
-            return not process_status(transport, run_dir).running
+            # Once it said it stops, its exit is asked for every ENDING_POLL_S, not every poll_s: the
+            # next attempt's request waits for it (a new event meanwhile is still read: follow's last read)
+            deadline = time.monotonic() + (ENDING_WAIT_S if ending else 0.0)
+            while (running := process_status(transport, run_dir).running) and time.monotonic() < deadline:
+                time.sleep(ENDING_POLL_S)
+            return not running
 
         path, offset = f"{run_dir}/events.jsonl", attempt.events_offset  # a restarted controller goes on
         for event in follow_events(transport, path, offset=offset, poll_s=self.poll_s, stop=finished):
             if event.kind == "malformed":
                 continue
+            ending = ending or event.kind in ("interruption", "done", "error")
             attempt = self._store_trainer_event(run, attempt, event)
             self._in_contact(run, attempt)
             crash_point("training")
