@@ -22,13 +22,14 @@ BOOT_STAGE = "/opt/spotrain/stage"  # what the bootstrap is doing while not read
 # torch's import. A test pins this to the trainer's imports; `trainer` itself is never among them.
 WARM_MODULES = (
     "torch",
-    "torch.distributed.run",
     "numpy",
     "sklearn.datasets",
     "sklearn.model_selection",
     "boto3",
     "botocore.exceptions",
-    "torchvision",  # ImageFolder recipes only: after the others, skipped once the go has come
+    # after the others, skipped once the go has come: torchrun (G > 1 only), ImageFolder recipes only
+    "torch.distributed.run",
+    "torchvision",
     "PIL.Image",
 )
 
