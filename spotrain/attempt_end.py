@@ -126,14 +126,17 @@ class AttemptEnds:
         if run.spec.terminate_on_notice:
             return "spotrain"  # asked to end it at once: billed to the second, whoever is first
         age = time.time() - (attempt.started_at or attempt.requested_at)
-        end = self.clock() + max(min(RECLAIM_WAIT_S, FREE_HOUR_S - age), 0.0)
+        end, pause = self.clock() + max(min(RECLAIM_WAIT_S, FREE_HOUR_S - age), 0.0), min(0.05, self.poll_s)
         while True:
             status = self.cloud.describe(attempt.region, attempt.instance_id)
             if status.end == EndKind.SPOT_INTERRUPTION:
                 return "ec2"
             if status.end != EndKind.RUNNING or self.clock() >= end:
                 return "spotrain"
-            self.sleep(min(self.poll_s, max(end - self.clock(), 0.0)))
+            # from 50 ms up to poll_s: EC2 often reclaims just after the trainer stopped, and the next
+            # attempt's request waits for this answer
+            self.sleep(min(pause, max(end - self.clock(), 0.0)))
+            pause = min(self.poll_s, pause * 2)
 
     def _lost_contact(self, run, attempt, err: SpotrainError) -> None:
         """The instance did not answer. One that describe says is gone (InvalidInstanceID.NotFound reads

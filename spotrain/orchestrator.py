@@ -31,7 +31,6 @@ from spotrain.remote import (
     connect,
     process_status,
     read_tail,
-    start_detached,
     sync,
 )
 from spotrain.run_limits import RunLimits
@@ -204,8 +203,10 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
             transport = connect(self.cloud.target(status, ssh=self.ssh))
             # Ready first: the instance is usable once its bootstrap says so (an adopted one said it long
             # ago, and answers at the first probe); then whether a trainer already runs there.
+            self._warm_up(run, attempt, transport, run_dir)  # imports while the bootstrap ends, the sync runs
             ready = self._wait_ready(run.run_id, attempt, transport)
-            if process_status(transport, run_dir).state != "running":  # an adopted instance may be training
+            proc = process_status(transport, run_dir)
+            if not proc.running or proc.waiting:  # an adopted instance may be training (not just warm)
                 result = sync(transport, self._sources(run), bundle, filtered=(WORKDIR,))
                 self._event(
                     run.run_id,
@@ -216,20 +217,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
                     seconds=round(result.seconds, 3),
                 )
                 crash_point("syncing")
-                start_detached(
-                    transport,
-                    self._trainer_command(run, attempt, run_dir, ready),
-                    run_dir=run_dir,
-                    cwd=bundle,
-                    env={
-                        **self.cloud.instance_env(attempt.instance_id),
-                        **self.store.run_env(run),
-                        **self._injection_env(run, attempt),
-                        # the mirror's S3 name for this attempt's logs: runs/RUN/attempts/N/, so a log
-                        # the controller could not keep is found there by its number
-                        "SPOTRAIN_ATTEMPT": str(attempt.number),
-                    },
-                )
+                self._start_trainer(run, attempt, transport, run_dir, bundle, ready)
                 self._inject(run, attempt, run_dir)
                 crash_point("started")  # the trainer runs; the store does not say TRAINING yet
         except TRANSIENT as err:

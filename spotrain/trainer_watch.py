@@ -4,19 +4,32 @@ from them, how the trainer ended, and the dry-run's injected interruptions."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from spotrain.cloud import EndKind
 from spotrain.config import PlanRecord
-from spotrain.contract import TRAINER_DIR, WORKDIR, run_paths, trainer_command, user_command
+from spotrain.contract import TRAINER_DIR, WARM_MODULES, WORKDIR, run_paths, trainer_command, user_command
 from spotrain.errors import SpotrainError
 from spotrain.layout import crash_point
-from spotrain.remote import RemoteError, connect, follow_events, process_status, stop
+from spotrain.remote import (
+    AlreadyRunning,
+    RemoteCommandError,
+    RemoteError,
+    connect,
+    follow_events,
+    process_status,
+    start_trainer,
+    start_warm,
+    stop,
+)
 from spotrain.store import TERMINAL
 
 BOOT_DEADLINE_S = 900.0  # a bootstrap stage other than the data's (torch install, GPU check)
+ENDING_WAIT_S, ENDING_POLL_S = 5.0, 0.05  # how long, how often the exit is asked after the last words
+WARM_START_ENV = "SPOTRAIN_WARM_START"  # 0: no warm process, every trainer starts cold (bench baseline)
 
 
 class TrainerWatch:
@@ -70,6 +83,59 @@ class TrainerWatch:
             every_gpu=self.cloud.name == "aws",
         )
 
+    def _trainer_env(self, run, attempt) -> dict[str, str]:
+        return {
+            **self.cloud.instance_env(attempt.instance_id),
+            **self.store.run_env(run),
+            **self._injection_env(run, attempt),
+            # the mirror's S3 name for this attempt's logs: runs/RUN/attempts/N/, so a log the controller
+            # could not keep is found there by its number
+            "SPOTRAIN_ATTEMPT": str(attempt.number),
+        }
+
+    def _warm_up(self, run, attempt, transport, run_dir: str) -> None:
+        """As soon as the instance answers (its bootstrap still running): a warm process that imports
+        the trainer's heavy modules while the bootstrap finishes and the bundle syncs, in the cloud's
+        python (the ready marker's, if different, starts cold). Best effort: any failure here leaves
+        the ordinary cold start."""
+        if os.environ.get(WARM_START_ENV, "1") == "0":
+            return
+        try:
+            start_warm(
+                transport,
+                python=self.cloud.python(attempt.instance_id),
+                modules=WARM_MODULES,
+                run_dir=run_dir,
+                env=self._trainer_env(run, attempt),
+            )
+        except AlreadyRunning:
+            return  # an adopted instance's trainer, or the warm process a killed controller started
+        except RemoteCommandError as err:
+            self._event(
+                run.run_id, "warning", attempt=attempt.number, message=f"no warm start: {err.message}"
+            )
+
+    def _start_trainer(
+        self, run, attempt, transport, run_dir: str, bundle: str, ready: dict[str, str]
+    ) -> None:
+        """The trainer, in the warm process when one waits (remote/run.py's start_trainer), else cold;
+        a `trainer_start` event says which, and why not warm."""
+        started = start_trainer(
+            transport,
+            self._trainer_command(run, attempt, run_dir, ready),
+            run_dir=run_dir,
+            cwd=bundle,
+            env=self._trainer_env(run, attempt),
+        )
+        self._event(
+            run.run_id,
+            "trainer_start",
+            attempt=attempt.number,
+            pid=started.pid,
+            warm=started.warm,
+            why=started.cold_why,
+        )
+
     def _plan(self, run) -> PlanRecord:
         """The run's stored plan: what every attempt follows."""
         if run.plan is None:
@@ -80,17 +146,25 @@ class TrainerWatch:
         return run.plan
 
     def _follow(self, run, attempt, transport, run_dir: str) -> None:
+        ending = False  # the trainer's last words came (interruption, done, error): its exit is near
+
         def finished() -> bool:
             if self.store.get_run(run.run_id).state in TERMINAL:
                 return True  # `spotrain down` ended the run from another process: stop watching
             if self._over_budget(run):
                 stop(transport, run_dir, grace_s=60)
-            return not process_status(transport, run_dir).running
+            # Once it said it stops, its exit is asked for every ENDING_POLL_S, not every poll_s: the
+            # next attempt's request waits for it (a new event meanwhile is still read: follow's last read)
+            deadline = time.monotonic() + (ENDING_WAIT_S if ending else 0.0)
+            while (running := process_status(transport, run_dir).running) and time.monotonic() < deadline:
+                time.sleep(ENDING_POLL_S)
+            return not running
 
         path, offset = f"{run_dir}/events.jsonl", attempt.events_offset  # a restarted controller goes on
         for event in follow_events(transport, path, offset=offset, poll_s=self.poll_s, stop=finished):
             if event.kind == "malformed":
                 continue
+            ending = ending or event.kind in ("interruption", "done", "error")
             attempt = self._store_trainer_event(run, attempt, event)
             self._in_contact(run, attempt)
             crash_point("training")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import sys
+
 from spotrain.config import PlanRecord, RunSpec
 from spotrain.contract import DATA_DIR, parse_ready, run_paths, trainer_command
 
@@ -54,3 +57,21 @@ def test_the_run_lives_beside_the_bundle_never_inside() -> None:
         "/home/ubuntu/spotrain/runs/r1",
         "/home/ubuntu/spotrain/bundle",
     )
+
+
+def test_the_warm_start_imports_every_third_party_package_the_trainer_imports() -> None:
+    """contract.WARM_MODULES is what the warm process imports before the trainer's code exists on the
+    instance: a package the trainer imports from outside the bundle and the list forgets is paid for at
+    every start again, and one listed that the trainer never imports is paid for for nothing."""
+    from spotrain.contract import TRAINER_DIR, WARM_MODULES
+
+    imported: set[str] = set()
+    for path in TRAINER_DIR.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"trainer", "__future__"}
+    assert third_party == {name.split(".")[0] for name in WARM_MODULES}
+    assert not any(name.split(".")[0] == "trainer" for name in WARM_MODULES)

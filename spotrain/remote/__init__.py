@@ -28,6 +28,8 @@ from spotrain.remote.run import (
     ProcessStatus,
     process_status,
     start_detached,
+    start_trainer,
+    start_warm,
     stop,
 )
 from spotrain.remote.ssh import HostKeyPins, RetryPolicy, SSHTransport, load_key
@@ -65,6 +67,8 @@ __all__ = [
     "process_status",
     "read_tail",
     "start_detached",
+    "start_trainer",
+    "start_warm",
     "stop",
     "sync",
 ]

@@ -7,7 +7,7 @@ Verbs (stdout is the answer; a failure exits non-zero with the reason on stderr)
     sync ROOT CACHE EXCLUDES            stdout: the manifest, zlib(JSON {path: [kind, size, mode, digest]});
                                         then stdin: a JSON header line and a tar stream, or nothing
     launch RUN CWD ENV -- ARGV...       start ARGV detached; JSON {"pid": ...}
-    status RUN                          JSON: state (absent|running|exited|lost), pid, exit_code, signal
+    status RUN                          JSON: state (absent|running|exited|lost), pid, exit_code, signal, waiting
     stop RUN GRACE                      SIGTERM, then SIGKILL to its group after GRACE s; JSON status
 """
 
@@ -264,14 +264,13 @@ def _start_ticks(pid: int):
 
 
 def cmd_launch(run_dir: str, cwd: str, env_json: str, argv: list) -> None:
-    if env_json == "-":  # on stdin, so that no value shows on a command line
-        env_json = sys.stdin.read()
+    env_json = sys.stdin.read() if env_json == "-" else env_json  # stdin: no value on a command line
     os.makedirs(run_dir, exist_ok=True)
     current = status(run_dir)
     if current["state"] == "running":
         print(f"already running in {run_dir} with pid {current['pid']}", file=sys.stderr)
         sys.exit(3)
-    for name in ("exit_code", "pid"):
+    for name in ("exit_code", "pid", "warm"):  # warm: a warm process's marker (warm.py), if one died
         if os.path.exists(os.path.join(run_dir, name)):
             os.unlink(os.path.join(run_dir, name))
     r, w = os.pipe()
@@ -324,7 +323,7 @@ def _supervise(run_dir: str, cwd: str, env: dict, argv: list, report_fd: int) ->
 def status(run_dir: str) -> dict:
     info = json.loads(_read(os.path.join(run_dir, "process.json")) or "{}")
     pid_text, code_text = (_read(os.path.join(run_dir, name)) for name in ("pid", "exit_code"))
-    out = {"state": "absent", "pid": None, "exit_code": None, "signal": None}
+    out = {"state": "absent", "pid": None, "exit_code": None, "signal": None, "waiting": False}
     out.update(started_at=info.get("started_at"), ended_at=info.get("ended_at"))
     if code_text is not None and code_text.strip():
         out.update(state="exited", exit_code=int(code_text), signal=info.get("signal"))
@@ -336,6 +335,7 @@ def status(run_dir: str) -> dict:
         if ticks is None and not os.path.exists("/proc/self/stat"):  # no /proc: trust kill(0)
             alive = _kill(pid, 0)
         out.update(state="running" if alive else "lost", pid=pid)
+        out["waiting"] = alive and os.path.exists(os.path.join(run_dir, "warm"))  # a warm process (warm.py)
     return out
 
 

@@ -8,15 +8,19 @@ and how it ended can be read back at any later time, from any new connection.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from spotrain.remote.base import RemoteError, Transport, call_agent
 
 State = Literal["absent", "running", "exited", "lost"]
 _ALREADY_RUNNING = 3
+WARM_SOURCE = Path(__file__).with_name("warm.py").read_text(encoding="utf-8")  # run as `python -c`
 
 
 class AlreadyRunning(RemoteError):
@@ -34,6 +38,7 @@ class ProcessStatus:
     signal: int | None
     started_at: float | None
     ended_at: float | None
+    waiting: bool = False  # a warm process (remote/warm.py) that has not been given its go yet
 
     @property
     def running(self) -> bool:
@@ -46,6 +51,8 @@ class DetachedProcess:
     run_dir: str
     log_path: str  # RUN/train.log: the command's stdout and stderr
     events_path: str  # RUN/events.jsonl: written by the trainer itself
+    warm: bool = False  # started in a warm process (start_trainer)
+    cold_why: str = ""  # why a warm process there was not used, if one was asked
 
 
 def start_detached(
@@ -93,4 +100,48 @@ def _status(raw: bytes) -> ProcessStatus:
         signal=d.get("signal"),
         started_at=d.get("started_at"),
         ended_at=d.get("ended_at"),
+        waiting=bool(d.get("waiting")),
+    )
+
+
+def env_digest(env: Mapping[str, str]) -> str:
+    """What the warm process keeps of its environment: a hash, since the values may be secrets."""
+    return hashlib.sha256(json.dumps(dict(env), sort_keys=True).encode()).hexdigest()
+
+
+def start_warm(
+    transport: Transport,
+    *,
+    python: str,
+    modules: Sequence[str],
+    run_dir: str,
+    env: Mapping[str, str] | None = None,
+) -> DetachedProcess:
+    """Start a warm process in `run_dir` (detached, supervised as any start: RUN/pid, train.log,
+    exit_code): `python` imports `modules`, then waits for start_trainer's go. AlreadyRunning if RUN's
+    last process is alive (an adopted instance's trainer)."""
+    argv = [python, "-c", WARM_SOURCE, "serve", run_dir, python, env_digest(env or {}), ",".join(modules)]
+    return start_detached(transport, argv, run_dir=run_dir, cwd=run_dir, env=env)
+
+
+def start_trainer(
+    transport: Transport,
+    argv: Sequence[str],
+    *,
+    run_dir: str,
+    cwd: str,
+    env: Mapping[str, str] | None = None,
+) -> DetachedProcess:
+    """Start `argv` as start_detached does, in RUN's warm process when one waits there for this same
+    python and environment (the returned process says `warm`); otherwise (none, dead, another command)
+    that one is ended and `argv` starts cold, the reason in `cold_why`."""
+    order = {"argv": list(argv), "cwd": cwd, "env": env_digest(env or {})}
+    go = f"{transport.python} -S -c {shlex.quote(WARM_SOURCE)} go {shlex.quote(run_dir)}"
+    answer = json.loads(transport.exec(go, stdin=json.dumps(order).encode(), timeout=60).check().stdout)
+    run = run_dir.rstrip("/")
+    if answer["warm"]:
+        return DetachedProcess(answer["pid"], run_dir, f"{run}/train.log", f"{run}/events.jsonl", warm=True)
+    started = start_detached(transport, argv, run_dir=run_dir, cwd=cwd, env=env)
+    return DetachedProcess(
+        started.pid, run_dir, started.log_path, started.events_path, cold_why=answer["why"]
     )

@@ -20,6 +20,7 @@ from spotrain.cloud.base import Shell
 from spotrain.errors import SpotrainError
 
 BOOT_DIR = str(PurePosixPath(contract.READY).parent)  # /opt/spotrain, infra/bootstrap.sh's default
+FAST_S, FAST_PAUSE_S = 10.0, 0.2  # the first seconds of the wait: probes at most this far apart
 DATA_DEADLINE_S = 4 * 3600.0  # a data stage: 1.5 TB at gp3's 125 MiB/s baseline, or a slow S3 prefix
 
 
@@ -47,6 +48,7 @@ def wait_ready(
     """The ready marker's values; SpotrainError for the failure marker, or for a stage that did not
     change within its allowance. `on_stage` is called once for each new stage seen."""
     stage, since, pause = "", clock(), min(0.05, poll_s)
+    first = since
     while True:
         result = transport.exec(probe(boot_dir), timeout=60)
         if result.exit_code == 0:
@@ -69,7 +71,9 @@ def wait_ready(
                 f"the instance was not ready{where} {allowed:.0f} s ({contract.READY} missing)",
                 "see /opt/spotrain/bootstrap.log on the instance",
             )
-        # The pause doubles from 50 ms to poll_s: a bootstrap with little left to do is seen at once,
-        # a long one (a torch venv, a data set) costs one probe every poll_s.
+        # The pause doubles from 50 ms to FAST_PAUSE_S for the first FAST_S, then to poll_s: a bootstrap
+        # with little left to do is seen at once (a resumed run's next trainer waits for it: doubling
+        # on to 0.8 s would cost up to that much), a long one (a torch venv, a data set) costs one
+        # probe every poll_s.
         sleep(pause)
-        pause = min(poll_s, pause * 2)
+        pause = min(poll_s, FAST_PAUSE_S if clock() - first < FAST_S else poll_s, pause * 2)
