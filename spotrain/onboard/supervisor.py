@@ -247,6 +247,14 @@ class Supervisor:
         return code
 
 
+def clients(region: str) -> tuple[Any, Any]:
+    """S3 and Auto Scaling as the instance role (boto3 finds the role's credentials in IMDS)."""
+    import boto3  # on the instance's image; imported here so the laptop reads the ledger without it
+
+    sess = boto3.Session(region_name=region)
+    return sess.client("s3"), sess.client("autoscaling")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="onboard.supervisor", description=__doc__.split("\n\n")[0])
     p.add_argument("--bucket", required=True)
@@ -256,19 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--python", default=sys.executable, help="the Python that runs the trainer")
     p.add_argument("--reclaim-wait-s", type=float, default=300.0)
     args = p.parse_args(argv)
-    import boto3  # on the instance's image; imported here so the laptop reads the ledger without it
-
-    sess = boto3.Session(region_name=args.region)
-    run = RunBucket(sess.client("s3"), args.bucket, args.run_id)
+    s3, asg = clients(args.region)
+    run = RunBucket(s3, args.bucket, args.run_id)
     settings = run.settings()
-    sup = Supervisor(
-        run,
-        settings,
-        identity(settings.instance_type),
-        sess.client("autoscaling"),
-        run_dir=args.run_dir,
-        python=args.python,
-    )
+    me = identity(settings.instance_type)
+    sup = Supervisor(run, settings, me, asg, run_dir=args.run_dir, python=args.python)
     return sup.boot(reclaim_wait_s=args.reclaim_wait_s)
 
 

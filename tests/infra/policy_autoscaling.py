@@ -26,6 +26,17 @@ def group_arn(region: str, name: str) -> str:
 
 def moto_tags(service: str, region: str, operation: str, params: dict[str, Any]) -> dict[str, dict[str, str]]:
     """The tags of the group or the launch template a call names, as moto holds them now."""
+    if service == "autoscaling" and operation == "TerminateInstanceInAutoScalingGroup":
+        from moto.autoscaling.models import autoscaling_backends
+
+        backend = autoscaling_backends[ACCOUNT][region]
+        name = next(
+            (g.name for g in backend.autoscaling_groups.values()
+             if any(s.instance.id == params["InstanceId"] for s in g.instance_states)),
+            "(none)",
+        )  # fmt: skip
+        group = backend.autoscaling_groups.get(name)
+        return {"group": {"name": name}, name: {t["Key"]: t["Value"] for t in group.tags} if group else {}}
     if service == "autoscaling" and operation in GROUP_OPS:
         from moto.autoscaling.models import autoscaling_backends
 
@@ -62,6 +73,9 @@ def autoscaling_requests(call: Any, pass_role: Any) -> list[Any]:
     from .policy_check import Request
 
     p, r, action = call.params, call.region, f"autoscaling:{call.operation}"
+    if call.operation == "TerminateInstanceInAutoScalingGroup":  # authorized on the instance's group
+        name = call.tags["group"]["name"]
+        return [Request(action, group_arn(r, name), _tags_of(call, name))]
     if call.operation not in GROUP_OPS:
         return [Request(action, "*")]
     name = p["AutoScalingGroupName"]
