@@ -1,0 +1,115 @@
+"""A detached run on the laptop: the settings its supervisor reads (made from the spec and the plan, as an
+attached attempt's command is), and what `status`, `cost` and `report` show of it, read from its ledger
+(spotrain/onboard/ledger.py) with no process of spotrain between calls.
+
+The cost is `cost.py`'s rules over the ledger: each attempt from its start to its end, or to its last
+heartbeat when its instance was reclaimed before it could write one (the row says so), at the spot
+price in force in its zone at its start (the supervisor records it), its volumes by the second, its
+first hour free when EC2 ended it (exit 75, or no end at all).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from spotrain import contract, cost, volumes
+from spotrain.config import PlanRecord, RunSpec
+from spotrain.onboard.ledger import AttemptRecord, Ledger, RunSettings
+
+
+def settings_for(
+    spec: RunSpec,
+    plan: PlanRecord,
+    *,
+    run_id: str,
+    bucket: str,
+    region: str,
+    group: str,
+    zone_prices: dict[str, float],
+    run_dir: str,
+) -> RunSettings:
+    """What the run's supervisor needs, decided here once: the trainer's command (the attached one's,
+    less its python, which the instance's ready marker names), the limits, the prices."""
+    command = contract.trainer_command(
+        spec, plan, run_id=run_id, run_dir=run_dir, bucket=bucket, ready={}, python="python", every_gpu=True
+    )
+    ebs = plan.root_gb * cost.EBS_GP3_USD_PER_GB_MONTH / (cost.MONTH_S / 3600.0)
+    provisioned = volumes.volume_usd_per_hour(0, plan.data_iops, plan.data_mib_s)
+    return RunSettings(
+        run_id=run_id,
+        bucket=bucket,
+        region=region,
+        group=group,
+        instance_type=plan.instance_type,
+        trainer_args=command[1:],
+        zone_prices=zone_prices,
+        extra_usd_per_hour=ebs + provisioned,
+        max_attempts=spec.max_attempts,
+        budget_usd=spec.budget,
+    )
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One attempt of a detached run as `status` and `cost` show it."""
+
+    attempt: int
+    instance_id: str
+    instance_type: str
+    zone: str
+    lifecycle: str
+    start: float
+    end: float
+    live: bool
+    exit_code: int | None
+    reason: str
+    ended_at_heartbeat: bool  # reclaimed before it wrote its end: it ended at its last heartbeat
+
+
+def attempt_rows(ledger: Ledger, *, live: int | None = None, now: float | None = None) -> list[AttemptRow]:
+    """The ledger's attempts; `live` is the attempt whose instance the group still runs (it lasts to now)."""
+    now = now or time.time()
+    rows = []
+    for a in ledger.attempts:
+        is_live = a.attempt == live and a.end is None
+        rows.append(
+            AttemptRow(
+                attempt=a.attempt,
+                instance_id=a.instance_id,
+                instance_type=a.instance_type,
+                zone=a.zone,
+                lifecycle=a.lifecycle,
+                start=a.start,
+                end=max(now, a.heartbeat) if is_live else a.ended_at,
+                live=is_live,
+                exit_code=a.exit_code,
+                reason=a.reason
+                or ("running" if is_live else "reclaimed: no end written, ended at its last heartbeat"),
+                ended_at_heartbeat=a.end is None and not is_live,
+            )
+        )
+    return rows
+
+
+def _attempt(run_id: str, a: AttemptRecord, row: AttemptRow, settings: RunSettings) -> cost.Attempt:
+    return cost.Attempt(
+        f"{run_id}-{a.attempt}",
+        a.instance_type,
+        a.zone,
+        row.start,
+        row.end,
+        ebs_gb=0.0,  # the volumes' whole rate is in the settings' extra $/h
+        ebs_provisioned_usd_per_hour=settings.extra_usd_per_hour,
+        reclaimed_by_ec2=a.reclaimed_by_ec2 and not row.live,
+    )
+
+
+def ledger_cost(
+    ledger: Ledger, settings: RunSettings, *, live: int | None = None, now: float | None = None
+) -> cost.RunCost:
+    """The run's cost by cost.py's rules over its ledger, each attempt at the price it recorded at its start."""
+    rows = attempt_rows(ledger, live=live, now=now)
+    attempts = [_attempt(settings.run_id, a, r, settings) for a, r in zip(ledger.attempts, rows, strict=True)]
+    samples = [cost.PriceSample(a.zone, a.instance_type, a.start, a.usd_per_hour) for a in ledger.attempts]
+    return cost.run_cost(attempts, samples)
