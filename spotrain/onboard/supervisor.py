@@ -188,7 +188,10 @@ class Supervisor:
     def run_trainer(self, attempt: int) -> int:
         """The trainer's exit code; exit 69 (S3 unreachable) started again up to `s3_restarts` times."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [self.python, *self.settings.trainer_args]
+        args = list(self.settings.trainer_args)
+        if "--run-dir" in args:  # where this instance keeps the run (its home), not the laptop's guess
+            args[args.index("--run-dir") + 1] = str(self.run_dir)
+        cmd = [self.python, *args]
         env = {**os.environ, "SPOTRAIN_ATTEMPT": str(attempt)}
         for _ in range(self.settings.s3_restarts + 1):
             with (self.run_dir / "train.log").open("ab") as log:
