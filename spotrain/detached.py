@@ -10,12 +10,20 @@ first hour free when EC2 ended it (exit 75, or no end at all).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from spotrain import contract, cost, volumes
+from spotrain import contract, cost, plan, volumes
+from spotrain.cloud.aws import autoscaling, detach
+from spotrain.cloud.aws.instances import LaunchSpec
 from spotrain.config import PlanRecord, RunSpec
+from spotrain.contract import TRAINER_DIR
+from spotrain.errors import SpotrainError
 from spotrain.onboard.ledger import AttemptRecord, Ledger, RunSettings
+
+ONBOARD_DIR = TRAINER_DIR.parent / "spotrain" / "onboard"
 
 
 def settings_for(
@@ -48,6 +56,55 @@ def settings_for(
         max_attempts=spec.max_attempts,
         budget_usd=spec.budget,
     )
+
+
+def hand_off_run(cloud: Any, store: Any, run_id: str, *, state_dir: Any) -> autoscaling.GroupState:
+    """`launch --detach` after the plan: the stored run handed to an Auto Scaling group in the first of
+    its regions, over that region's zones in the plan's order (at the prices now), and a `detached`
+    event naming the group, so `status` and `down` find it from the run id alone."""
+    run = store.get_run(run_id)
+    spec, planned = run.spec, run.plan
+    order = plan.zone_order(cloud.session(), spec)
+    if not order.candidates:
+        raise SpotrainError(
+            f"no zone to hand run {run_id} to", "allow more zones or regions, or raise --max-price"
+        )
+    region = order.candidates[0].region
+    zones = {c.zone: c.usd_per_hour for c in order.candidates if c.region == region}
+    bucket = cloud.bucket()
+    group = autoscaling.group_name(run_id)
+    settings = settings_for(
+        spec, planned, run_id=run_id, bucket=bucket, region=region, group=group, zone_prices=zones,
+        run_dir=f"~/spotrain/runs/{run_id}",  # the supervisor puts the instance's own run directory here
+    )  # fmt: skip
+    launch = LaunchSpec(
+        run_id=run_id,
+        attempt_id="detached",
+        owner=os.environ.get("USER") or "spotrain",
+        instance_type=planned.instance_type,
+        root_gb=planned.root_gb,
+        data_iops=planned.data_iops,
+        data_mib_s=planned.data_mib_s,
+        data_snapshot_id=spec.data if (spec.data or "").startswith("snap-") else None,
+        max_price=spec.max_price,
+        user_data=cloud.user_data(spec),
+        instance_profile=cloud.instance_profile(),
+    )
+    cidr = spec.ssh_cidr or cloud.machines.caller_cidr()
+    req = detach.HandOff(
+        launch,
+        settings,
+        tuple(zones),
+        state_dir,
+        cidr,
+        ((TRAINER_DIR, "trainer"), (ONBOARD_DIR, "onboard")),
+        spec.ami,
+    )
+    state = detach.hand_off(cloud.session(), req)
+    store.add_event(
+        run_id, "detached", {"group": state.name, "region": region, "bucket": bucket, "zones": list(zones)}
+    )
+    return state
 
 
 @dataclass(frozen=True)

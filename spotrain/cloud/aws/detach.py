@@ -20,7 +20,8 @@ import boto3
 from spotrain.cloud.aws import autoscaling, client, images, network, translated
 from spotrain.cloud.aws.instances import LaunchSpec, RegionResources
 from spotrain.errors import SpotrainError
-from spotrain.onboard.ledger import RunSettings, settings_key
+from spotrain.onboard.ledger import Ledger, RunSettings, settings_key
+from spotrain.onboard.supervisor import RunBucket
 
 SKIP = {"__pycache__", ".git"}
 
@@ -55,7 +56,7 @@ class HandOff:
     settings: RunSettings
     zones: tuple[str, ...]  # the allowed zones of settings.region, in the plan's order
     state_dir: Path
-    ssh_cidr: str  # the run's security group lets this address reach the instance (`logs -f` live)
+    ssh_cidr: str | None  # who may reach the instance (`logs -f` live); None: this machine's /32
     bundle: tuple[tuple[Path, str], ...]  # (trainer/, "trainer"), (spotrain/onboard/, "onboard")
     ami: str | None = None
 
@@ -68,6 +69,11 @@ def detached_exports(settings: RunSettings) -> list[str]:
     ]
 
 
+def read_ledger(sess: boto3.Session, *, region: str, bucket: str, run_id: str) -> Ledger:
+    """The run's ledger as its supervisors wrote it (with the supervisor's own reader)."""
+    return RunBucket(client(sess, "s3", region), bucket, run_id).ledger()
+
+
 @translated("hand the run to an Auto Scaling group")
 def hand_off(sess: boto3.Session, req: HandOff) -> autoscaling.GroupState:
     """Bundle and settings uploaded, then the template and the group; the group's state after."""
@@ -76,7 +82,11 @@ def hand_off(sess: boto3.Session, req: HandOff) -> autoscaling.GroupState:
     image = images.choose_image(sess, region=region, instance_type=spec.instance_type, override=req.ami)
     key = network.ensure_key_pair(sess, region=region, owner=spec.owner, state_dir=req.state_dir)
     group = network.ensure_security_group(
-        sess, region=region, run_id=spec.run_id, owner=spec.owner, ssh_cidr=req.ssh_cidr
+        sess,
+        region=region,
+        run_id=spec.run_id,
+        owner=spec.owner,
+        ssh_cidr=req.ssh_cidr or network.caller_cidr(),
     )
     found = network.default_subnets(ec2, group.vpc_id)
     subnets = {z: found[z] for z in req.zones if z in found}

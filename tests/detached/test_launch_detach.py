@@ -1,0 +1,38 @@
+"""`launch --detach`'s hand-off of a planned, stored run, on the dry-run's cloud in this process (its moto,
+its stack's bucket and instance profile): the group over the plan's zones of the first region, the
+settings and the bundle in the run's prefix, a `detached` event; then `down` leaves nothing of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spotrain import config, detached
+from spotrain.cloud.aws import autoscaling, sweep
+from spotrain.controller import create_run, prepare
+from spotrain.onboard.ledger import RunSettings, settings_key
+from spotrain.workspace import open_controller
+
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
+
+
+def test_a_planned_run_is_handed_to_a_group_and_down_removes_it(isolated_env: Path) -> None:
+    spec = config.load_spec(None, {"recipe": "digits", "dry_run": True, "max_attempts": 3, "budget": 1.0})
+    with open_controller(dry_run=True, boot_delay_s=0.0) as ctl:
+        spec, plan = prepare(ctl, spec)
+        run_id = create_run(ctl, spec, plan)
+        state = detached.hand_off_run(ctl.cloud, ctl.store, run_id, state_dir=ctl.state_dir)
+        sess = ctl.cloud.session()
+        (event,) = [e.data for e in ctl.store.events(run_id, kinds=["detached"])]
+        assert event["group"] == state.name == autoscaling.group_name(run_id)
+        assert (state.min_size, state.max_size, state.desired) == (0, 1, 1) and state.capacity_rebalance
+        assert len(state.subnets) == len(event["zones"]) >= 2  # one subnet per allowed zone of the region
+        s3 = sess.client("s3", region_name=event["region"])
+        body = s3.get_object(Bucket=ctl.cloud.bucket(), Key=settings_key(run_id))["Body"].read().decode()
+        settings = RunSettings.from_json(body)
+        assert (settings.max_attempts, settings.budget_usd, settings.group) == (3, 1.0, state.name)
+        assert set(settings.zone_prices) == set(event["zones"])
+        ctl.orchestrator().down(run_id)  # `spotrain down RUN`
+        assert autoscaling.describe_group(sess, event["region"], run_id) is None
+        assert sweep.find_leftovers(sess, regions=[event["region"]], run_id=run_id) == []
