@@ -9,6 +9,7 @@ import click
 
 from spotrain import __version__
 from spotrain.cli_account import init, prices, smoke
+from spotrain.cli_detached import attach, detach_refused, print_handed_off
 from spotrain.errors import SpotrainError
 from spotrain.terminal import (
     EXIT_CTRL_C,
@@ -100,8 +101,9 @@ def _console():
     help="Dry-run: interrupt the next attempt at AT: step:30, 50% (of the steps) or 20s (repeatable).",
 )
 @click.option("--boot-delay", type=float, help="Dry-run: simulated boot seconds (default 2).")
+@click.option("--detach", is_flag=True, help="Hand the run to an AWS Auto Scaling group and return.")
 @click.option("-y", "--yes", is_flag=True, help="Launch without asking.")
-def launch(spec_file: Path | None, yes: bool, **flags) -> None:
+def launch(spec_file: Path | None, yes: bool, detach: bool, **flags) -> None:
     """Plan, request a spot instance, train, and watch until the run ends.
 
     \b
@@ -123,6 +125,7 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
     rename = {"inject": "inject_interruptions", "boot_delay": "boot_delay_s"}
     flags = {rename.get(k, k): list(v) if isinstance(v, tuple) else v for k, v in flags.items()}
     spec = load_spec(spec_file, flags)
+    detach_refused(detach, spec)
     console = _console()
     with open_controller(dry_run=spec.dry_run, boot_delay_s=spec.boot_delay_s, seed=spec.seed) as ctl:
         spec, plan = controller.prepare(ctl, spec)
@@ -131,6 +134,8 @@ def launch(spec_file: Path | None, yes: bool, **flags) -> None:
             raise click.exceptions.Abort()
         run_id = controller.create_run(ctl, spec, plan)
         console.print(f"run {run_id}")
+        if detach:  # nothing of spotrain runs here from now on (cli_detached.py)
+            return print_handed_off(console, controller.launch_detached(ctl, run_id), run_id)
         with watching(console, run_id):
             outcome = controller.launch(ctl, run_id, on_event=print_event(console))
         console.print(outcome_line(run_id, outcome), markup=False, highlight=False)
@@ -333,7 +338,7 @@ def down(run_id: str | None, all_runs: bool, yes: bool) -> None:
     click.echo(f"run {run_id}: {done.state.value}; removed {', '.join(done.removed) or 'nothing'}")
 
 
-for command in (prices, init, smoke):  # the account and the real path, not one run
+for command in (prices, init, smoke, attach):  # the account, the real path, detached runs
     cli.add_command(command)
 
 

@@ -170,3 +170,45 @@ def ledger_cost(
     attempts = [_attempt(settings.run_id, a, r, settings) for a, r in zip(ledger.attempts, rows, strict=True)]
     samples = [cost.PriceSample(a.zone, a.instance_type, a.start, a.usd_per_hour) for a in ledger.attempts]
     return cost.run_cost(attempts, samples)
+
+
+@dataclass(frozen=True)
+class DetachedView:
+    """What the laptop knows of a detached run, read now from AWS: its group, its ledger, its cost."""
+
+    run_id: str
+    region: str
+    group: autoscaling.GroupState | None  # None: deleted (`down`)
+    ledger: Ledger
+    rows: tuple[AttemptRow, ...]
+    bill: cost.RunCost
+
+    @property
+    def state(self) -> str:
+        """The run's end's state, else RUNNING while the group keeps an instance, else ENDED."""
+        if self.ledger.end is not None:
+            return self.ledger.end.state
+        return "RUNNING" if self.group is not None and self.group.desired > 0 else "ENDED"
+
+    @property
+    def reason(self) -> str:
+        return self.ledger.end.reason if self.ledger.end is not None else ""
+
+
+def view(cloud: Any, store: Any, run_id: str, *, now: float | None = None) -> DetachedView | None:
+    """The detached run `run_id` now, or None when it was not detached (no `detached` event)."""
+    handed = store.events(run_id, kinds=["detached"])
+    if not handed:
+        return None
+    where = handed[-1].data
+    sess = cloud.session()
+    group = autoscaling.describe_group(sess, where["region"], run_id)
+    ledger = detach.read_ledger(sess, region=where["region"], bucket=where["bucket"], run_id=run_id)
+    settings = detach.read_settings(sess, region=where["region"], bucket=where["bucket"], run_id=run_id)
+    in_service = group is not None and any(s == "InService" for _, _, s in group.instances)
+    last = ledger.attempts[-1] if ledger.attempts else None
+    live = last.attempt if in_service and last is not None and last.end is None else None
+    rows = tuple(attempt_rows(ledger, live=live, now=now))
+    return DetachedView(
+        run_id, where["region"], group, ledger, rows, ledger_cost(ledger, settings, live=live, now=now)
+    )

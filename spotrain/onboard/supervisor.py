@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +233,10 @@ class Supervisor:
         reason = {EXIT_DONE: "finished", EXIT_INTERRUPTED: "interrupted"}.get(
             code, errors[-1] if errors else f"the trainer exited {code}"
         )
+        rebalance = [e for e in events if e.get("kind") == "rebalance"]
         done = rec.ended(time.time(), code, reason, checkpointed=checkpointed)
+        if rebalance:  # the trainer checkpointed early on EC2's recommendation (trainer/spot.py)
+            done = replace(done, rebalance_at=float(rebalance[0].get("t", 0.0)))
         self.run.write_attempt(done)
         if code == EXIT_DONE:
             self.end_run(SUCCEEDED, f"attempt {rec.attempt} finished", rec.attempt)

@@ -39,6 +39,8 @@ print("stub trainer", mode, sys.argv[2:])
 if mode == "fail-at-start":
     event("error", message="CUDA error: no kernel image is available (stub)")
     sys.exit(1)
+if mode == "interrupted":
+    event("rebalance", source="injected", step=8)
 event("checkpoint", step=10, where="local")
 event("checkpoint", step=10, where="s3")
 sys.exit({"done": 0, "interrupted": 75, "fail-late": 1}[mode])

@@ -35,6 +35,7 @@ def test_an_interrupted_attempt_waits_then_leaves_the_group_which_starts_the_nex
         (2, 0, "finished"),
     ]
     assert ledger.attempts[0].instance_id == first and ledger.end is not None and world.desired() == 0
+    assert ledger.attempts[0].rebalance_at is not None and ledger.attempts[1].rebalance_at is None
 
 
 def test_three_failures_at_start_end_the_run_failed_with_the_reason(world: World) -> None:

@@ -69,9 +69,15 @@ def detached_exports(settings: RunSettings) -> list[str]:
     ]
 
 
+@translated("read the run's ledger")
 def read_ledger(sess: boto3.Session, *, region: str, bucket: str, run_id: str) -> Ledger:
     """The run's ledger as its supervisors wrote it (with the supervisor's own reader)."""
     return RunBucket(client(sess, "s3", region), bucket, run_id).ledger()
+
+
+def read_settings(sess: boto3.Session, *, region: str, bucket: str, run_id: str) -> RunSettings:
+    """The settings `launch --detach` wrote for the run's supervisor."""
+    return RunBucket(client(sess, "s3", region), bucket, run_id).settings()
 
 
 @translated("hand the run to an Auto Scaling group")
