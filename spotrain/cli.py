@@ -213,6 +213,9 @@ def resume(run_id: str) -> None:
 
     console = _console()
     with controller_for_run(run_id) as ctl:
+        from spotrain.detached import refuse_attached
+
+        refuse_attached(ctl.store, run_id)
         with watching(console, run_id):
             outcome = ctl.orchestrator(print_event(console)).resume(run_id)
         console.print(outcome_line(run_id, outcome), markup=False, highlight=False)

@@ -107,6 +107,15 @@ def hand_off_run(cloud: Any, store: Any, run_id: str, *, state_dir: Any) -> auto
     return state
 
 
+def refuse_attached(store: Any, run_id: str) -> None:
+    """A detached run belongs to its group: `resume` must not start (or adopt) an attached attempt."""
+    if store.events(run_id, kinds=["detached"]):
+        raise SpotrainError(
+            f"run {run_id} is detached: its Auto Scaling group starts its attempts, not this machine",
+            f"`spotrain attach {run_id} --follow` watches it; `spotrain down {run_id}` stops it",
+        )
+
+
 @dataclass(frozen=True)
 class AttemptRow:
     """One attempt of a detached run as `status` and `cost` show it."""

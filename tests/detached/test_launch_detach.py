@@ -11,6 +11,7 @@ import pytest
 from spotrain import config, detached
 from spotrain.cloud.aws import autoscaling, sweep
 from spotrain.controller import create_run, prepare
+from spotrain.errors import SpotrainError
 from spotrain.onboard.ledger import RunSettings, settings_key
 from spotrain.workspace import open_controller
 
@@ -33,6 +34,8 @@ def test_a_planned_run_is_handed_to_a_group_and_down_removes_it(isolated_env: Pa
         settings = RunSettings.from_json(body)
         assert (settings.max_attempts, settings.budget_usd, settings.group) == (3, 1.0, state.name)
         assert set(settings.zone_prices) == set(event["zones"])
+        with pytest.raises(SpotrainError, match="is detached: its Auto Scaling group starts its attempts"):
+            detached.refuse_attached(ctl.store, run_id)  # what `spotrain resume` asks first
         ctl.orchestrator().down(run_id)  # `spotrain down RUN`
         assert autoscaling.describe_group(sess, event["region"], run_id) is None
         assert sweep.find_leftovers(sess, regions=[event["region"]], run_id=run_id) == []
