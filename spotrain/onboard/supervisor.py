@@ -49,6 +49,7 @@ from .ledger import (
 )
 
 IMDS_ENV = "SPOTRAIN_IMDS_URL"
+EXIT_SUPERVISOR = -1  # the attempt's record when the trainer could not be run at all
 DEFAULT_IMDS = "http://169.254.169.254"
 
 
@@ -222,15 +223,18 @@ class Supervisor:
             heartbeat=now,
         )
         self.run.write_attempt(rec)
-        with Heartbeat(self.run.write_attempt, rec, self.settings.heartbeat_s):
-            code = self.run_trainer(rec.attempt)
+        try:
+            with Heartbeat(self.run.write_attempt, rec, self.settings.heartbeat_s):
+                code = self.run_trainer(rec.attempt)
+        except Exception as err:  # noqa: BLE001 - never leave an instance idling on the bill
+            return self.after(rec, EXIT_SUPERVISOR, reclaim_wait_s=0, reason=f"supervisor: {err!r}")
         return self.after(rec, code, reclaim_wait_s=reclaim_wait_s)
 
-    def after(self, rec: AttemptRecord, code: int, *, reclaim_wait_s: float) -> int:
+    def after(self, rec: AttemptRecord, code: int, *, reclaim_wait_s: float, reason: str = "") -> int:
         events = [e for e in trainer_events(self.run_dir) if e.get("t", 0) >= rec.start - 1]
         checkpointed = any(e.get("kind") == "checkpoint" and e.get("where") == "s3" for e in events)
         errors = [str(e.get("message", "")) for e in events if e.get("kind") == "error"]
-        reason = {EXIT_DONE: "finished", EXIT_INTERRUPTED: "interrupted"}.get(
+        reason = reason or {EXIT_DONE: "finished", EXIT_INTERRUPTED: "interrupted"}.get(
             code, errors[-1] if errors else f"the trainer exited {code}"
         )
         rebalance = [e for e in events if e.get("kind") == "rebalance"]

@@ -81,7 +81,9 @@ class World:
         self.s3.put_object(Bucket=BUCKET, Key=settings_key(RUN), Body=settings.to_json().encode())
         return settings
 
-    def boot(self, *, reclaim_wait_s: float = 0.0) -> subprocess.CompletedProcess[str]:
+    def boot(
+        self, *, reclaim_wait_s: float = 0.0, python: str = sys.executable
+    ) -> subprocess.CompletedProcess[str]:
         """The instance now in the group boots: the IMDS says it is that instance, the supervisor runs."""
         self.imds.instance_id = self.member()
         env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "SPOTRAIN_NOTICE_AT"}} | {
@@ -91,6 +93,7 @@ class World:
         }
         cmd = [sys.executable, "-m", "onboard.supervisor", "--bucket", BUCKET, "--run-id", RUN]
         cmd += ["--region", R, "--run-dir", str(self.run_dir), "--reclaim-wait-s", str(reclaim_wait_s)]
+        cmd += ["--python", python]
         return subprocess.run(cmd, cwd=self.bundle, env=env, capture_output=True, text=True, timeout=60)
 
     def ledger(self) -> Ledger:

@@ -93,3 +93,16 @@ def test_a_run_ended_meanwhile_starts_no_attempt(world: World) -> None:
     world.asg.set_desired_capacity(AutoScalingGroupName="spotrain-r-det", DesiredCapacity=1)  # by hand
     assert world.boot().returncode == 0
     assert len(world.ledger().attempts) == 1 and world.desired() == 0
+
+
+def test_a_trainer_that_cannot_even_start_counts_as_a_failure_at_start(world: World, tmp_path) -> None:
+    world.write_settings("done", failure_loop=2)
+    missing = str(tmp_path / "no-such-python")
+    assert world.boot(python=missing).returncode == -1 % 256
+    assert world.desired() == 1 and world.ledger().end is None  # the group replaced it
+    assert world.boot(python=missing).returncode == -1 % 256
+    ledger = world.ledger()
+    assert [a.exit_code for a in ledger.attempts] == [-1, -1]
+    assert "supervisor: FileNotFoundError" in ledger.attempts[0].reason
+    assert ledger.end is not None and ledger.end.reason.startswith("failure loop: the last 2 attempts")
+    assert world.desired() == 0
