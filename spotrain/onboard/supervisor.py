@@ -173,6 +173,7 @@ class Supervisor:
     ) -> None:
         self.run, self.settings, self.me, self.asg = run, settings, me, asg
         self.run_dir, self.python = run_dir, python
+        self.usd_per_hour: float | None = None  # the price in force at boot; None: the launch's quote
 
     def end_run(self, state: str, reason: str, attempt: int | None) -> None:
         """The run's end written once, and the group asked for no instance (AWS terminates this one)."""
@@ -219,7 +220,11 @@ class Supervisor:
             zone=self.me.zone,
             lifecycle=self.me.lifecycle,
             start=now,
-            usd_per_hour=self.settings.zone_prices.get(self.me.zone, 0.0),
+            usd_per_hour=(
+                self.usd_per_hour
+                if self.usd_per_hour is not None
+                else self.settings.zone_prices.get(self.me.zone, 0.0)
+            ),
             heartbeat=now,
         )
         self.run.write_attempt(rec)
@@ -257,12 +262,30 @@ class Supervisor:
         return code
 
 
-def clients(region: str) -> tuple[Any, Any]:
-    """S3 and Auto Scaling as the instance role (boto3 finds the role's credentials in IMDS)."""
+def clients(region: str) -> tuple[Any, Any, Any]:
+    """S3, Auto Scaling and EC2 as the instance role (boto3 finds the role's credentials in IMDS)."""
     import boto3  # on the instance's image; imported here so the laptop reads the ledger without it
 
     sess = boto3.Session(region_name=region)
-    return sess.client("s3"), sess.client("autoscaling")
+    return sess.client("s3"), sess.client("autoscaling"), sess.client("ec2")
+
+
+def spot_price_now(ec2: Any, me: Identity) -> float | None:
+    """The spot price in force in this instance's zone now: the newest history row at or before now
+    (a history query from now returns the price then in force, EC2 API Reference,
+    DescribeSpotPriceHistory); None when EC2 has none, or the role may not ask."""
+    try:
+        rows = ec2.describe_spot_price_history(
+            InstanceTypes=[me.instance_type],
+            AvailabilityZone=me.zone,
+            ProductDescriptions=["Linux/UNIX"],
+            StartTime=time.time(),
+            MaxResults=10,
+        )["SpotPriceHistory"]
+    except Exception:  # noqa: BLE001 - the launch's quote stands in for it (the record says which)
+        return None
+    newest = max(rows, key=lambda r: r["Timestamp"], default=None)
+    return float(newest["SpotPrice"]) if newest else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,11 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--python", default=sys.executable, help="the Python that runs the trainer")
     p.add_argument("--reclaim-wait-s", type=float, default=300.0)
     args = p.parse_args(argv)
-    s3, asg = clients(args.region)
+    s3, asg, ec2 = clients(args.region)
     run = RunBucket(s3, args.bucket, args.run_id)
     settings = run.settings()
     me = identity(settings.instance_type)
     sup = Supervisor(run, settings, me, asg, run_dir=args.run_dir, python=args.python)
+    sup.usd_per_hour = spot_price_now(ec2, me)
     return sup.boot(reclaim_wait_s=args.reclaim_wait_s)
 
 

@@ -62,6 +62,14 @@ class World:
         assert len(live) == 1, g["Instances"]
         return live[0]
 
+    def price_in_force(self, zone: str) -> float:
+        """moto's spot price for the group's type in `zone` now (the test's own reading)."""
+        ec2 = boto3.client("ec2", region_name=R)
+        rows = ec2.describe_spot_price_history(
+            InstanceTypes=["g4dn.xlarge"], AvailabilityZone=zone, ProductDescriptions=["Linux/UNIX"]
+        )["SpotPriceHistory"]
+        return float(max(rows, key=lambda r: r["Timestamp"])["SpotPrice"])
+
     def desired(self) -> int:
         g = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]
         return g["DesiredCapacity"]

@@ -51,11 +51,12 @@ def test_the_detached_flow_calls_only_what_the_policies_allow(world, isolated_en
         )  # fmt: skip
         group = autoscaling.create_group(sess, autoscaling.GroupSpec(launch, subnets), res)
         # On the instance, as the instance role: its record, then leaving the group, then the end.
-        s3, asg = supervisor.clients(R)
+        s3, asg, ec2_role = supervisor.clients(R)
         run = supervisor.RunBucket(s3, out.bucket, "r1")
         settings = RunSettings("r1", out.bucket, R, group.name, "g4dn.xlarge", [], {})
         me = supervisor.Identity(group.instances[0][0], "g4dn.xlarge", group.instances[0][1], "spot")
         sup = supervisor.Supervisor(run, settings, me, asg, run_dir=isolated_env / "run", python="python")
+        supervisor.spot_price_now(ec2_role, me)
         now = time.time()
         run.write_attempt(AttemptRecord(1, me.instance_id, me.instance_type, me.zone, "spot", now, 0.3, now))
         run.ledger()
@@ -69,5 +70,7 @@ def test_the_detached_flow_calls_only_what_the_policies_allow(world, isolated_en
     used = report.used["controller"] | report.used["trainer"]
     assert claimed - {"iam:CreateServiceLinkedRole"} <= used, claimed - used  # AWS, not moto, asks that one
     assert {"ec2:RunInstances", "iam:PassRole"} <= report.used["controller"]  # the group's launch rights
-    assert {"autoscaling:SetDesiredCapacity", "s3:PutObject"} <= report.used["trainer"]
+    assert {"autoscaling:SetDesiredCapacity", "s3:PutObject", "ec2:DescribeSpotPriceHistory"} <= report.used[
+        "trainer"
+    ]
     assert sweep.find_leftovers(sess, regions=[R], run_id="r1") == []

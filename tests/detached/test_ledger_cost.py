@@ -33,7 +33,9 @@ def test_the_cost_of_two_attempts_is_the_rules_sum_over_the_ledger(world: World)
     expected = sum(by_hand(a, 0.05, a.ended_at) for a in ledger.attempts)
     assert bill.total_usd == pytest.approx(expected, rel=1e-9)
     assert [c.free_hour for c in bill.attempts] == [True, False]  # EC2 reclaimed the first
-    assert bill.attempts[1].spot_usd == pytest.approx(0.30 * 60 / 3600)  # a finished minute at 1a's price
+    # a finished minute at the price in force in 1a when it started
+    assert bill.attempts[1].spot_usd == pytest.approx(ledger.attempts[1].usd_per_hour * 60 / 3600)
+    assert ledger.attempts[1].usd_per_hour == world.price_in_force("us-east-1a")
     assert bill.total_usd == pytest.approx(spent_usd(ledger.attempts, extra_usd_per_hour=0.05, now=0))
 
 
