@@ -17,6 +17,8 @@
 #   SPOTRAIN_BASE_PYTHONS the Pythons to build it from        python3.12 python3.11 python3.10
 #   SPOTRAIN_GPUS         GPUs torch must see (0: no check)   0
 #   SPOTRAIN_LOGIN_USER   who owns the data directory         ubuntu (if that user exists)
+#   SPOTRAIN_DETACHED_BUCKET, SPOTRAIN_DETACHED_RUN, SPOTRAIN_DETACHED_REGION  a detached run's
+#                         (`launch --detach`): once ready, fetch its bundle and start its supervisor
 #   SPOTRAIN_AWS, SPOTRAIN_MOUNT, SPOTRAIN_MOUNTPOINT, SPOTRAIN_NVME, SPOTRAIN_NVIDIA_SMI,
 #   SPOTRAIN_CHOWN, SPOTRAIN_FIO, SPOTRAIN_BLOCKDEV  the commands used (no fio: dd in parallel)
 # While it works it writes the stage it is in to $SPOTRAIN_BOOT_DIR/stage (`data-s3`, `data-init`,
@@ -42,6 +44,19 @@ BASE_PYTHONS="${SPOTRAIN_BASE_PYTHONS:-python3.12 python3.11 python3.10}"
 GPUS="${SPOTRAIN_GPUS:-0}"
 LOGIN_USER="${SPOTRAIN_LOGIN_USER:-ubuntu}"
 READY="$BOOT_DIR/ready"
+DETACHED_BUCKET="${SPOTRAIN_DETACHED_BUCKET:-}"
+DETACHED_RUN="${SPOTRAIN_DETACHED_RUN:-}"
+DETACHED_REGION="${SPOTRAIN_DETACHED_REGION:-us-east-1}"
+
+# A detached run's bundle (trainer/ and onboard/), unpacked from the run's prefix with the image's boto3.
+FETCH_BUNDLE='
+import io, sys, tarfile, boto3
+bucket, key, dest, region = sys.argv[1:]
+body = boto3.client("s3", region_name=region).get_object(Bucket=bucket, Key=key)["Body"].read()
+with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+    # the data filter refuses links and paths out of dest (Python 3.12, and backported to 3.8.17+)
+    tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+'
 
 # Does torch see the GPUs, and does it carry kernels for them? A cubin for sm_XY runs on a GPU of the
 # same major version and minor >= Y (so sm_86 kernels run an Ada sm_89); PTX for compute_XY is JIT-
@@ -217,6 +232,39 @@ download() {
   log "copied $DATA_S3 to $data_dir"
 }
 
+# The instance belongs to a detached run: its supervisor (spotrain/onboard/supervisor.py) runs the run
+# from here, as the login user where there is one, in its own session so that cloud-init's run of this
+# script ends. Started once: a second run of this script finds it alive.
+start_supervisor() {
+  local python="$1" bundle="$BOOT_DIR/bundle" run_dir pid_file="$BOOT_DIR/supervisor.pid"
+  if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    log "supervisor already running"
+    return
+  fi
+  stage "detached-bundle"
+  rm -rf "$bundle.tmp"
+  "$python" -c "$FETCH_BUNDLE" "$DETACHED_BUCKET" "runs/$DETACHED_RUN/detached/bundle.tar.gz" \
+    "$bundle.tmp" "$DETACHED_REGION" || fail "cannot fetch the bundle of run $DETACHED_RUN from s3://$DETACHED_BUCKET"
+  rm -rf "$bundle" && mv "$bundle.tmp" "$bundle"
+  run_dir="$BOOT_DIR/runs/$DETACHED_RUN"
+  mkdir -p "$run_dir"
+  own "$bundle"
+  own "$run_dir"
+  local as_user=()
+  if [ "$(id -u)" = 0 ] && id -u "$LOGIN_USER" >/dev/null 2>&1; then
+    as_user=(runuser -u "$LOGIN_USER" --)
+  fi
+  stage "detached"
+  (
+    cd "$bundle"
+    setsid nohup "${as_user[@]}" "$python" -m onboard.supervisor --bucket "$DETACHED_BUCKET" \
+      --run-id "$DETACHED_RUN" --region "$DETACHED_REGION" --run-dir "$run_dir" \
+      >>"$BOOT_DIR/supervisor.log" 2>&1 </dev/null &
+    echo $! >"$pid_file"
+  )
+  log "supervisor started: pid $(cat "$pid_file")"
+}
+
 main() {
   mkdir -p "$BOOT_DIR"
   log "start"
@@ -255,6 +303,9 @@ main() {
   mv -f "$tmp" "$READY"
   rm -f "$BOOT_DIR/failed"
   log "ready: $(tr '\n' ' ' <"$READY")"
+  if [ -n "$DETACHED_BUCKET" ]; then
+    start_supervisor "$python"
+  fi
 }
 
 main "$@"

@@ -16,6 +16,7 @@ import click
 
 from spotrain import __version__
 from spotrain.cli_account import init, prices, smoke
+from spotrain.cli_detached import attach, detach_refused, print_handed_off
 from spotrain.cli_metrics import tensorboard
 from spotrain.cli_options import (
     aws_options,
@@ -103,10 +104,11 @@ def cli() -> None:
     "--wandb", metavar="PROJECT", help="Log to W&B PROJECT; the run id is W&B's id, resumed each attempt."
 )
 @click.option("-n", "--name", help="A name to know the run by (status NAME, logs NAME, down NAME).")
+@click.option("--detach", is_flag=True, help="Hand the run to an AWS Auto Scaling group and return.")
 @click.option("-y", "--yes", is_flag=True, help="Launch without asking.")
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def launch(spec_file: Path | None, name: str | None, yes: bool, as_json: bool, **flags) -> None:
+def launch(spec_file: Path | None, name: str | None, yes: bool, detach: bool, as_json: bool, **flags) -> None:
     """Plan, request a spot instance, train, and watch until the run ends.
 
     \b
@@ -137,6 +139,7 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, as_json: bool, *
     spec = load_spec(spec_file, flags)
     if name is not None:  # a bad or taken name is refused before the plan asks the cloud anything
         controller.check_name(name)
+    detach_refused(detach, spec)
     out = console(stderr=as_json)  # --json: stdout is the one JSON object at the end
     with open_controller(dry_run=spec.dry_run, boot_delay_s=spec.boot_delay_s, seed=spec.seed) as ctl:
         spec, plan = controller.prepare(ctl, spec)
@@ -145,6 +148,8 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, as_json: bool, *
             raise click.exceptions.Abort()
         run_id = controller.create_run(ctl, spec, plan, name)
         out.print(f"run {run_id}" + (f" ({name})" if name else ""))
+        if detach:  # nothing of spotrain runs here from now on (cli_detached.py)
+            return print_handed_off(out, controller.launch_detached(ctl, run_id), run_id)
         with live_view(out, ctl.store, run_id) as show:
             outcome = controller.launch(ctl, run_id, on_event=show)
         out.print(outcome_line(run_id, outcome), markup=False, highlight=False)
@@ -157,7 +162,7 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, as_json: bool, *
     exit_for(outcome)
 
 
-for command in (*RUN_COMMANDS, prices, init, smoke, tensorboard):  # runs; the account; metrics out
+for command in (*RUN_COMMANDS, prices, init, smoke, tensorboard, attach):  # runs; the account; metrics out
     cli.add_command(command)
 
 

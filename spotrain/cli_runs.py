@@ -46,6 +46,9 @@ def resume(run_id: str, as_json: bool) -> None:
 
     out = console(stderr=as_json)
     with controller_for_run(run_id) as ctl:
+        from spotrain.detached import refuse_attached
+
+        refuse_attached(ctl.store, run_id)
         with live_view(out, ctl.store, run_id) as show:
             outcome = ctl.orchestrator(show).resume(run_id)
         out.print(outcome_line(run_id, outcome), markup=False, highlight=False)

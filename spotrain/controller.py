@@ -109,6 +109,13 @@ def launch(ctl: Controller, run_id: str, *, on_event: OnEvent | None = None, ssh
     return ctl.orchestrator(on_event, ssh=ssh).drive(run_id)
 
 
+def launch_detached(ctl: Controller, run_id: str):
+    """`launch --detach`: the planned run handed to an Auto Scaling group (detached.py); returns at once."""
+    from spotrain import detached
+
+    return detached.hand_off_run(ctl.cloud, ctl.store, run_id, state_dir=ctl.state_dir)
+
+
 def refresh(ctl: Controller, run_id: str) -> str | None:
     """Catch an unwatched live run up before `status` shows it: its trainer's new events, from the
     instance, into the store. Returns what the store cannot say yet (e.g. the trainer exited), or

@@ -19,8 +19,8 @@ from typing import Any
 
 from spotrain import catalog, volumes
 from spotrain.errors import SpotrainError
+from spotrain.onboard.billing import MIN_BILLED_S, billed_seconds, first_hour_free  # noqa: F401 (re-exported)
 
-MIN_BILLED_S = 60  # Linux spot and on-demand: per second, one minute minimum
 MONTH_S = 30 * 86400  # AWS prorates GB-month prices over a 30-day month in its examples
 EBS_GP3_USD_PER_GB_MONTH = 0.08  # us-east-1, baseline 3,000 IOPS and 125 MB/s included
 S3_USD_PER_GB_MONTH = 0.023  # S3 Standard, first 50 TB, us-east-1
@@ -156,13 +156,6 @@ def curves(samples: Iterable[PriceSample]) -> dict[tuple[str, str], PriceCurve]:
     return {k: PriceCurve(v) for k, v in groups.items()}
 
 
-def billed_seconds(start: float, end: float) -> int:
-    """Whole seconds billed for a life from `start` to `end`: rounded up, at least 60."""
-    if end < start:
-        raise ValueError(f"attempt ends ({end}) before it starts ({start})")
-    return max(MIN_BILLED_S, math.ceil(end - start))
-
-
 def attempt_cost(attempt: Attempt, curve: PriceCurve) -> AttemptCost:
     """One attempt's spot, EBS and on-demand-equivalent dollars."""
     billed = billed_seconds(attempt.start, attempt.end)
@@ -176,7 +169,7 @@ def attempt_cost(attempt: Attempt, curve: PriceCurve) -> AttemptCost:
         ) from None
     # "Billing for interrupted Spot Instances" (EC2 user guide): EC2 interrupting an instance in its
     # first hour charges nothing for it; after that, or ended by its owner, every second is billed.
-    free = attempt.reclaimed_by_ec2 and attempt.end - attempt.start < 3600.0
+    free = first_hour_free(reclaimed_by_ec2=attempt.reclaimed_by_ec2, start=attempt.start, end=attempt.end)
     od_rate = catalog.instance_type(attempt.instance_type).on_demand_usd_per_hour
     return AttemptCost(
         attempt_id=attempt.attempt_id,

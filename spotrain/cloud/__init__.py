@@ -142,7 +142,9 @@ class InstanceStatus:
 class Leftover:
     """A resource a run left behind, found by its tag."""
 
-    kind: str  # "instance", "security-group", "volume", "spot-request"
+    kind: (
+        str  # "instance", "security-group", "volume", "spot-request", "auto-scaling-group", "launch-template"
+    )
     region: str
     resource_id: str
     run_id: str

@@ -28,10 +28,16 @@ from unittest import mock
 import botocore.session
 
 from .policies import REPO, controller_policy, instance_role_policy, load_template  # noqa: F401
+from .policy_autoscaling import autoscaling_requests, launch_template_requests, moto_tags
 
 ACCOUNT = "123456789012"  # moto's default account
 VENV = REPO / ".venv"
-OWNERS = {REPO / "spotrain": "controller", REPO / "trainer": "trainer"}
+# The detached run's supervisor runs on the instance, with the instance role, like the trainer.
+OWNERS = {
+    REPO / "spotrain" / "onboard": "trainer",
+    REPO / "spotrain": "controller",
+    REPO / "trainer": "trainer",
+}
 FAKES = REPO / "spotrain" / "cloud" / "local" / "moto_patches.py"
 FREE = {"sts:GetCallerIdentity"}  # AWS asks no permission for these
 S3_ACTIONS = {
@@ -156,6 +162,7 @@ def record_operations() -> Iterator[Recorder]:
         tags = _moto_tags(region, ids) if service == "ec2" and ids else {}
         if service == "fis":
             tags = _moto_fis_tags(region, model.name, params)
+        tags = tags | moto_tags(service, region, model.name, params)
         call = Call(owner, service, model.name, region, dict(params), tags)
         with rec.lock:
             rec.calls.append(call)
@@ -269,6 +276,8 @@ def _ec2_requests(call: Call) -> list[Request]:
     p, r, action = call.params, call.region, f"ec2:{call.operation}"
     if call.operation == "RunInstances":
         return _run_instances(call)
+    if call.operation in {"CreateLaunchTemplate", "DeleteLaunchTemplate"}:
+        return launch_template_requests(call)
     if call.operation == "CreateSecurityGroup":
         out = [
             Request(action, _ec2(r, "security-group"), _request_tags(p, "security-group")),
@@ -335,6 +344,8 @@ def requests(call: Call) -> list[Request]:
         return _s3_requests(call)
     if call.service == "fis":
         return _fis_requests(call)
+    if call.service == "autoscaling":
+        return autoscaling_requests(call, _pass_role)
     if call.service == "ssm" and call.operation in {"GetParameters", "GetParameter"}:
         names = call.params.get("Names") or [call.params["Name"]]
         return [Request(action, f"arn:aws:ssm:{call.region}::parameter{n}") for n in names]

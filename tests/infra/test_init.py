@@ -58,7 +58,12 @@ def test_template_says_what_moto_ignores() -> None:
     (deny,) = res["BucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     statements = res["InstanceRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    assert {s["Sid"] for s in statements} == {"ListRunsPrefix", "ReadWriteRunsPrefix"}
+    assert {s["Sid"] for s in statements} == {
+        "ListRunsPrefix",
+        "ReadWriteRunsPrefix",
+        "DetachedAttemptPrice",  # a detached run's supervisor (tests/detached/test_detached_policy.py)
+        "EndOwnDetachedRun",
+    }
 
 
 def test_init_deploys_and_stores_the_outputs(aws, isolated_env: Path) -> None:

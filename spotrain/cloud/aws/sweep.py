@@ -1,8 +1,10 @@
 """Find everything a run (or every run) left behind, by its `spotrain:run` tag, and remove it.
 
-Instances first (terminated and waited for), then open spot requests, unattached volumes, a
-multi-node run's placement group, and last the security groups, which AWS refuses to delete while an
-instance still uses them (DependencyViolation, the one error retried here, until a deadline).
+A detached run's Auto Scaling group first (force-deleted, so that it replaces nothing the sweep
+terminates) and its launch template, then instances (terminated and waited for), then open spot
+requests, unattached volumes, a multi-node run's placement group, and last the security groups, which
+AWS refuses to delete while an instance still uses them (DependencyViolation, the one error retried
+here, until a deadline).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import boto3
 from botocore.exceptions import WaiterError
 
 from spotrain.cloud import TAG_OWNER, TAG_RUN, Leftover, SweepResult, ZoneFailure
-from spotrain.cloud.aws import ClientError, client, error_code, error_message, translated
+from spotrain.cloud.aws import ClientError, autoscaling, client, error_code, error_message, translated
 from spotrain.cloud.aws.instances import LIVE_STATES
 
+GROUPS = {"auto-scaling-group", "launch-template"}
 GONE = {
     "InvalidGroup.NotFound",
     "InvalidVolume.NotFound",
@@ -72,7 +75,10 @@ def find_leftovers(
 ) -> list[Leftover]:
     """Live instances, open spot requests, unattached volumes and security groups tagged for `run_id`
     (every run when None), optionally only `owner`'s, in each of `regions`."""
-    return [lo for region in regions for lo in _in_region(client(sess, "ec2", region), region, run_id, owner)]
+    groups = autoscaling.find_groups(sess, regions=regions, run_id=run_id)
+    return groups + [
+        lo for region in regions for lo in _in_region(client(sess, "ec2", region), region, run_id, owner)
+    ]
 
 
 def _delete_groups(ec2: Any, region: str, ids: list[str], deadline: float, result: SweepResult) -> None:
@@ -98,6 +104,7 @@ def sweep(sess: boto3.Session, leftovers: Sequence[Leftover], *, deadline_s: flo
     """Terminate the instances, cancel the requests, delete the volumes and security groups."""
     deadline = time.monotonic() + deadline_s
     result = SweepResult(terminated=[], deleted=[], failed=[])
+    result.deleted.extend(autoscaling.delete_groups(sess, [lo for lo in leftovers if lo.kind in GROUPS]))
     for region in dict.fromkeys(lo.region for lo in leftovers):
         ec2 = client(sess, "ec2", region)
         mine = [lo for lo in leftovers if lo.region == region]

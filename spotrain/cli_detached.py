@@ -1,0 +1,115 @@
+"""The commands of a detached run (`launch --detach`), registered by cli.py: `attach RUN` shows the run as
+AWS holds it now (its group, its ledger's attempts, its cost by cost.py's rules) and with `--follow`
+keeps showing it until the run ends; Ctrl-C stops the watching and changes nothing (exit 130). Also what
+`launch --detach` prints once the run is handed off."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from spotrain.terminal import EXIT_CTRL_C, EXIT_FAILED
+
+FOLLOW_EVERY_S = 10.0  # one ledger and group read each; nothing of spotrain runs in between
+
+
+def attempts_table(v):
+    from rich.table import Table
+
+    from spotrain.formats import duration, usd
+
+    group = v.group
+    members = ", ".join(f"{i} ({z}, {s})" for i, z, s in group.instances) if group else "deleted"
+    out = Table(
+        title=f"run {v.run_id} (detached): {v.state}" + (f": {v.reason}" if v.reason else ""),
+        caption=f"group {group.name if group else '-'}: desired {group.desired if group else 0}; "
+        f"instances: {members or 'none'}; cost {usd(v.bill.total_usd)} "
+        f"(on demand {usd(v.bill.on_demand_usd)})",
+        caption_justify="left",
+    )
+    for name in ("attempt", "instance", "zone", "lifecycle", "lasted", "exit", "$", "how it ended"):
+        out.add_column(name)
+    for row, c in zip(v.rows, v.bill.attempts, strict=True):
+        spot = "free hour" if c.free_hour else usd(c.spot_usd + c.ebs_usd)
+        out.add_row(
+            str(row.attempt),
+            row.instance_id,
+            row.zone,
+            row.lifecycle,
+            duration(row.end - row.start),
+            "" if row.exit_code is None else str(row.exit_code),
+            spot,
+            row.reason,
+        )
+    return out
+
+
+def detach_refused(detach: bool, spec) -> None:
+    """`--detach` with what it cannot do yet, refused before anything is planned or launched."""
+    from spotrain.errors import SpotrainError
+
+    if detach and spec.dry_run:
+        raise SpotrainError(
+            "--detach with --dry-run: the dry-run's background AWS stand-in (moto and the local instances "
+            "living on after `launch` returns) is not built yet",
+            "run the dry-run attached (drop --detach), or --detach on real AWS",
+        )
+    if detach and spec.inject_interruptions:
+        raise SpotrainError(
+            "--inject-interruption with --detach: a detached run on AWS is interrupted by AWS only",
+            "drop --inject-interruption (`spotrain smoke` sends one real interruption)",
+        )
+
+
+def print_handed_off(console, state, run_id: str) -> None:
+    zones = len(state.subnets)
+    console.print(
+        f"run {run_id} handed to Auto Scaling group {state.name} in {state.region} "
+        f"(one spot instance over {zones} zone{'s' * (zones != 1)}, Capacity Rebalancing on).\n"
+        f"Nothing of spotrain runs on this machine now. Watch it: `spotrain attach {run_id} --follow`; "
+        f"stop it: `spotrain down {run_id}`.",
+        markup=False,
+        highlight=False,
+    )
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("-f", "--follow", is_flag=True, help="Keep showing it until the run ends.")
+def attach(run_id: str, follow: bool) -> None:
+    """Show a detached run as AWS holds it now: its group, its attempts, its cost.
+
+    \b
+    Examples:
+      spotrain launch --instance g4dn.xlarge --recipe cifar10 --detach -y
+      spotrain attach cifar10-20261204-0403-ed2d --follow
+
+    Ctrl-C stops watching; the run goes on, nothing is changed.
+    """
+    from rich.console import Console
+
+    from spotrain import detached
+    from spotrain.errors import SpotrainError
+    from spotrain.workspace import controller_for_run, find_run
+
+    console = Console(width=120)
+    full, _ = find_run(run_id)
+    try:
+        with controller_for_run(full) as ctl:
+            while True:
+                v = detached.view(ctl.cloud, ctl.store, full)
+                if v is None:
+                    raise SpotrainError(
+                        f"run {full} is not detached", f"`spotrain status {full}` and `spotrain logs {full}`"
+                    )
+                console.print(attempts_table(v))
+                if not follow or v.state != "RUNNING":
+                    break
+                time.sleep(FOLLOW_EVERY_S)
+    except KeyboardInterrupt:
+        console.print(f"stopped watching; run {full} goes on (`spotrain down {full}` stops it)")
+        sys.exit(EXIT_CTRL_C)
+    if v.state == "FAILED":
+        sys.exit(EXIT_FAILED)

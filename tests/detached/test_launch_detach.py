@@ -1,0 +1,96 @@
+"""`launch --detach`'s hand-off of a planned, stored run, on the dry-run's cloud in this process (its moto,
+its stack's bucket and instance profile): the group over the plan's zones of the first region, the
+settings and the bundle in the run's prefix, a `detached` event; then `down` leaves nothing of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spotrain import config, detached
+from spotrain.cloud.aws import autoscaling, sweep
+from spotrain.controller import create_run, prepare
+from spotrain.errors import SpotrainError
+from spotrain.onboard.ledger import RunSettings, settings_key
+from spotrain.workspace import open_controller
+
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
+
+
+def test_a_planned_run_is_handed_to_a_group_and_down_removes_it(isolated_env: Path) -> None:
+    spec = config.load_spec(None, {"recipe": "digits", "dry_run": True, "max_attempts": 3, "budget": 1.0})
+    with open_controller(dry_run=True, boot_delay_s=0.0) as ctl:
+        spec, plan = prepare(ctl, spec)
+        run_id = create_run(ctl, spec, plan)
+        state = detached.hand_off_run(ctl.cloud, ctl.store, run_id, state_dir=ctl.state_dir)
+        sess = ctl.cloud.session()
+        (event,) = [e.data for e in ctl.store.events(run_id, kinds=["detached"])]
+        assert event["group"] == state.name == autoscaling.group_name(run_id)
+        assert (state.min_size, state.max_size, state.desired) == (0, 1, 1) and state.capacity_rebalance
+        assert len(state.subnets) == len(event["zones"]) >= 2  # one subnet per allowed zone of the region
+        s3 = sess.client("s3", region_name=event["region"])
+        body = s3.get_object(Bucket=ctl.cloud.bucket(), Key=settings_key(run_id))["Body"].read().decode()
+        settings = RunSettings.from_json(body)
+        assert (settings.max_attempts, settings.budget_usd, settings.group) == (3, 1.0, state.name)
+        assert set(settings.zone_prices) == set(event["zones"])
+        with pytest.raises(SpotrainError, match="is detached: its Auto Scaling group starts its attempts"):
+            detached.refuse_attached(ctl.store, run_id)  # what `spotrain resume` asks first
+        ctl.orchestrator().down(run_id)  # `spotrain down RUN`
+        assert autoscaling.describe_group(sess, event["region"], run_id) is None
+        assert sweep.find_leftovers(sess, regions=[event["region"]], run_id=run_id) == []
+
+
+def test_the_view_shows_the_ledger_the_group_and_the_cost(isolated_env: Path) -> None:
+    from rich.console import Console
+
+    from spotrain.cli_detached import attempts_table
+    from spotrain.cloud.aws import detach
+    from spotrain.onboard.ledger import AttemptRecord
+    from spotrain.onboard.supervisor import RunBucket
+
+    spec = config.load_spec(None, {"recipe": "digits", "dry_run": True})
+    with open_controller(dry_run=True, boot_delay_s=0.0) as ctl:
+        spec, plan = prepare(ctl, spec)
+        run_id = create_run(ctl, spec, plan)
+        state = detached.hand_off_run(ctl.cloud, ctl.store, run_id, state_dir=ctl.state_dir)
+        member, zone, _ = state.instances[0]
+        s3 = ctl.cloud.session().client("s3", region_name=state.region)
+        RunBucket(s3, ctl.cloud.bucket(), run_id).write_attempt(
+            AttemptRecord(1, member, "g4dn.xlarge", zone, "spot", 1000.0, 0.3, heartbeat=1030.0)
+        )
+        v = detached.view(ctl.cloud, ctl.store, run_id, now=1100.0)
+        assert v is not None and v.state == "RUNNING" and v.rows[0].live and v.rows[0].end == 1100.0
+        assert v.bill.total_usd == pytest.approx(
+            detached.ledger_cost(v.ledger, _settings(ctl, run_id), live=1, now=1100.0).total_usd
+        )
+        console = Console(width=160, record=True)
+        console.print(attempts_table(v))
+        shown = console.export_text()
+        assert member in shown and "RUNNING" in shown and "running" in shown
+        ctl.orchestrator().down(run_id)
+        gone = detached.view(ctl.cloud, ctl.store, run_id, now=1200.0)
+        assert gone is not None and gone.group is None and gone.state == "ENDED"
+        assert detach.bundle_key(run_id).startswith(f"runs/{run_id}/")
+
+
+def _settings(ctl, run_id: str) -> RunSettings:
+    from spotrain.cloud.aws import detach
+
+    (event,) = [e.data for e in ctl.store.events(run_id, kinds=["detached"])]
+    return detach.read_settings(
+        ctl.cloud.session(), region=event["region"], bucket=event["bucket"], run_id=run_id
+    )
+
+
+def test_detach_with_the_dry_run_is_refused_before_anything_is_planned(
+    isolated_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spotrain.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["launch", "--dry-run", "--recipe", "digits", "--detach", "-y"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "stand-in" in err and "not built yet" in err and "hint: run the dry-run attached" in err
+    assert not (isolated_env / "dry-run" / "state.db").exists()
