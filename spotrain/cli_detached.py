@@ -10,6 +10,7 @@ import time
 
 import click
 
+from spotrain.cli_options import RUN_ID, aws_options, console, json_option
 from spotrain.terminal import EXIT_CTRL_C, EXIT_FAILED
 
 FOLLOW_EVERY_S = 10.0  # one ledger and group read each; nothing of spotrain runs in between
@@ -76,9 +77,11 @@ def print_handed_off(console, state, run_id: str) -> None:
 
 
 @click.command()
-@click.argument("run_id")
+@click.argument("run_id", metavar="RUN", type=RUN_ID)
 @click.option("-f", "--follow", is_flag=True, help="Keep showing it until the run ends.")
-def attach(run_id: str, follow: bool) -> None:
+@json_option
+@aws_options()
+def attach(run_id: str, follow: bool, as_json: bool) -> None:
     """Show a detached run as AWS holds it now: its group, its attempts, its cost.
 
     \b
@@ -88,13 +91,14 @@ def attach(run_id: str, follow: bool) -> None:
 
     Ctrl-C stops watching; the run goes on, nothing is changed.
     """
-    from rich.console import Console
+    import dataclasses
+    import json
 
     from spotrain import detached
     from spotrain.errors import SpotrainError
     from spotrain.workspace import controller_for_run, find_run
 
-    console = Console(width=120)
+    out = console(stderr=as_json)
     full, _ = find_run(run_id)
     try:
         with controller_for_run(full) as ctl:
@@ -104,12 +108,15 @@ def attach(run_id: str, follow: bool) -> None:
                     raise SpotrainError(
                         f"run {full} is not detached", f"`spotrain status {full}` and `spotrain logs {full}`"
                     )
-                console.print(attempts_table(v))
+                if as_json:  # one object per look: the view as the ledger and EC2 hold it now
+                    click.echo(json.dumps(dataclasses.asdict(v), default=str))
+                else:
+                    out.print(attempts_table(v))
                 if not follow or v.state != "RUNNING":
                     break
                 time.sleep(FOLLOW_EVERY_S)
     except KeyboardInterrupt:
-        console.print(f"stopped watching; run {full} goes on (`spotrain down {full}` stops it)")
+        out.print(f"stopped watching; run {full} goes on (`spotrain down {full}` stops it)")
         sys.exit(EXIT_CTRL_C)
     if v.state == "FAILED":
         sys.exit(EXIT_FAILED)
