@@ -152,7 +152,7 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, detach: bool, as
             return print_handed_off(out, controller.launch_detached(ctl, run_id), run_id)
         with live_view(out, ctl.store, run_id) as show:
             outcome = controller.launch(ctl, run_id, on_event=show)
-        out.print(outcome_line(run_id, outcome), markup=False, highlight=False)
+        out.print(outcome_line(run_id, outcome), markup=False, highlight=False, soft_wrap=True)
         bill = run_bill(ctl.store, run_id)
         out.print(cost_table(bill))
         if outcome.state in TERMINAL:

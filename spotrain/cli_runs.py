@@ -51,7 +51,7 @@ def resume(run_id: str, as_json: bool) -> None:
         refuse_attached(ctl.store, run_id)
         with live_view(out, ctl.store, run_id) as show:
             outcome = ctl.orchestrator(show).resume(run_id)
-        out.print(outcome_line(run_id, outcome), markup=False, highlight=False)
+        out.print(outcome_line(run_id, outcome), markup=False, highlight=False, soft_wrap=True)
         bill = run_bill(ctl.store, run_id)
     out.print(cost_table(bill))
     if as_json:

@@ -154,12 +154,23 @@ class Heartbeat:
                 continue
 
 
-def trainer_events(run_dir: Path) -> list[dict[str, Any]]:
-    """The trainer's events so far (a torn last line skipped, as trainer/events.py reads them)."""
+def events_size(run_dir: Path) -> int:
+    """Where the next event will start in events.jsonl: the mark of an attempt's first event."""
+    path = run_dir / "events.jsonl"
+    return path.stat().st_size if path.exists() else 0
+
+
+def trainer_events(run_dir: Path, since: int = 0) -> list[dict[str, Any]]:
+    """The trainer's events from byte `since` on (a torn line skipped, as trainer/events.py reads them).
+    An attempt's events are those after its mark, not those after its start by the clock: the last
+    events of the attempt before (its rebalance, its checkpoint) may carry a time a moment later."""
     path = run_dir / "events.jsonl"
     out: list[dict[str, Any]] = []
     if path.exists():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with path.open("rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", errors="replace")
+        for line in text.splitlines():
             try:
                 out.append(json.loads(line))
             except ValueError:
@@ -228,15 +239,18 @@ class Supervisor:
             heartbeat=now,
         )
         self.run.write_attempt(rec)
+        mark = events_size(self.run_dir)
         try:
             with Heartbeat(self.run.write_attempt, rec, self.settings.heartbeat_s):
                 code = self.run_trainer(rec.attempt)
         except Exception as err:  # noqa: BLE001 - never leave an instance idling on the bill
-            return self.after(rec, EXIT_SUPERVISOR, reclaim_wait_s=0, reason=f"supervisor: {err!r}")
-        return self.after(rec, code, reclaim_wait_s=reclaim_wait_s)
+            return self.after(rec, EXIT_SUPERVISOR, mark=mark, reclaim_wait_s=0, reason=f"supervisor: {err!r}")
+        return self.after(rec, code, mark=mark, reclaim_wait_s=reclaim_wait_s)
 
-    def after(self, rec: AttemptRecord, code: int, *, reclaim_wait_s: float, reason: str = "") -> int:
-        events = [e for e in trainer_events(self.run_dir) if e.get("t", 0) >= rec.start - 1]
+    def after(
+        self, rec: AttemptRecord, code: int, *, mark: int, reclaim_wait_s: float, reason: str = ""
+    ) -> int:
+        events = trainer_events(self.run_dir, since=mark)
         checkpointed = any(e.get("kind") == "checkpoint" and e.get("where") == "s3" for e in events)
         errors = [str(e.get("message", "")) for e in events if e.get("kind") == "error"]
         reason = reason or {EXIT_DONE: "finished", EXIT_INTERRUPTED: "interrupted"}.get(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spotrain import orchestrator
+from spotrain import trainer_watch
 from spotrain.config import load_spec
 from spotrain.controller import create_run, prepare
 from spotrain.store import RunState
@@ -27,14 +27,14 @@ def test_secrets_reach_every_attempt_and_never_the_state_db(
 ) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     seen: list[dict[str, str]] = []
-    real_start = orchestrator.start_detached
+    real_start = trainer_watch.start_trainer  # warm or cold, the trainer's process
 
     def start_and_look(*args, **kwargs):
         started = real_start(*args, **kwargs)
         seen.append(trainer_environ(started.pid))
         return started
 
-    monkeypatch.setattr(orchestrator, "start_detached", start_and_look)
+    monkeypatch.setattr(trainer_watch, "start_trainer", start_and_look)
     flags = {
         "recipe": "digits",
         "dry_run": True,
