@@ -75,7 +75,9 @@ def smoke(
     region = load_settings().region or "us-east-1"
     options = SmokeOptions(region, instance, max_usd, max_minutes, dry_run)
     try:
-        result = run_smoke(options, on_step=lambda line: out.print(line, markup=False, highlight=False, soft_wrap=True))
+        result = run_smoke(
+            options, on_step=lambda line: out.print(line, markup=False, highlight=False, soft_wrap=True)
+        )
     except KeyboardInterrupt:
         out.print("interrupted (Ctrl-C): everything the smoke made was removed", markup=False, soft_wrap=True)
         sys.exit(EXIT_CTRL_C)

@@ -244,7 +244,9 @@ class Supervisor:
             with Heartbeat(self.run.write_attempt, rec, self.settings.heartbeat_s):
                 code = self.run_trainer(rec.attempt)
         except Exception as err:  # noqa: BLE001 - never leave an instance idling on the bill
-            return self.after(rec, EXIT_SUPERVISOR, mark=mark, reclaim_wait_s=0, reason=f"supervisor: {err!r}")
+            return self.after(
+                rec, EXIT_SUPERVISOR, mark=mark, reclaim_wait_s=0, reason=f"supervisor: {err!r}"
+            )
         return self.after(rec, code, mark=mark, reclaim_wait_s=reclaim_wait_s)
 
     def after(

@@ -25,17 +25,16 @@ def _records(home: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((home / "dry-run" / "instances").glob("*.json"))]
 
 
-def _passed(out: str, check: str) -> bool:
-    return re.search(rf"{re.escape(check)}\s*│ yes", out) is not None
-
-
 def test_the_dry_run_smoke_passes_every_check_and_leaves_nothing(tmp_path) -> None:
-    out = spotrain(*SMOKE, home=tmp_path, timeout=300)
+    out = spotrain(*SMOKE, "--json", home=tmp_path, timeout=300)  # the checks as JSON, the steps on stderr
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    assert "by fis: sent by AWS Fault Injection Service" in out.stdout  # FIS's code path, not SIGTERM
+    assert "by fis: sent by AWS Fault Injection Service" in out.stderr  # FIS's code path, not SIGTERM
+    result = json.loads(out.stdout)
+    passed = {c["name"]: c["ok"] for c in result["checks"]}
     for check in ("the trainer logged the interruption", "attempt 2 ran in another zone", "nothing is left"):
-        assert _passed(out.stdout, check), out.stdout
-    assert re.search(r"cleanup removed: [0-9a-f]{32}", out.stdout), out.stdout  # the FIS template went
+        assert passed[check], result
+    assert result["ok"] and result["interruption"] == "fis", result
+    assert re.search(r"cleanup removed: [0-9a-f]{32}", out.stderr), out.stderr  # the FIS template went
     records = _records(tmp_path)
     assert len(records) == 2 and {r["state"] for r in records} == {"terminated"}, records
     (run,) = runs(tmp_path)
