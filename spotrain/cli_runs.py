@@ -77,13 +77,34 @@ def status(run_id: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json(rows)
         return
+    notes = [f"{row['run']}: {row['trainer']}" for row in rows if row.get("trainer")]
+    text = _status_plain(rows)
+    if text is not None:
+        click.echo(text)
+        for note in notes:
+            click.echo(note)
+        return
     from spotrain.render import status_table
 
     out = console()
     out.print(status_table(rows))
-    for row in rows:
-        if row.get("trainer"):
-            out.print(f"{row['run']}: {row['trainer']}", markup=False, highlight=False, soft_wrap=True)
+    for note in notes:
+        out.print(note, markup=False, highlight=False, soft_wrap=True)
+
+
+def _status_plain(rows: list[dict]) -> str | None:
+    """The table as plain text when stdout is no terminal (a pipe, a file, a script): what rich would
+    write there, without importing it (`status` stays fast). None on a terminal or with FORCE_COLOR
+    (rich draws styles there), or when the table needs rich's wrapping."""
+    import os
+    import sys
+
+    if sys.stdout.isatty() or os.environ.get("FORCE_COLOR"):
+        return None
+    from spotrain.render import status_text
+
+    columns = os.environ.get("COLUMNS", "")  # rich's width off a terminal: COLUMNS, else 80
+    return status_text(rows, int(columns) if columns.isdigit() and int(columns) > 0 else 80)
 
 
 @click.command()

@@ -1,26 +1,29 @@
 """How the CLI shows things: rich tables and one-line progress, and the --json shapes for scripts.
 
-Functions here take records and return rich renderables or plain dicts; only cli.py prints them.
+Functions here take records and return rich renderables, strings or plain dicts; only cli.py prints them.
 Every duration is formats.duration and every amount of money formats.usd, here and in the report.
+rich.table is imported by the functions that build one: `status` piped to a file or a script draws its
+table as plain text (`status_text`) and imports none of it (bench/status.py).
 """
 
 from __future__ import annotations
 
-import time
+import textwrap
 from typing import TYPE_CHECKING, Any
-
-from rich import box
-from rich.table import Table
 
 from spotrain.formats import duration, usd, usd_per_hour
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from spotrain.cloud import PriceTable
     from spotrain.cost import Bill
     from spotrain.plan import Plan
 
 
 def plan_table(spec, plan: Plan) -> Table:
+    from rich.table import Table
+
     z, est, ck = plan.zone, plan.estimate, plan.checkpoint
     t = Table(
         title=f"plan: {spec.run if spec.run else spec.recipe} on {plan.instance_type}"
@@ -156,6 +159,9 @@ def cost_table(bill: Bill) -> Table:
     """One row an attempt, and a total row whose every figure is the sum of its column: the on-demand
     column is the instance's seconds at the on-demand price, as the spot column is at spot; the totals
     that add EBS and S3 to both are the caption's (cost.py's RunCost says what each sum holds)."""
+    from rich import box
+    from rich.table import Table
+
     c, u = bill.cost, bill.usage
     types = sorted({a.instance_type for a in u.records})
     one_type = len(types) == 1  # the usual run: its type in the title, a column less in 80 columns
@@ -266,64 +272,62 @@ def smoke_json(result) -> dict[str, Any]:
     }
 
 
-def status_rows(store, runs) -> list[dict[str, Any]]:
-    """One dict a run: what `spotrain status` shows, and its --json."""
-    from spotrain.cost import run_bill
-
-    rows = []
-    for run in runs:
-        attempts = store.attempts(run.run_id)
-        evals = store.events(run.run_id, kinds=["eval"])
-        steps = store.events(run.run_id, kinds=["step"])
-        try:
-            spent = run_bill(store, run.run_id).cost.total_usd
-        except Exception:  # noqa: BLE001 - a run with no price yet shows no $ rather than failing status
-            spent = None
-        rows.append(
-            {
-                "run": run.run_id,
-                "state": run.state.value,
-                "recipe": run.spec.recipe,
-                "instance": run.spec.instance,
-                "attempts": len(attempts),
-                "epoch": steps[-1].data.get("epoch") if steps else None,
-                "step": next((a.last_step for a in reversed(attempts) if a.last_step is not None), None),
-                "best_top1": max((e.data.get("top1", 0) for e in evals), default=None),
-                "usd": None if spent is None else round(spent, 4),
-                "dry_run": run.dry_run,
-                "age_s": round(time.time() - run.created_at, 1),
-                "reason": run.end_reason,
-            }
-        )
-    return rows
-
-
 def status_table(rows: list[dict[str, Any]]) -> Table:
     """The runs in 80 columns: the id whole (it is what the other commands take; it starts with the
     recipe, so the recipe has no column), a dry-run's state marked `*`."""
+    from rich import box
+    from rich.table import Table
+
     # one space between columns (the divider): an imagenet run's id and figures fit in 80
     t = Table(title="runs", title_justify="left", box=box.SIMPLE_HEAD, padding=0, show_edge=False)
-    right = ("tries", "epoch", "top-1", "spent")
-    for name in ("run", "state", "instance", *right):
+    for name in STATUS_COLUMNS:
         t.add_column(
             name,
-            justify="right" if name in right else "left",
+            justify="right" if name in STATUS_RIGHT else "left",
             no_wrap=name not in ("state", "instance"),
             overflow="fold",
         )
-    for r in rows:
-        t.add_row(
-            r["run"],
-            r["state"] + ("*" if r["dry_run"] else ""),
-            r["instance"] or "",
-            str(r["attempts"]),
-            "" if r["epoch"] is None else f"{r['epoch']:.2f}",
-            "" if r["best_top1"] is None else f"{r['best_top1']:.1%}",
-            "" if r["usd"] is None else usd(r["usd"]),
-        )
+    for cells in map(_status_cells, rows):
+        t.add_row(*cells)
     if any(r["dry_run"] for r in rows):
-        t.caption, t.caption_justify = (
-            "*: a dry-run (this machine, no AWS); tries: attempts; top-1: the best eval; spent: $ so far",
-            "left",
-        )
+        t.caption, t.caption_justify = STATUS_CAPTION, "left"
     return t
+
+
+STATUS_COLUMNS = ("run", "state", "instance", "tries", "epoch", "top-1", "spent")
+STATUS_RIGHT = ("tries", "epoch", "top-1", "spent")
+STATUS_CAPTION = "*: a dry-run (this machine, no AWS); tries: attempts; top-1: the best eval; spent: $ so far"
+
+
+def _status_cells(r: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        r["run"],
+        r["state"] + ("*" if r["dry_run"] else ""),
+        r["instance"] or "",
+        str(r["attempts"]),
+        "" if r["epoch"] is None else f"{r['epoch']:.2f}",
+        "" if r["best_top1"] is None else f"{r['best_top1']:.1%}",
+        "" if r["usd"] is None else usd(r["usd"]),
+    )
+
+
+def status_text(rows: list[dict[str, Any]], width: int) -> str | None:
+    """`status_table` as rich lays it out on a stream that is no terminal (no styles), character for
+    character, without rich: drawing 100 runs with rich.table is most of what `status` costs. None when
+    the table is wider than `width`: then rich's wrapping of columns decides, and `status_table` draws it."""
+    cells = [_status_cells(r) for r in rows]
+    widths = [max(len(c) for c in col) for col in zip(STATUS_COLUMNS, *cells, strict=True)]
+    total = sum(widths) + len(widths) - 1
+    if total > width:
+        return None
+
+    def line(row: tuple[str, ...]) -> str:
+        return " ".join(
+            c.rjust(w) if name in STATUS_RIGHT else c.ljust(w)
+            for c, w, name in zip(row, widths, STATUS_COLUMNS, strict=True)
+        )
+
+    lines = ["runs".ljust(total), line(STATUS_COLUMNS), "\u2500" * total, *map(line, cells)]
+    if any(r["dry_run"] for r in rows):
+        lines += [part.ljust(total) for part in textwrap.wrap(STATUS_CAPTION, total)]
+    return "\n".join(lines)

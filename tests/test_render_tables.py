@@ -135,3 +135,29 @@ def test_a_step_before_any_start_event_still_gets_a_bar() -> None:
         {"source": "trainer", "kind": "step", "attempt": 3, "step": 7, "epoch": 0.2, "loss": 1.0, "t": 1.0}
     )
     assert view.phase is None and view.bar is not None and (view.bar.attempt, view.bar.step) == (3, 7)
+
+
+def _status_row(run: str, state: str, dry_run: bool, **figures) -> dict:
+    row = {"run": run, "state": state, "instance": "g4dn.xlarge", "attempts": 1, "dry_run": dry_run}
+    return {**row, "epoch": None, "best_top1": None, "usd": None, **figures}
+
+
+def test_status_piped_is_rich_s_table_character_for_character_without_rich() -> None:
+    import io
+
+    from spotrain.render import status_text
+
+    finished = _status_row(
+        "digits-20261204-0001-0001", "succeeded", True, epoch=9.95, best_top1=0.8, usd=0.0123
+    )
+    cases = [
+        [],  # no runs: the headers alone
+        [_status_row("digits-20261204-0002-0002", "training", False)],  # no dry-run: no caption
+        [finished, _status_row("imagenet-20261204-0325-bc59", "interrupted", False, usd=123.4567)],
+    ]
+    for rows in cases:
+        for width in (79, 80, 120):  # 79: the widest case fills it exactly
+            console = Console(file=io.StringIO(), width=width)
+            console.print(status_table(rows))
+            assert status_text(rows, width) == console.file.getvalue().rstrip("\n"), (rows, width)
+    assert status_text(cases[2], 78) is None  # a column too wide: rich wraps it (status_table draws)

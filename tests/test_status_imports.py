@@ -20,6 +20,7 @@ HEAVY = [
     "yaml",
     "spotrain.orchestrator",
     "spotrain.plan",
+    "rich.table",  # piped (as here), the table is plain text: drawing it with rich was most of the time
 ]
 PROBE = """
 import json, sys
