@@ -48,8 +48,9 @@ _CAPTIONS = {
     "running (from its `start` event); its zone, end reason and spot + EBS dollars at the left. Time starts "
     "at the first instance's start, so attempt 1's request before it is cut.",
     "prices": "The spot price in force in each zone the run used over the run's own span, from the stored "
-    "price history; thick, in the attempt's colour, while an attempt was billed (its 60 s minimum past "
-    "the run's end is not drawn); dashed: the on-demand price.",
+    "price history; thick, in the attempt's colour, while an attempt's instance ran; dotted, in its colour, "
+    "the rest of its 60 s minimum billed after it ended (past the run's end not drawn); dashed: the "
+    "on-demand price.",
 }
 
 

@@ -251,7 +251,8 @@ def _prices(fig: Figure, d: RunData) -> bool:
     lo, hi = S.price_span(d)
     ax = fig.subplots()
     drawn = False
-    for zone, itype in dict.fromkeys((a.zone, a.instance_type) for a in d.attempts):
+    zones = dict.fromkeys((a.zone, a.instance_type) for a in d.attempts)
+    for (zone, itype), grey in zip(zones, _GREYS * len(zones), strict=False):
         curve = d.curves.get((zone, itype))
         if curve is None or not curve.times:
             d.note("prices", f"no spot price sample for {itype} in {zone}")
@@ -259,20 +260,10 @@ def _prices(fig: Figure, d: RunData) -> bool:
         xs, ys = _steps(curve, lo, hi)
         rng = usd(min(ys)) + ("" if min(ys) == max(ys) else f" .. {usd(max(ys))}")
         line = ax.step(
-            [clock(x) for x in xs], ys, where="post", color="grey", label=f"{zone} {itype}: {rng}/h"
+            [clock(x) for x in xs], ys, where="post", color=grey, label=f"{zone} {itype}: {rng}/h"
         )[0]
         for a in (a for a in d.attempts if a.zone == zone and a.instance_type == itype):
-            b0, b1 = S.billed_window(d, a.started_at or a.requested_at, billed[a.number])
-            bx, by = _steps(curve, b0, b1)
-            ax.step(
-                [clock(x) for x in bx],
-                by,
-                where="post",
-                lw=7,
-                alpha=0.5,
-                color=S.attempt_color(a.number),
-                label=f"attempt {a.number} billed ({zone})",
-            )
+            _billed(ax, clock, curve, d, a, billed[a.number])
         drawn = line is not None
     if not drawn:
         return False
@@ -288,8 +279,30 @@ def _prices(fig: Figure, d: RunData) -> bool:
     ax.set_ylabel("$ per hour")
     ax.grid(alpha=0.3)
     legend(ax, "center right")
-    ax.set_title("spot price in force in each zone used, over the run; thick: while each attempt was billed")
+    ax.set_title("spot price in each zone used; thick: while each attempt ran, dotted: billed after it")
     return True
+
+
+_GREYS = ("#555555", "#aaaaaa")  # each zone's price line its own grey: two zones' legend entries differ
+
+
+def _billed(ax, clock, curve, d: RunData, a, billed_s: float) -> None:
+    """Attempt `a`'s billed seconds on its zone's price: thick while its instance ran, dotted for the
+    minimum billed after it ended (drawn over the next attempt's thick line, whose colour it would
+    otherwise blend into one that no legend entry has)."""
+    start = a.started_at or a.requested_at
+    ran_s = billed_s if a.ended_at is None else min(billed_s, max(a.ended_at - start, 0.0))
+    style = {"where": "post", "color": S.attempt_color(a.number)}
+    b0, b1 = S.billed_window(d, start, ran_s)
+    if b1 > b0:
+        bx, by = _steps(curve, b0, b1)
+        label = f"attempt {a.number} billed ({a.zone})"
+        ax.step([clock(x) for x in bx], by, lw=7, alpha=0.5, label=label, **style)
+    t0, t1 = S.billed_window(d, start + ran_s, billed_s - ran_s)
+    if t1 > t0:
+        tx, ty = _steps(curve, t0, t1)
+        label = f"attempt {a.number}: its 60 s minimum, billed after it ended"
+        ax.step([clock(x) for x in tx], ty, lw=2.5, ls=":", zorder=3, label=label, **style)
 
 
 def _steps(curve, lo: float, hi: float) -> tuple[list[float], list[float]]:

@@ -182,3 +182,33 @@ def test_compare_writes_one_page_with_the_runs_overlaid(tmp_path) -> None:
     for r, d in zip(ids, runs, strict=True):
         assert spends[f"{r} spot"] == pytest.approx(d.bill.cost.total_usd - d.bill.cost.s3_usd)
         assert spends[f"{r} on demand"] == pytest.approx(d.bill.cost.on_demand_usd - d.bill.cost.s3_usd)
+
+
+def test_a_short_attempts_billed_minimum_after_it_ended_is_dotted_over_the_next_attempt() -> None:
+    from types import SimpleNamespace
+
+    from spotrain.cost import PriceCurve
+
+    d = SimpleNamespace(origin=0.0, end=100.0)  # the run's span: 100 s
+    curve = PriceCurve([PriceSample("us-east-1a", TYPE, -10.0, 0.2)])
+    a = SimpleNamespace(number=1, zone="us-east-1a", started_at=0.0, requested_at=0.0, ended_at=10.0)
+    ax = plots.new_figure((4, 3)).subplots()
+    plots._billed(ax, lambda t: t, curve, d, a, 60.0)  # lived 10 s, billed the 60 s minimum
+    ran, tail = ax.get_lines()
+    assert (ran.get_xdata()[0], ran.get_xdata()[-1], ran.get_linestyle()) == (0.0, 10.0, "-")
+    assert (tail.get_xdata()[0], tail.get_xdata()[-1], tail.get_linestyle()) == (10.0, 60.0, ":")
+    assert to_hex(ran.get_color()) == to_hex(tail.get_color()) == to_hex(S.attempt_color(1))
+
+
+def test_the_compare_pages_time_axes_run_from_0_to_the_longest_runs_end(tmp_path) -> None:
+    from spotrain.report.compare import _axis, draw, overlays
+
+    state = tmp_path / "state"
+    ids = [_write_run(state, seed) for seed in (0, 1)]
+    with Store.open(state) as store:
+        runs = [load_run(store, r, now=END + 1000) for r in ids]
+    lines, clock = overlays(runs, ids), _axis(runs)
+    for name in ("accuracy", "spend", "throughput"):  # throughput's last step is at 162 s: still to 170
+        assert draw(name, lines[name], clock).axes[0].get_xlim() == (0.0, 170.0), name
+    spent = max(x for s, _ in lines["accuracy_usd"] for x in s.xs if x == x)
+    assert draw("accuracy_usd", lines["accuracy_usd"], clock).axes[0].get_xlim() == (0.0, spent)
