@@ -88,10 +88,11 @@ def draw(name: str, lines: list[tuple[S.Series, str]], clock: S.Clock):
     ax = fig.subplots()
     for s, style in lines:
         plots.plot(ax, s, style, ms=3)
-    # from 0 to the longest run's end (dollars: to the last one spent), no margin: the report's axes
-    xs = [x for s, _ in lines for x in s.xs if x == x]  # x == x: not the NaN of a break
-    right = max(xs, default=0.0) if name == "accuracy_usd" else max(clock.span, *xs)
-    ax.set_xlim(0.0, max(right, 1e-9))
+    if name == "accuracy_usd":  # dollars from 0; matplotlib's margin keeps the last eval's dot whole
+        ax.set_xlim(left=0.0)
+    else:  # time from 0 to the longest run's end, no margin past it: the report's axes
+        xs = [x for s, _ in lines for x in s.xs if x == x]  # x == x: not the NaN of a break
+        ax.set_xlim(0.0, max(clock.span, *xs, 1e-9))
     ax.set_ylim(bottom=0.0)
     xlabel = {
         "accuracy_usd": "dollars spent (spot + EBS; each attempt billed at least 60 s)",

@@ -211,4 +211,5 @@ def test_the_compare_pages_time_axes_run_from_0_to_the_longest_runs_end(tmp_path
     for name in ("accuracy", "spend", "throughput"):  # throughput's last step is at 162 s: still to 170
         assert draw(name, lines[name], clock).axes[0].get_xlim() == (0.0, 170.0), name
     spent = max(x for s, _ in lines["accuracy_usd"] for x in s.xs if x == x)
-    assert draw("accuracy_usd", lines["accuracy_usd"], clock).axes[0].get_xlim() == (0.0, spent)
+    left, right = draw("accuracy_usd", lines["accuracy_usd"], clock).axes[0].get_xlim()
+    assert left == 0.0 and right > spent  # dollars: the last eval's dot whole inside the margin
