@@ -48,20 +48,21 @@ def attempts_table(v):
 
 
 def detach_refused(detach: bool, spec) -> None:
-    """`--detach` with what it cannot do yet, refused before anything is planned or launched."""
+    """`--detach` with what it cannot do, refused before anything is planned or launched; a dry-run's
+    detached run first gets its AWS stand-in (spotrain/cloud/local/stand_in.py), which this launch and
+    every later dry-run call talk to while the run lives."""
     from spotrain.errors import SpotrainError
 
-    if detach and spec.dry_run:
-        raise SpotrainError(
-            "--detach with --dry-run: the dry-run's background AWS stand-in (moto and the local instances "
-            "living on after `launch` returns) is not built yet",
-            "run the dry-run attached (drop --detach), or --detach on real AWS",
-        )
-    if detach and spec.inject_interruptions:
+    if detach and spec.inject_interruptions and not spec.dry_run:
         raise SpotrainError(
             "--inject-interruption with --detach: a detached run on AWS is interrupted by AWS only",
             "drop --inject-interruption (`spotrain smoke` sends one real interruption)",
         )
+    if detach and spec.dry_run:
+        from spotrain.cloud.local.stand_in import ensure_running
+        from spotrain.settings import load_settings
+
+        ensure_running(load_settings().dry_run_dir())
 
 
 def print_handed_off(console, state, run_id: str) -> None:

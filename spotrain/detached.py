@@ -100,6 +100,10 @@ def hand_off_run(cloud: Any, store: Any, run_id: str, *, state_dir: Any) -> auto
         ((TRAINER_DIR, "trainer"), (ONBOARD_DIR, "onboard")),
         spec.ami,
     )
+    if spec.dry_run:  # what the dry-run's stand-in interrupts, attempt by attempt
+        from spotrain.cloud.local.stand_in import write_injections
+
+        write_injections(state_dir, run_id, list(spec.inject_interruptions))
     state = detach.hand_off(cloud.session(), req)
     store.add_event(
         run_id, "detached", {"group": state.name, "region": region, "bucket": bucket, "zones": list(zones)}

@@ -81,16 +81,3 @@ def _settings(ctl, run_id: str) -> RunSettings:
     return detach.read_settings(
         ctl.cloud.session(), region=event["region"], bucket=event["bucket"], run_id=run_id
     )
-
-
-def test_detach_with_the_dry_run_is_refused_before_anything_is_planned(
-    isolated_env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from spotrain.cli import main
-
-    with pytest.raises(SystemExit) as exited:
-        main(["launch", "--dry-run", "--recipe", "digits", "--detach", "-y"])
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert "stand-in" in err and "not built yet" in err and "hint: run the dry-run attached" in err
-    assert not (isolated_env / "dry-run" / "state.db").exists()

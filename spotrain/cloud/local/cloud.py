@@ -64,6 +64,7 @@ class LocalCloud(AwsCloud):
         self.instances_dir.mkdir(parents=True, exist_ok=True)
         self._stack = ExitStack()
         self._server: ThreadedMotoServer | None = None
+        self._lease: Path | None = None  # this process's use of a detached run's stand-in, while it lasts
         self._local: LocalMachines | None = None
         try:
             api = self._start_moto()
@@ -87,6 +88,14 @@ class LocalCloud(AwsCloud):
     # -- the moto server and its seed ----------------------------------------------------------
 
     def _start_moto(self) -> boto3.Session:
+        from spotrain.cloud.local import stand_in  # its own entry point imports this module
+
+        self._lease = stand_in.take_lease(self.state_dir)  # before the look: the stand-in waits for it
+        standing_in = stand_in.live_endpoint(self.state_dir)
+        if standing_in is not None:
+            return self._join_stand_in(standing_in)
+        stand_in.drop_lease(self._lease)
+        self._lease = None
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto_api_backend.reset()  # a fresh cloud, as a new controller process would get
         types = sorted(catalog.INSTANCE_TYPES)
@@ -116,6 +125,14 @@ class LocalCloud(AwsCloud):
             s3.put_object(Bucket=self.stack.bucket, Key=key, Body=data)
         return self._session
 
+    def _join_stand_in(self, endpoint: str) -> boto3.Session:
+        """A detached dry-run run is live: its stand-in holds the moto server (with its seed, its
+        patches and the run's group), so this process talks to that one instead of starting its own."""
+        self.endpoint = endpoint
+        self._session = fakes.endpoint_session(self.endpoint, self.state_dir / "aws-config")
+        self.stack = fakes.deploy_stack(self._session, region=HOME_REGION, bucket=BUCKET, home=self.state_dir)
+        return self._session
+
     @property
     def machines_here(self) -> LocalMachines:
         assert self._local is not None  # set before AwsCloud's __init__ returns
@@ -133,6 +150,9 @@ class LocalCloud(AwsCloud):
             if self._server._server is not None:
                 self._server._server.server_close()
             self._server = None
+        if self._lease is not None:
+            self._lease.unlink(missing_ok=True)
+            self._lease = None
         self._stack.close()
 
     # -- the dry-run's own verbs (its machines') ----------------------------------------------
