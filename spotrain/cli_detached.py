@@ -47,6 +47,35 @@ def attempts_table(v):
     return out
 
 
+def view_json(v) -> dict:
+    """A detached run as `status`, `cost` and `attach` give it with --json: the ledger's attempts, the bill."""
+    import dataclasses
+
+    return {
+        "run": v.run_id,
+        "detached": True,
+        "state": v.state,
+        "reason": v.reason,
+        "group": dataclasses.asdict(v.group) if v.group else None,
+        "attempts": [dataclasses.asdict(r) for r in v.rows],
+        "spot_usd": v.bill.spot_usd,
+        "ebs_usd": v.bill.ebs_usd,
+        "total_usd": v.bill.total_usd,
+        "on_demand_usd": v.bill.on_demand_usd,
+    }
+
+
+def detached_view(run_id: str):
+    """The run as its ledger and AWS hold it now when it is detached, else None (its store tells)."""
+    from spotrain import detached
+    from spotrain.workspace import controller_for_run
+
+    with controller_for_run(run_id) as ctl:
+        if not ctl.store.events(ctl.run.run_id, kinds=["detached"]):
+            return None
+        return detached.view(ctl.cloud, ctl.store, ctl.run.run_id)
+
+
 def detach_refused(detach: bool, spec) -> None:
     """`--detach` with what it cannot do, refused before anything is planned or launched; a dry-run's
     detached run first gets its AWS stand-in (spotrain/cloud/local/stand_in.py), which this launch and
@@ -92,7 +121,6 @@ def attach(run_id: str, follow: bool, as_json: bool) -> None:
 
     Ctrl-C stops watching; the run goes on, nothing is changed.
     """
-    import dataclasses
     import json
 
     from spotrain import detached
@@ -110,7 +138,7 @@ def attach(run_id: str, follow: bool, as_json: bool) -> None:
                         f"run {full} is not detached", f"`spotrain status {full}` and `spotrain logs {full}`"
                     )
                 if as_json:  # one object per look: the view as the ledger and EC2 hold it now
-                    click.echo(json.dumps(dataclasses.asdict(v), default=str))
+                    click.echo(json.dumps(view_json(v), default=str))
                 else:
                     out.print(attempts_table(v))
                 if not follow or v.state != "RUNNING":

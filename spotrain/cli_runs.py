@@ -71,16 +71,20 @@ def status(run_id: str | None, as_json: bool) -> None:
       spotrain status
       spotrain status digits-20261129-2145-a1b2 --json
     """
+    from spotrain.cli_detached import attempts_table, detached_view, view_json
     from spotrain.controller import status_rows
 
     rows = status_rows(run_id)
+    handed = detached_view(run_id) if run_id else None  # a detached run's attempts are in its ledger
     if as_json:
-        _echo_json(rows)
+        _echo_json([{**r, "detached": view_json(handed)} for r in rows] if handed else rows)
         return
     from spotrain.render import status_table
 
     out = console()
     out.print(status_table(rows))
+    if handed:
+        out.print(attempts_table(handed))
     for row in rows:
         if row.get("trainer"):
             out.print(f"{row['run']}: {row['trainer']}", markup=False, highlight=False, soft_wrap=True)
@@ -98,11 +102,15 @@ def cost(run_id: str | None, as_json: bool) -> None:
       spotrain cost digits-20261129-2145-a1b2 --json
     """
     from spotrain import workspace
+    from spotrain.cli_detached import attempts_table, detached_view, view_json
     from spotrain.cost import run_bill
     from spotrain.render import cost_table
     from spotrain.report.summary import bill_json
 
     run_id = run_id or workspace.newest_run()
+    handed = detached_view(run_id)  # a detached run is billed from its ledger, by the same rules
+    if handed:
+        return _echo_json(view_json(handed)) if as_json else console().print(attempts_table(handed))
     with workspace.controller_for_run(run_id) as ctl:
         bill = run_bill(ctl.store, run_id)
     if as_json:
@@ -150,11 +158,18 @@ def report(run_id: str, out: Path | None, open_it: bool) -> None:
       spotrain report digits-20261129-2145-a1b2
       spotrain report digits-20261129-2145-a1b2 --out /tmp/report --open
     """
+    import json
+
+    from spotrain.cli_detached import attempts_table, detached_view, view_json
     from spotrain.report import build_report
     from spotrain.workspace import controller_for_run
 
     with controller_for_run(run_id) as ctl:
         done = build_report(ctl.store, run_id, out or ctl.state_dir / "reports" / run_id)
+    handed = detached_view(run_id)
+    if handed:  # its attempts are in its ledger: kept beside the page, shown here
+        (done.html.parent / "detached.json").write_text(json.dumps(view_json(handed), indent=1, default=str))
+        console().print(attempts_table(handed))
     for what in done.missing:
         click.echo(f"missing: {what}", err=True)
     click.echo(f"report: {done.html}")

@@ -298,6 +298,7 @@ def serve(state_dir: Path) -> int:
     from spotrain.cloud.local.cloud import LocalCloud
 
     logging.basicConfig(level=logging.WARNING)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # ended by hand: its instances end with it
     cloud = LocalCloud(state_dir, boot_delay_s=0.0)
     d = stand_in_dir(state_dir)
     _publish(d, cloud.endpoint)
