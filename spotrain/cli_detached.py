@@ -16,66 +16,6 @@ from spotrain.terminal import EXIT_CTRL_C, EXIT_FAILED
 FOLLOW_EVERY_S = 10.0  # one ledger and group read each; nothing of spotrain runs in between
 
 
-def attempts_table(v):
-    from rich.table import Table
-
-    from spotrain.formats import duration, usd
-
-    group = v.group
-    members = ", ".join(f"{i} ({z}, {s})" for i, z, s in group.instances) if group else "deleted"
-    out = Table(
-        title=f"run {v.run_id} (detached): {v.state}" + (f": {v.reason}" if v.reason else ""),
-        caption=f"group {group.name if group else '-'}: desired {group.desired if group else 0}; "
-        f"instances: {members or 'none'}; cost {usd(v.bill.total_usd)} "
-        f"(on demand {usd(v.bill.on_demand_usd)})",
-        caption_justify="left",
-    )
-    for name in ("attempt", "instance", "zone", "lifecycle", "lasted", "exit", "$", "how it ended"):
-        out.add_column(name)
-    for row, c in zip(v.rows, v.bill.attempts, strict=True):
-        spot = "free hour" if c.free_hour else usd(c.spot_usd + c.ebs_usd)
-        out.add_row(
-            str(row.attempt),
-            row.instance_id,
-            row.zone,
-            row.lifecycle,
-            duration(row.end - row.start),
-            "" if row.exit_code is None else str(row.exit_code),
-            spot,
-            row.reason,
-        )
-    return out
-
-
-def view_json(v) -> dict:
-    """A detached run as `status`, `cost` and `attach` give it with --json: the ledger's attempts, the bill."""
-    import dataclasses
-
-    return {
-        "run": v.run_id,
-        "detached": True,
-        "state": v.state,
-        "reason": v.reason,
-        "group": dataclasses.asdict(v.group) if v.group else None,
-        "attempts": [dataclasses.asdict(r) for r in v.rows],
-        "spot_usd": v.bill.spot_usd,
-        "ebs_usd": v.bill.ebs_usd,
-        "total_usd": v.bill.total_usd,
-        "on_demand_usd": v.bill.on_demand_usd,
-    }
-
-
-def detached_view(run_id: str):
-    """The run as its ledger and AWS hold it now when it is detached, else None (its store tells)."""
-    from spotrain import detached
-    from spotrain.workspace import controller_for_run
-
-    with controller_for_run(run_id) as ctl:
-        if not ctl.store.events(ctl.run.run_id, kinds=["detached"]):
-            return None
-        return detached.view(ctl.cloud, ctl.store, ctl.run.run_id)
-
-
 def detach_refused(detach: bool, spec) -> None:
     """`--detach` with what it cannot do, refused before anything is planned or launched; a dry-run's
     detached run first gets its AWS stand-in (spotrain/cloud/local/stand_in.py), which this launch and
@@ -124,7 +64,9 @@ def attach(run_id: str, follow: bool, as_json: bool) -> None:
     import json
 
     from spotrain import detached
+    from spotrain.detached import view_json
     from spotrain.errors import SpotrainError
+    from spotrain.render import attempts_table
     from spotrain.workspace import controller_for_run, find_run
 
     out = console(stderr=as_json)

@@ -19,6 +19,17 @@ from spotrain.errors import SpotrainError
 from spotrain.terminal import exit_for, live_view, outcome_line
 
 
+def detached_view(run_id: str):
+    """The run as its ledger and AWS hold it now when it is detached, else None (its store tells)."""
+    from spotrain import detached
+    from spotrain.workspace import controller_for_run
+
+    with controller_for_run(run_id) as ctl:
+        if not ctl.store.events(ctl.run.run_id, kinds=["detached"]):
+            return None
+        return detached.view(ctl.cloud, ctl.store, ctl.run.run_id)
+
+
 def _echo_json(value) -> None:
     import json
 
@@ -71,8 +82,9 @@ def status(run_id: str | None, as_json: bool) -> None:
       spotrain status
       spotrain status digits-20261129-2145-a1b2 --json
     """
-    from spotrain.cli_detached import attempts_table, detached_view, view_json
     from spotrain.controller import status_rows
+    from spotrain.detached import view_json
+    from spotrain.render import attempts_table
 
     rows = status_rows(run_id)
     handed = detached_view(run_id) if run_id else None  # a detached run's attempts are in its ledger
@@ -102,9 +114,9 @@ def cost(run_id: str | None, as_json: bool) -> None:
       spotrain cost digits-20261129-2145-a1b2 --json
     """
     from spotrain import workspace
-    from spotrain.cli_detached import attempts_table, detached_view, view_json
     from spotrain.cost import run_bill
-    from spotrain.render import cost_table
+    from spotrain.detached import view_json
+    from spotrain.render import attempts_table, cost_table
     from spotrain.report.summary import bill_json
 
     run_id = run_id or workspace.newest_run()
@@ -160,7 +172,8 @@ def report(run_id: str, out: Path | None, open_it: bool) -> None:
     """
     import json
 
-    from spotrain.cli_detached import attempts_table, detached_view, view_json
+    from spotrain.detached import view_json
+    from spotrain.render import attempts_table
     from spotrain.report import build_report
     from spotrain.workspace import controller_for_run
 

@@ -20,7 +20,7 @@ import pytest
 from spotrain import detached
 from spotrain.cloud import TAG_RUN
 from spotrain.cloud.aws import detach
-from spotrain.cloud.local import stand_in
+from spotrain.cloud.local import stand_in_files as stand_in
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_DEADLINE_S = 240.0  # digits trains in seconds; twice, with two boots, on a loaded 2-core machine

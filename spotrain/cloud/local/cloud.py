@@ -30,6 +30,7 @@ from moto.server import ThreadedMotoServer
 from spotrain import catalog
 from spotrain.cloud.aws.cloud import AwsCloud
 from spotrain.cloud.local import moto_patches as fakes
+from spotrain.cloud.local import stand_in_files
 from spotrain.cloud.local.imds import Schedule
 from spotrain.cloud.local.machines import LocalMachines
 from spotrain.cloud.local.records import save_moto_port, saved_moto_port
@@ -88,13 +89,11 @@ class LocalCloud(AwsCloud):
     # -- the moto server and its seed ----------------------------------------------------------
 
     def _start_moto(self) -> boto3.Session:
-        from spotrain.cloud.local import stand_in  # its own entry point imports this module
-
-        self._lease = stand_in.take_lease(self.state_dir)  # before the look: the stand-in waits for it
-        standing_in = stand_in.live_endpoint(self.state_dir)
+        self._lease = stand_in_files.take_lease(self.state_dir)  # before the look: the stand-in waits for it
+        standing_in = stand_in_files.live_endpoint(self.state_dir)
         if standing_in is not None:
             return self._join_stand_in(standing_in)
-        stand_in.drop_lease(self._lease)
+        stand_in_files.drop_lease(self._lease)
         self._lease = None
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto_api_backend.reset()  # a fresh cloud, as a new controller process would get

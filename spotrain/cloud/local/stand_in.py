@@ -23,7 +23,6 @@ a group for `LINGER_S`.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -37,84 +36,22 @@ from typing import Any
 from spotrain.cloud import TAG_RUN
 from spotrain.cloud.local import boot
 from spotrain.cloud.local import moto_patches as fakes
+from spotrain.cloud.local.cloud import REGIONS, LocalCloud
 from spotrain.cloud.local.imds import TRAINER_INJECT_ENV, EventsProgress, FakeImds, Schedule, trainer_pids
+from spotrain.cloud.local.stand_in_files import (
+    STATE_FILE,
+    injections,
+    leased,
+    live_endpoint,
+    publish,
+    stand_in_dir,
+)
 from spotrain.onboard.supervisor import RunBucket
 
 POLL_S = 0.2
 LINGER_S = float(os.environ.get("SPOTRAIN_STAND_IN_LINGER_S", "300"))
 NOTICE_GRACE_S = 120.0  # EC2 takes a spot instance back two minutes after its notice
 START_DEADLINE_S = 60.0  # moto, its seed and the stack take seconds; a loaded machine more
-STATE_FILE = "stand-in.json"
-
-
-def stand_in_dir(state_dir: Path) -> Path:
-    return Path(state_dir) / "stand-in"
-
-
-def write_injections(state_dir: Path, run_id: str, injections: list[str]) -> None:
-    """What `--inject-interruption` asks of a detached dry-run run, one entry per attempt, for the stand-in."""
-    d = stand_in_dir(state_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    (d / f"{run_id}.inject.json").write_text(json.dumps([str(i) for i in injections]))
-
-
-def _injections(state_dir: Path, run_id: str) -> list[str]:
-    with contextlib.suppress(OSError, ValueError):
-        return list(json.loads((stand_in_dir(state_dir) / f"{run_id}.inject.json").read_text()))
-    return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    with contextlib.suppress(OSError):  # a zombie (exited, not yet reaped by its parent) is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    return True
-
-
-def live_endpoint(state_dir: Path) -> str | None:
-    """The moto endpoint of the stand-in of `state_dir` while it lives (never this process's own)."""
-    try:
-        state = json.loads((stand_in_dir(state_dir) / STATE_FILE).read_text())
-        pid, endpoint = int(state["pid"]), str(state["endpoint"])
-    except (OSError, ValueError, KeyError):
-        return None
-    return endpoint if pid != os.getpid() and _alive(pid) else None
-
-
-def take_lease(state_dir: Path) -> Path:
-    """This process uses the stand-in (a LocalCloud that joined it): it does not exit meanwhile."""
-    d = stand_in_dir(state_dir) / "leases"
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / str(os.getpid())
-    path.touch()
-    return path
-
-
-def drop_lease(lease: Path | None) -> None:
-    if lease is not None:
-        lease.unlink(missing_ok=True)
-
-
-def leased(state_dir: Path) -> bool:
-    """Some live process other than this one holds a lease (a dead one's is swept)."""
-    d = stand_in_dir(state_dir) / "leases"
-    for path in d.glob("*") if d.exists() else []:
-        with contextlib.suppress(ValueError):
-            pid = int(path.name)
-            if pid != os.getpid() and _alive(pid):
-                return True
-        path.unlink(missing_ok=True)
-    return False
-
-
-def stand_in_pid(state_dir: Path) -> int | None:
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        pid = int(json.loads((stand_in_dir(state_dir) / STATE_FILE).read_text())["pid"])
-        return pid if _alive(pid) else None
-    return None
 
 
 def ensure_running(state_dir: Path) -> str:
@@ -192,7 +129,7 @@ class StandIn:
 
     def groups(self) -> list[tuple[str, dict[str, Any]]]:
         out = []
-        for region in fakes_regions():
+        for region in REGIONS:
             asg = self.sess.client("autoscaling", region_name=region)
             for g in asg.describe_auto_scaling_groups()["AutoScalingGroups"]:
                 if any(t["Key"] == TAG_RUN for t in g.get("Tags", [])):
@@ -222,7 +159,7 @@ class StandIn:
         imds = FakeImds(iid, zone)
         n = self.started.get(run_id, 0)
         self.started[run_id] = n + 1
-        wanted = _injections(self.state_dir, run_id)
+        wanted = injections(self.state_dir, run_id)
         schedule = Schedule.parse(wanted[n]) if n < len(wanted) else None
         env = {
             "SPOTRAIN_IMDS_URL": imds.url,
@@ -282,26 +219,12 @@ class StandIn:
         self.members.clear()
 
 
-def fakes_regions() -> list[str]:
-    from spotrain.cloud.local.cloud import REGIONS
-
-    return list(REGIONS)
-
-
-def _publish(d: Path, endpoint: str) -> None:
-    tmp = d / f"{STATE_FILE}.part"
-    tmp.write_text(json.dumps({"pid": os.getpid(), "endpoint": endpoint}))
-    tmp.replace(d / STATE_FILE)
-
-
 def serve(state_dir: Path) -> int:
-    from spotrain.cloud.local.cloud import LocalCloud
-
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # ended by hand: its instances end with it
     cloud = LocalCloud(state_dir, boot_delay_s=0.0)
     d = stand_in_dir(state_dir)
-    _publish(d, cloud.endpoint)
+    publish(d, cloud.endpoint)
     stand_in = StandIn(cloud)
     seen, quiet_since = False, time.monotonic()
     try:
@@ -317,7 +240,7 @@ def serve(state_dir: Path) -> int:
                 (d / STATE_FILE).unlink()  # a call from now on starts its own moto; one that began
                 if not leased(state_dir):  # between the look and the unlink holds a lease: stay for it
                     return 0  # every run's group deleted (`down`), or ended long ago, and no call uses moto
-                _publish(d, cloud.endpoint)
+                publish(d, cloud.endpoint)
             time.sleep(POLL_S)
     finally:
         stand_in.close()
