@@ -27,6 +27,15 @@ def detach_refused(detach: bool, spec) -> None:
             "--inject-interruption with --detach: a detached run on AWS is interrupted by AWS only",
             "drop --inject-interruption (`spotrain smoke` sends one real interruption)",
         )
+    if spec.inject_rebalances and not (detach and spec.dry_run):
+        raise SpotrainError(
+            "--inject-rebalance works in a detached dry-run only (its AWS stand-in delivers it)",
+            "add --dry-run --detach",
+        )
+    if any(not at.startswith("step:") and not at.endswith("%") for at in spec.inject_rebalances):
+        raise SpotrainError(
+            "--inject-rebalance takes a training step or a share of the steps", "e.g. step:20 or 40%"
+        )
     if detach and spec.dry_run:
         from spotrain.cloud.local.stand_in import ensure_running
         from spotrain.settings import load_settings

@@ -173,16 +173,15 @@ def report(run_id: str, out: Path | None, open_it: bool) -> None:
     import json
 
     from spotrain.detached import view_json
-    from spotrain.render import attempts_table
     from spotrain.report import build_report
     from spotrain.workspace import controller_for_run
 
     with controller_for_run(run_id) as ctl:
         done = build_report(ctl.store, run_id, out or ctl.state_dir / "reports" / run_id)
     handed = detached_view(run_id)
-    if handed:  # its attempts are in its ledger: kept beside the page, shown here
+    if handed:  # its attempts are in its ledger: kept beside the page
         (done.html.parent / "detached.json").write_text(json.dumps(view_json(handed), indent=1, default=str))
-        console().print(attempts_table(handed))
+        click.echo(f"attempts: {len(handed.rows)} (its ledger), in {done.html.parent / 'detached.json'}")
     for what in done.missing:
         click.echo(f"missing: {what}", err=True)
     click.echo(f"report: {done.html}")

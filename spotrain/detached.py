@@ -103,7 +103,7 @@ def hand_off_run(cloud: Any, store: Any, run_id: str, *, state_dir: Any) -> auto
     if spec.dry_run:  # what the dry-run's stand-in interrupts, attempt by attempt
         from spotrain.cloud.local.stand_in_files import write_injections
 
-        write_injections(state_dir, run_id, list(spec.inject_interruptions))
+        write_injections(state_dir, run_id, list(spec.inject_interruptions), list(spec.inject_rebalances))
     state = detach.hand_off(cloud.session(), req)
     store.add_event(
         run_id, "detached", {"group": state.name, "region": region, "bucket": bucket, "zones": list(zones)}

@@ -1,5 +1,5 @@
 """The detached dry-run end to end (issue 15's Done when): `launch --dry-run --detach` with an interruption
-pinned to step 30 returns; then, with no spotrain process of the test's but the dry-run's AWS stand-in,
+pinned to step 30 (and a rebalance recommendation at step 20) returns; then, with no spotrain process of the test's but the dry-run's AWS stand-in,
 the group's first instance is interrupted at step 30, its replacement resumes from that step in another
 zone and reaches the digits target, and the group ends at desired 0. `status`, `cost` and `report` show
 the two attempts, the cost is the rules' sum over the ledger; after `down`, moto holds nothing of the
@@ -91,6 +91,8 @@ def test_a_detached_dry_run_is_interrupted_resumed_in_another_zone_and_ends_succ
         "--detach",
         "--inject-interruption",
         "step:30",
+        "--inject-rebalance",
+        "step:20",
         "-y",
     )
     print(f"launch --dry-run --detach returned in {time.monotonic() - t0:.1f} s")
@@ -146,6 +148,10 @@ def check_the_run(home: Path, state_dir: Path, run_id: str) -> None:
         sess, bucket = cloud.session(), cloud.bucket()
         ledger = detach.read_ledger(sess, region="us-east-1", bucket=bucket, run_id=run_id)
         settings = detach.read_settings(sess, region="us-east-1", bucket=bucket, run_id=run_id)
+        first_rec, second_rec = ledger.attempts
+        assert (
+            first_rec.rebalance_at is not None and second_rec.rebalance_at is None
+        )  # step 20, before the notice
         assert billed["total_usd"] == pytest.approx(
             detached.ledger_cost(ledger, settings).total_usd, abs=1e-12
         )

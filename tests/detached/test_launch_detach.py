@@ -44,10 +44,10 @@ def test_a_planned_run_is_handed_to_a_group_and_down_removes_it(isolated_env: Pa
 def test_the_view_shows_the_ledger_the_group_and_the_cost(isolated_env: Path) -> None:
     from rich.console import Console
 
-    from spotrain.cli_detached import attempts_table
     from spotrain.cloud.aws import detach
     from spotrain.onboard.ledger import AttemptRecord
     from spotrain.onboard.supervisor import RunBucket
+    from spotrain.render import attempts_table
 
     spec = config.load_spec(None, {"recipe": "digits", "dry_run": True})
     with open_controller(dry_run=True, boot_delay_s=0.0) as ctl:

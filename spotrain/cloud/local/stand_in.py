@@ -50,6 +50,7 @@ from spotrain.onboard.supervisor import RunBucket
 
 POLL_S = 0.2
 LINGER_S = float(os.environ.get("SPOTRAIN_STAND_IN_LINGER_S", "300"))
+REBALANCE_ENV = "SPOTRAIN_REBALANCE_AT"  # trainer/spot.py's REBALANCE_ENV (the contract's fault injection)
 NOTICE_GRACE_S = 120.0  # EC2 takes a spot instance back two minutes after its notice
 START_DEADLINE_S = 60.0  # moto, its seed and the stack take seconds; a loaded machine more
 
@@ -98,6 +99,8 @@ class Member:
     schedule: Schedule | None
     progress: EventsProgress | None
     noticed_at: float | None = None
+    rebalance_due: bool = False  # an injected rebalance recommendation not yet posted at the IMDS
+    events: Path | None = None  # the trainer's events.jsonl on this instance
     pids: list[int] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -115,6 +118,13 @@ class Member:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(5)
         self.imds.close()
+
+
+def _raised_rebalance(events: Path | None) -> bool:
+    """The trainer raised its injected rebalance recommendation (its `rebalance` event)."""
+    with contextlib.suppress(OSError):
+        return events is not None and b'"kind":"rebalance"' in events.read_bytes().replace(b" ", b"")
+    return False
 
 
 class StandIn:
@@ -160,7 +170,9 @@ class StandIn:
         n = self.started.get(run_id, 0)
         self.started[run_id] = n + 1
         wanted = injections(self.state_dir, run_id)
-        schedule = Schedule.parse(wanted[n]) if n < len(wanted) else None
+        notices, rebalances = wanted["interruptions"], wanted["rebalances"]
+        schedule = Schedule.parse(notices[n]) if n < len(notices) else None
+        rebalance = Schedule.parse(rebalances[n]) if n < len(rebalances) else None
         env = {
             "SPOTRAIN_IMDS_URL": imds.url,
             "SPOTRAIN_IMDS_POLL_S": "0.01",
@@ -175,13 +187,23 @@ class StandIn:
         }
         if schedule is not None and schedule.pinned:
             env[TRAINER_INJECT_ENV] = schedule.text
+        if (
+            rebalance is not None
+        ):  # the trainer raises it at that step (trainer/spot.py), the IMDS then says so
+            env[REBALANCE_ENV] = rebalance.text
         proc = boot.start_user_data(home, fakes.user_data(region, iid), env=env)
         events = boot.boot_dir(home) / "runs" / run_id / "events.jsonl"
         progress = EventsProgress(events) if schedule is not None else None
-        return Member(iid, region, zone, run_id, group, home, imds, proc, schedule, progress)
+        member = Member(iid, region, zone, run_id, group, home, imds, proc, schedule, progress)
+        member.rebalance_due = rebalance is not None
+        member.events = events
+        return member
 
     def watch(self, m: Member) -> None:
         """A due interruption: the notice at the IMDS, then the reclaim once the attempt ended."""
+        if m.rebalance_due and _raised_rebalance(m.events):
+            m.imds.post_rebalance()
+            m.rebalance_due = False
         if m.schedule is None or m.progress is None:
             return
         if m.noticed_at is None:

@@ -16,17 +16,25 @@ def stand_in_dir(state_dir: Path) -> Path:
     return Path(state_dir) / "stand-in"
 
 
-def write_injections(state_dir: Path, run_id: str, injections: list[str]) -> None:
-    """What `--inject-interruption` asks of a detached dry-run run, one entry per attempt, for the stand-in."""
+def write_injections(
+    state_dir: Path, run_id: str, interruptions: list[str], rebalances: list[str] | None = None
+) -> None:
+    """What `--inject-interruption` and `--inject-rebalance` ask of a detached dry-run run, one entry
+    per attempt each, for the stand-in."""
     d = stand_in_dir(state_dir)
     d.mkdir(parents=True, exist_ok=True)
-    (d / f"{run_id}.inject.json").write_text(json.dumps([str(i) for i in injections]))
+    wanted = {
+        "interruptions": [str(i) for i in interruptions],
+        "rebalances": [str(i) for i in rebalances or []],
+    }
+    (d / f"{run_id}.inject.json").write_text(json.dumps(wanted))
 
 
-def injections(state_dir: Path, run_id: str) -> list[str]:
+def injections(state_dir: Path, run_id: str) -> dict[str, list[str]]:
     with contextlib.suppress(OSError, ValueError):
-        return list(json.loads((stand_in_dir(state_dir) / f"{run_id}.inject.json").read_text()))
-    return []
+        wanted = json.loads((stand_in_dir(state_dir) / f"{run_id}.inject.json").read_text())
+        return {k: list(wanted.get(k, [])) for k in ("interruptions", "rebalances")}
+    return {"interruptions": [], "rebalances": []}
 
 
 def alive(pid: int) -> bool:
