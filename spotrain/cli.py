@@ -149,6 +149,7 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, detach: bool, as
     spec = load_spec(spec_file, flags)
     if name is not None:  # a bad or taken name is refused before the plan asks the cloud anything
         controller.check_name(name)
+    detach = detach or spec.detach  # `detach: true` in the spec, or the flag
     detach_refused(detach, spec)
     out = console(stderr=as_json)  # --json: stdout is the one JSON object at the end
     with open_controller(dry_run=spec.dry_run, boot_delay_s=spec.boot_delay_s, seed=spec.seed) as ctl:

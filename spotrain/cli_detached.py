@@ -27,6 +27,11 @@ def detach_refused(detach: bool, spec) -> None:
             "--inject-interruption with --detach: a detached run on AWS is interrupted by AWS only",
             "drop --inject-interruption (`spotrain smoke` sends one real interruption)",
         )
+    if detach and spec.run is not None:
+        raise SpotrainError(
+            "--detach with your own command: the detached bundle carries trainer/ only, not your workdir",
+            "run it attached (drop --detach), or --detach with a --recipe",
+        )
     if spec.inject_rebalances and not (detach and spec.dry_run):
         raise SpotrainError(
             "--inject-rebalance works in a detached dry-run only (its AWS stand-in delivers it)",

@@ -75,6 +75,7 @@ EXPECTED: dict[str, str] = {
     "max_epochs": "a whole number of epochs, 1 or more",
     "seed": "a whole number, 0 or more",
     "dry_run": "true or false",
+    "detach": "true or false",
     "inject_interruptions": "step:30 (after training step 30), 50% (of the schedule's steps) "
     "or 20s (after training started)",
     "inject_rebalances": "step:20 (a rebalance recommendation at training step 20) or 40% (of the steps)",
@@ -133,6 +134,7 @@ class RunSpec(BaseModel):
     max_epochs: int | None = Field(None, ge=1)  # None: the recipe's schedule
     seed: int = Field(0, ge=0)
     dry_run: bool = False  # run on this machine against cloud/local/
+    detach: bool = False  # `launch --detach`: hand the run to an Auto Scaling group and return
     inject_interruptions: list[Interruption] = []  # dry-run only: step:N, P% or Ns, one per attempt
     inject_rebalances: list[Interruption] = []  # detached dry-run only: step:N or P%, one per attempt
     boot_delay_s: float = Field(2.0, ge=0, allow_inf_nan=False)  # dry-run only: simulated boot time

@@ -81,3 +81,34 @@ def _settings(ctl, run_id: str) -> RunSettings:
     return detach.read_settings(
         ctl.cloud.session(), region=event["region"], bucket=event["bucket"], run_id=run_id
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ["--recipe", "digits", "--inject-rebalance", "step:20"],
+            "--inject-rebalance works in a detached dry-run",
+        ),
+        (["--recipe", "digits", "--detach", "--inject-rebalance", "20s"], "a training step or a share"),
+        (["--detach", "--", "python", "train.py"], "--detach with your own command"),
+    ],
+)
+def test_what_a_detached_dry_run_cannot_do_is_refused_before_anything_is_planned(
+    isolated_env: Path, capsys: pytest.CaptureFixture[str], args: list[str], says: str
+) -> None:
+    from spotrain.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["launch", "--dry-run", "-y", *args])
+    assert exited.value.code == 2
+    assert says in capsys.readouterr().err
+    assert not (isolated_env / "dry-run" / "state.db").exists()
+    assert not (isolated_env / "dry-run" / "stand-in").exists()  # no stand-in started for it
+
+
+def test_detach_true_in_a_spec_is_the_flag(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("recipe: digits\ndry_run: true\ndetach: true\n")
+    assert config.load_spec(path, {}).detach is True
+    assert config.load_spec(None, {"recipe": "digits"}).detach is False
