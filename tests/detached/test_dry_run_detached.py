@@ -141,6 +141,11 @@ def check_the_run(home: Path, state_dir: Path, run_id: str) -> None:
     html = Path(report.stdout.strip().splitlines()[-1].removeprefix("report: "))
     assert len(json.loads((html.parent / "detached.json").read_text())["attempts"]) == 2
 
+    attached = spotrain(home, "launch", "--dry-run", "--recipe", "digits", "-y")
+    assert attached.returncode == 2 and "while a detached dry-run run lives" in attached.stderr, (
+        attached.stderr
+    )
+
     from spotrain.cloud.local import LocalCloud
 
     cloud = LocalCloud(state_dir)  # joins the stand-in's moto (and holds it up until closed)
