@@ -68,6 +68,7 @@ class LocalCloud(AwsCloud):
         self._stack = ExitStack()
         self._server: ThreadedMotoServer | None = None
         self._lease: Path | None = None  # this process's use of a detached run's stand-in, while it lasts
+        self._joined = False  # on the stand-in's moto, not this process's own
         self._local: LocalMachines | None = None
         try:
             api = self._start_moto()
@@ -129,7 +130,7 @@ class LocalCloud(AwsCloud):
     def _join_stand_in(self, endpoint: str) -> boto3.Session:
         """A detached dry-run run is live: its stand-in holds the moto server (with its seed, its
         patches and the run's group), so this process talks to that one instead of starting its own."""
-        self.endpoint = endpoint
+        self.endpoint, self._joined = endpoint, True
         self._session = fakes.endpoint_session(self.endpoint, self.state_dir / "aws-config")
         self.stack = fakes.deploy_stack(self._session, region=HOME_REGION, bucket=BUCKET, home=self.state_dir)
         return self._session
@@ -137,7 +138,7 @@ class LocalCloud(AwsCloud):
     def start_attempt(self, req: Any) -> Any:
         """An attached attempt's instance boots in this process's moto; on the stand-in's (a detached
         dry-run run lives) this process could not play it (moto's backend is the stand-in's)."""
-        if self._lease is not None:
+        if self._joined:
             raise SpotrainError(
                 "an attached dry-run attempt while a detached dry-run run lives (its stand-in holds moto)",
                 "wait for that run to end, or `spotrain down` it, then launch again",

@@ -57,8 +57,11 @@ def live_endpoint(state_dir: Path) -> str | None:
     return endpoint if pid != os.getpid() and alive(pid) else None
 
 
-def take_lease(state_dir: Path) -> Path:
-    """This process uses the stand-in (a LocalCloud that joined it): it does not exit meanwhile."""
+def take_lease(state_dir: Path) -> Path | None:
+    """This process uses the stand-in (a LocalCloud that joins it): it does not exit meanwhile. None
+    when no stand-in serves (nothing written: an attached dry-run leaves no trace of it)."""
+    if not (stand_in_dir(state_dir) / STATE_FILE).exists():
+        return None
     d = stand_in_dir(state_dir) / "leases"
     d.mkdir(parents=True, exist_ok=True)
     path = d / str(os.getpid())
