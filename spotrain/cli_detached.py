@@ -32,6 +32,12 @@ def detach_refused(detach: bool, spec) -> None:
             "--detach with your own command: the detached bundle carries trainer/ only, not your workdir",
             "run it attached (drop --detach), or --detach with a --recipe",
         )
+    if detach and spec.env:
+        raise SpotrainError(
+            "env: with --detach: the detached run's supervisor does not pass a spec's environment to the "
+            "trainer yet (and its settings in S3 are no place for secrets)",
+            "run it attached (drop --detach / detach: true), or drop env:",
+        )
     if spec.inject_rebalances and not (detach and spec.dry_run):
         raise SpotrainError(
             "--inject-rebalance works in a detached dry-run only (its AWS stand-in delivers it)",

@@ -112,3 +112,17 @@ def test_detach_true_in_a_spec_is_the_flag(tmp_path: Path) -> None:
     path.write_text("recipe: digits\ndry_run: true\ndetach: true\n")
     assert config.load_spec(path, {}).detach is True
     assert config.load_spec(None, {"recipe": "digits"}).detach is False
+
+
+def test_a_spec_env_with_detach_is_refused_not_dropped(
+    isolated_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spotrain.cli import main
+
+    path = tmp_path / "run.yaml"
+    path.write_text("recipe: digits\ndry_run: true\ndetach: true\nenv:\n  LR_SCALE: '2'\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["launch", "-f", str(path), "-y"])
+    assert exited.value.code == 2
+    assert "env: with --detach" in capsys.readouterr().err
+    assert not (isolated_env / "dry-run" / "stand-in").exists()
