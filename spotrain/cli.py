@@ -92,6 +92,12 @@ def cli() -> None:
     multiple=True,
     help="Dry-run: interrupt the next attempt at AT: step:30, 50% (of the steps) or 20s (repeatable).",
 )
+@click.option(
+    "--inject-rebalance",
+    "rebalance",
+    multiple=True,
+    help="Detached dry-run: a rebalance recommendation to the next attempt at step:N or P% (repeatable).",
+)
 @click.option("--boot-delay", type=float, help="Dry-run: simulated boot seconds (default 2).")
 # Metrics out (optional extras on the instance: spotrain[tensorboard], spotrain[wandb]).
 @click.option(
@@ -131,7 +137,11 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, detach: bool, as
     from spotrain.workspace import open_controller
 
     flags = {k: v for k, v in flags.items() if v not in (None, ())}
-    rename = {"inject": "inject_interruptions", "boot_delay": "boot_delay_s"}
+    rename = {
+        "inject": "inject_interruptions",
+        "rebalance": "inject_rebalances",
+        "boot_delay": "boot_delay_s",
+    }
     flags = {rename.get(k, k): list(v) if isinstance(v, tuple) else v for k, v in flags.items()}
     if "command" in flags:  # `launch [OPTIONS] -- CMD ...`: one word is a shell line, words are quoted
         words = flags.pop("command")
@@ -139,6 +149,7 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, detach: bool, as
     spec = load_spec(spec_file, flags)
     if name is not None:  # a bad or taken name is refused before the plan asks the cloud anything
         controller.check_name(name)
+    detach = detach or spec.detach  # `detach: true` in the spec, or the flag
     detach_refused(detach, spec)
     out = console(stderr=as_json)  # --json: stdout is the one JSON object at the end
     with open_controller(dry_run=spec.dry_run, boot_delay_s=spec.boot_delay_s, seed=spec.seed) as ctl:

@@ -16,52 +16,42 @@ from spotrain.terminal import EXIT_CTRL_C, EXIT_FAILED
 FOLLOW_EVERY_S = 10.0  # one ledger and group read each; nothing of spotrain runs in between
 
 
-def attempts_table(v):
-    from rich.table import Table
-
-    from spotrain.formats import duration, usd
-
-    group = v.group
-    members = ", ".join(f"{i} ({z}, {s})" for i, z, s in group.instances) if group else "deleted"
-    out = Table(
-        title=f"run {v.run_id} (detached): {v.state}" + (f": {v.reason}" if v.reason else ""),
-        caption=f"group {group.name if group else '-'}: desired {group.desired if group else 0}; "
-        f"instances: {members or 'none'}; cost {usd(v.bill.total_usd)} "
-        f"(on demand {usd(v.bill.on_demand_usd)})",
-        caption_justify="left",
-    )
-    for name in ("attempt", "instance", "zone", "lifecycle", "lasted", "exit", "$", "how it ended"):
-        out.add_column(name)
-    for row, c in zip(v.rows, v.bill.attempts, strict=True):
-        spot = "free hour" if c.free_hour else usd(c.spot_usd + c.ebs_usd)
-        out.add_row(
-            str(row.attempt),
-            row.instance_id,
-            row.zone,
-            row.lifecycle,
-            duration(row.end - row.start),
-            "" if row.exit_code is None else str(row.exit_code),
-            spot,
-            row.reason,
-        )
-    return out
-
-
 def detach_refused(detach: bool, spec) -> None:
-    """`--detach` with what it cannot do yet, refused before anything is planned or launched."""
+    """`--detach` with what it cannot do, refused before anything is planned or launched; a dry-run's
+    detached run first gets its AWS stand-in (spotrain/cloud/local/stand_in.py), which this launch and
+    every later dry-run call talk to while the run lives."""
     from spotrain.errors import SpotrainError
 
-    if detach and spec.dry_run:
-        raise SpotrainError(
-            "--detach with --dry-run: the dry-run's background AWS stand-in (moto and the local instances "
-            "living on after `launch` returns) is not built yet",
-            "run the dry-run attached (drop --detach), or --detach on real AWS",
-        )
-    if detach and spec.inject_interruptions:
+    if detach and spec.inject_interruptions and not spec.dry_run:
         raise SpotrainError(
             "--inject-interruption with --detach: a detached run on AWS is interrupted by AWS only",
             "drop --inject-interruption (`spotrain smoke` sends one real interruption)",
         )
+    if detach and spec.run is not None:
+        raise SpotrainError(
+            "--detach with your own command: the detached bundle carries trainer/ only, not your workdir",
+            "run it attached (drop --detach), or --detach with a --recipe",
+        )
+    if detach and spec.env:
+        raise SpotrainError(
+            "env: with --detach: the detached run's supervisor does not pass a spec's environment to the "
+            "trainer yet (and its settings in S3 are no place for secrets)",
+            "run it attached (drop --detach / detach: true), or drop env:",
+        )
+    if spec.inject_rebalances and not (detach and spec.dry_run):
+        raise SpotrainError(
+            "--inject-rebalance works in a detached dry-run only (its AWS stand-in delivers it)",
+            "add --dry-run --detach",
+        )
+    if any(not at.startswith("step:") and not at.endswith("%") for at in spec.inject_rebalances):
+        raise SpotrainError(
+            "--inject-rebalance takes a training step or a share of the steps", "e.g. step:20 or 40%"
+        )
+    if detach and spec.dry_run:
+        from spotrain.cloud.local.stand_in import ensure_running
+        from spotrain.settings import load_settings
+
+        ensure_running(load_settings().dry_run_dir())
 
 
 def print_handed_off(console, state, run_id: str) -> None:
@@ -91,11 +81,12 @@ def attach(run_id: str, follow: bool, as_json: bool) -> None:
 
     Ctrl-C stops watching; the run goes on, nothing is changed.
     """
-    import dataclasses
     import json
 
     from spotrain import detached
+    from spotrain.detached import view_json
     from spotrain.errors import SpotrainError
+    from spotrain.render import attempts_table
     from spotrain.workspace import controller_for_run, find_run
 
     out = console(stderr=as_json)
@@ -109,7 +100,7 @@ def attach(run_id: str, follow: bool, as_json: bool) -> None:
                         f"run {full} is not detached", f"`spotrain status {full}` and `spotrain logs {full}`"
                     )
                 if as_json:  # one object per look: the view as the ledger and EC2 hold it now
-                    click.echo(json.dumps(dataclasses.asdict(v), default=str))
+                    click.echo(json.dumps(view_json(v), default=str))
                 else:
                     out.print(attempts_table(v))
                 if not follow or v.state != "RUNNING":

@@ -19,6 +19,17 @@ from spotrain.errors import SpotrainError
 from spotrain.terminal import exit_for, live_view, outcome_line
 
 
+def detached_view(run_id: str):
+    """The run as its ledger and AWS hold it now when it is detached, else None (its store tells)."""
+    from spotrain import detached
+    from spotrain.workspace import controller_for_run
+
+    with controller_for_run(run_id) as ctl:
+        if not ctl.store.events(ctl.run.run_id, kinds=["detached"]):
+            return None
+        return detached.view(ctl.cloud, ctl.store, ctl.run.run_id)
+
+
 def _echo_json(value) -> None:
     import json
 
@@ -74,11 +85,14 @@ def status(run_id: str | None, as_json: bool) -> None:
     from spotrain.controller import status_rows
 
     rows = status_rows(run_id)
+    handed = detached_view(run_id) if run_id else None  # a detached run's attempts are in its ledger
     if as_json:
-        _echo_json(rows)
+        from spotrain.detached import view_json
+
+        _echo_json([{**r, "detached": view_json(handed)} for r in rows] if handed else rows)
         return
     notes = [f"{row['run']}: {row['trainer']}" for row in rows if row.get("trainer")]
-    text = _status_plain(rows)
+    text = None if handed else _status_plain(rows)
     if text is not None:
         click.echo(text)
         for note in notes:
@@ -88,6 +102,10 @@ def status(run_id: str | None, as_json: bool) -> None:
 
     out = console()
     out.print(status_table(rows))
+    if handed:
+        from spotrain.render import attempts_table
+
+        out.print(attempts_table(handed))
     for note in notes:
         out.print(note, markup=False, highlight=False, soft_wrap=True)
 
@@ -120,10 +138,14 @@ def cost(run_id: str | None, as_json: bool) -> None:
     """
     from spotrain import workspace
     from spotrain.cost import run_bill
-    from spotrain.render import cost_table
+    from spotrain.detached import view_json
+    from spotrain.render import attempts_table, cost_table
     from spotrain.report.summary import bill_json
 
     run_id = run_id or workspace.newest_run()
+    handed = detached_view(run_id)  # a detached run is billed from its ledger, by the same rules
+    if handed:
+        return _echo_json(view_json(handed)) if as_json else console().print(attempts_table(handed))
     with workspace.controller_for_run(run_id) as ctl:
         bill = run_bill(ctl.store, run_id)
     if as_json:
@@ -171,11 +193,18 @@ def report(run_id: str, out: Path | None, open_it: bool) -> None:
       spotrain report digits-20261129-2145-a1b2
       spotrain report digits-20261129-2145-a1b2 --out /tmp/report --open
     """
+    import json
+
+    from spotrain.detached import view_json
     from spotrain.report import build_report
     from spotrain.workspace import controller_for_run
 
     with controller_for_run(run_id) as ctl:
         done = build_report(ctl.store, run_id, out or ctl.state_dir / "reports" / run_id)
+    handed = detached_view(run_id)
+    if handed:  # its attempts are in its ledger: kept beside the page
+        (done.html.parent / "detached.json").write_text(json.dumps(view_json(handed), indent=1, default=str))
+        click.echo(f"attempts: {len(handed.rows)} (its ledger), in {done.html.parent / 'detached.json'}")
     for what in done.missing:
         click.echo(f"missing: {what}", err=True)
     click.echo(f"report: {done.html}")

@@ -75,15 +75,17 @@ EXPECTED: dict[str, str] = {
     "max_epochs": "a whole number of epochs, 1 or more",
     "seed": "a whole number, 0 or more",
     "dry_run": "true or false",
+    "detach": "true or false",
     "inject_interruptions": "step:30 (after training step 30), 50% (of the schedule's steps) "
     "or 20s (after training started)",
+    "inject_rebalances": "step:20 (a rebalance recommendation at training step 20) or 40% (of the steps)",
     "boot_delay_s": "a number of seconds, 0 or more",
     "wandb": "a W&B project name: 1-128 characters, none of / \\ # ? % :",
     "state_dir": "a directory path",
     "profile": "an AWS profile name",
     **EXPECTED_COMMAND,
 }
-_LIST_FIELDS = {"regions", "zones", "includes", "inject_interruptions"}
+_LIST_FIELDS = {"regions", "zones", "includes", "inject_interruptions", "inject_rebalances"}
 
 
 def _region(v: str) -> str:
@@ -132,7 +134,9 @@ class RunSpec(BaseModel):
     max_epochs: int | None = Field(None, ge=1)  # None: the recipe's schedule
     seed: int = Field(0, ge=0)
     dry_run: bool = False  # run on this machine against cloud/local/
+    detach: bool = False  # `launch --detach`: hand the run to an Auto Scaling group and return
     inject_interruptions: list[Interruption] = []  # dry-run only: step:N, P% or Ns, one per attempt
+    inject_rebalances: list[Interruption] = []  # detached dry-run only: step:N or P%, one per attempt
     boot_delay_s: float = Field(2.0, ge=0, allow_inf_nan=False)  # dry-run only: simulated boot time
     tensorboard: bool = False  # the trainer writes TensorBoard event files, mirrored to S3 with the logs
     wandb: str | None = Field(None, pattern=r"^[^/\\#?%:]{1,128}$")  # W&B project; the run id is W&B's id

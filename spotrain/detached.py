@@ -100,6 +100,10 @@ def hand_off_run(cloud: Any, store: Any, run_id: str, *, state_dir: Any) -> auto
         ((TRAINER_DIR, "trainer"), (ONBOARD_DIR, "onboard")),
         spec.ami,
     )
+    if spec.dry_run:  # what the dry-run's stand-in interrupts, attempt by attempt
+        from spotrain.cloud.local.stand_in_files import write_injections
+
+        write_injections(state_dir, run_id, list(spec.inject_interruptions), list(spec.inject_rebalances))
     state = detach.hand_off(cloud.session(), req)
     store.add_event(
         run_id, "detached", {"group": state.name, "region": region, "bucket": bucket, "zones": list(zones)}
@@ -221,3 +225,21 @@ def view(cloud: Any, store: Any, run_id: str, *, now: float | None = None) -> De
     return DetachedView(
         run_id, where["region"], group, ledger, rows, ledger_cost(ledger, settings, live=live, now=now)
     )
+
+
+def view_json(v: DetachedView) -> dict[str, Any]:
+    """A detached run as `status`, `cost` and `attach` give it with --json: the ledger's attempts, the bill."""
+    import dataclasses
+
+    return {
+        "run": v.run_id,
+        "detached": True,
+        "state": v.state,
+        "reason": v.reason,
+        "group": dataclasses.asdict(v.group) if v.group else None,
+        "attempts": [dataclasses.asdict(r) for r in v.rows],
+        "spot_usd": v.bill.spot_usd,
+        "ebs_usd": v.bill.ebs_usd,
+        "total_usd": v.bill.total_usd,
+        "on_demand_usd": v.bill.on_demand_usd,
+    }

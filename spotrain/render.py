@@ -331,3 +331,35 @@ def status_text(rows: list[dict[str, Any]], width: int) -> str | None:
     if any(r["dry_run"] for r in rows):
         lines += [part.ljust(total) for part in textwrap.wrap(STATUS_CAPTION, total)]
     return "\n".join(lines)
+
+
+def attempts_table(v):
+    """A detached run's attempts from its ledger (detached.DetachedView), its group and its cost."""
+    from rich.table import Table
+
+    from spotrain.formats import duration, usd
+
+    group = v.group
+    members = ", ".join(f"{i} ({z}, {s})" for i, z, s in group.instances) if group else "deleted"
+    out = Table(
+        title=f"run {v.run_id} (detached): {v.state}" + (f": {v.reason}" if v.reason else ""),
+        caption=f"group {group.name if group else '-'}: desired {group.desired if group else 0}; "
+        f"instances: {members or 'none'}; cost {usd(v.bill.total_usd)} "
+        f"(on demand {usd(v.bill.on_demand_usd)})",
+        caption_justify="left",
+    )
+    for name in ("attempt", "instance", "zone", "lifecycle", "lasted", "exit", "$", "how it ended"):
+        out.add_column(name)
+    for row, c in zip(v.rows, v.bill.attempts, strict=True):
+        spot = "free hour" if c.free_hour else usd(c.spot_usd + c.ebs_usd)
+        out.add_row(
+            str(row.attempt),
+            row.instance_id,
+            row.zone,
+            row.lifecycle,
+            duration(row.end - row.start),
+            "" if row.exit_code is None else str(row.exit_code),
+            spot,
+            row.reason,
+        )
+    return out

@@ -44,10 +44,10 @@ def test_a_planned_run_is_handed_to_a_group_and_down_removes_it(isolated_env: Pa
 def test_the_view_shows_the_ledger_the_group_and_the_cost(isolated_env: Path) -> None:
     from rich.console import Console
 
-    from spotrain.cli_detached import attempts_table
     from spotrain.cloud.aws import detach
     from spotrain.onboard.ledger import AttemptRecord
     from spotrain.onboard.supervisor import RunBucket
+    from spotrain.render import attempts_table
 
     spec = config.load_spec(None, {"recipe": "digits", "dry_run": True})
     with open_controller(dry_run=True, boot_delay_s=0.0) as ctl:
@@ -83,14 +83,46 @@ def _settings(ctl, run_id: str) -> RunSettings:
     )
 
 
-def test_detach_with_the_dry_run_is_refused_before_anything_is_planned(
-    isolated_env: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ["--recipe", "digits", "--inject-rebalance", "step:20"],
+            "--inject-rebalance works in a detached dry-run",
+        ),
+        (["--recipe", "digits", "--detach", "--inject-rebalance", "20s"], "a training step or a share"),
+        (["--detach", "--", "python", "train.py"], "--detach with your own command"),
+    ],
+)
+def test_what_a_detached_dry_run_cannot_do_is_refused_before_anything_is_planned(
+    isolated_env: Path, capsys: pytest.CaptureFixture[str], args: list[str], says: str
 ) -> None:
     from spotrain.cli import main
 
     with pytest.raises(SystemExit) as exited:
-        main(["launch", "--dry-run", "--recipe", "digits", "--detach", "-y"])
+        main(["launch", "--dry-run", "-y", *args])
     assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert "stand-in" in err and "not built yet" in err and "hint: run the dry-run attached" in err
+    assert says in capsys.readouterr().err
     assert not (isolated_env / "dry-run" / "state.db").exists()
+    assert not (isolated_env / "dry-run" / "stand-in").exists()  # no stand-in started for it
+
+
+def test_detach_true_in_a_spec_is_the_flag(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("recipe: digits\ndry_run: true\ndetach: true\n")
+    assert config.load_spec(path, {}).detach is True
+    assert config.load_spec(None, {"recipe": "digits"}).detach is False
+
+
+def test_a_spec_env_with_detach_is_refused_not_dropped(
+    isolated_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spotrain.cli import main
+
+    path = tmp_path / "run.yaml"
+    path.write_text("recipe: digits\ndry_run: true\ndetach: true\nenv:\n  LR_SCALE: '2'\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["launch", "-f", str(path), "-y"])
+    assert exited.value.code == 2
+    assert "env: with --detach" in capsys.readouterr().err
+    assert not (isolated_env / "dry-run" / "stand-in").exists()

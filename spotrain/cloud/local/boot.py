@@ -48,17 +48,19 @@ def started(home: Path) -> bool:
 
 
 def start_user_data(
-    home: Path, user_data: str | None, *, python: str = sys.executable
+    home: Path, user_data: str | None, *, python: str = sys.executable, env: dict[str, str] | None = None
 ) -> subprocess.Popen | None:
     """Start the user data in `home` (the instance directory), as root's cloud-init starts it once the
     machine is up: in the background, so SSH answers while it runs and `wait_ready` polls it as on EC2.
-    No user data (an instance launched by hand): nothing runs, as on EC2."""
+    No user data (an instance launched by hand): nothing runs, as on EC2. `env`: what the machine's
+    environment adds (a detached run's instance: its IMDS and moto's endpoint, for its supervisor)."""
     if not user_data:
         return None
     script = "".join(
         line for line in user_data.splitlines(keepends=True) if not line.startswith(DROPPED_EXPORTS)
     )
     env = {
+        **(env or {}),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "SPOTRAIN_BOOT_DIR": str(boot_dir(home)),

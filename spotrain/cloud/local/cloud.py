@@ -22,6 +22,7 @@ import logging
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import boto3
 from moto.moto_api._internal.models import moto_api_backend
@@ -30,9 +31,11 @@ from moto.server import ThreadedMotoServer
 from spotrain import catalog
 from spotrain.cloud.aws.cloud import AwsCloud
 from spotrain.cloud.local import moto_patches as fakes
+from spotrain.cloud.local import stand_in_files
 from spotrain.cloud.local.imds import Schedule
 from spotrain.cloud.local.machines import LocalMachines
 from spotrain.cloud.local.records import save_moto_port, saved_moto_port
+from spotrain.errors import SpotrainError
 from spotrain.targets import SSHTarget
 
 REGIONS = {
@@ -64,6 +67,8 @@ class LocalCloud(AwsCloud):
         self.instances_dir.mkdir(parents=True, exist_ok=True)
         self._stack = ExitStack()
         self._server: ThreadedMotoServer | None = None
+        self._lease: Path | None = None  # this process's use of a detached run's stand-in, while it lasts
+        self._joined = False  # on the stand-in's moto, not this process's own
         self._local: LocalMachines | None = None
         try:
             api = self._start_moto()
@@ -87,6 +92,12 @@ class LocalCloud(AwsCloud):
     # -- the moto server and its seed ----------------------------------------------------------
 
     def _start_moto(self) -> boto3.Session:
+        self._lease = stand_in_files.take_lease(self.state_dir)  # before the look: the stand-in waits for it
+        standing_in = stand_in_files.live_endpoint(self.state_dir)
+        if standing_in is not None:
+            return self._join_stand_in(standing_in)
+        stand_in_files.drop_lease(self._lease)
+        self._lease = None
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto_api_backend.reset()  # a fresh cloud, as a new controller process would get
         types = sorted(catalog.INSTANCE_TYPES)
@@ -116,6 +127,24 @@ class LocalCloud(AwsCloud):
             s3.put_object(Bucket=self.stack.bucket, Key=key, Body=data)
         return self._session
 
+    def _join_stand_in(self, endpoint: str) -> boto3.Session:
+        """A detached dry-run run is live: its stand-in holds the moto server (with its seed, its
+        patches and the run's group), so this process talks to that one instead of starting its own."""
+        self.endpoint, self._joined = endpoint, True
+        self._session = fakes.endpoint_session(self.endpoint, self.state_dir / "aws-config")
+        self.stack = fakes.deploy_stack(self._session, region=HOME_REGION, bucket=BUCKET, home=self.state_dir)
+        return self._session
+
+    def start_attempt(self, req: Any) -> Any:
+        """An attached attempt's instance boots in this process's moto; on the stand-in's (a detached
+        dry-run run lives) this process could not play it (moto's backend is the stand-in's)."""
+        if self._joined:
+            raise SpotrainError(
+                "an attached dry-run attempt while a detached dry-run run lives (its stand-in holds moto)",
+                "wait for that run to end, or `spotrain down` it, then launch again",
+            )
+        return super().start_attempt(req)
+
     @property
     def machines_here(self) -> LocalMachines:
         assert self._local is not None  # set before AwsCloud's __init__ returns
@@ -133,6 +162,9 @@ class LocalCloud(AwsCloud):
             if self._server._server is not None:
                 self._server._server.server_close()
             self._server = None
+        if self._lease is not None:
+            self._lease.unlink(missing_ok=True)
+            self._lease = None
         self._stack.close()
 
     # -- the dry-run's own verbs (its machines') ----------------------------------------------
