@@ -124,3 +124,24 @@ def test_node_1_killed_without_a_notice_ends_node_0_within_90_s(tmp_path: Path) 
         end_all(node0, node1)
     assert codes[0] not in (0, 75), node0.stdout.read()[-3000:]
     assert not [e for e in read_events(dirs[0]) if e["kind"] in ("interruption", "done")]
+
+
+def test_a_silent_node_1_ends_node_0_by_the_collective_timeout(tmp_path: Path) -> None:
+    """A machine that vanishes closes no connection: SIGSTOP plays it (no RST, no exit code), so only
+    trainer/dist.py's timeout on the step's collectives (5 s here, 45 s by default) ends node 0."""
+    port, dirs = free_port(), [tmp_path / "node-0", tmp_path / "node-1"]
+    quick = {"SPOTRAIN_COLLECTIVE_TIMEOUT_S": "5"}
+    node0 = start_node(0, port, dirs[0], "--max-epochs", "50", "--target-acc", "1.0", env=quick)
+    node1 = start_node(1, port, dirs[1], "--max-epochs", "50", "--target-acc", "1.0", env=quick)
+    try:
+        poll(
+            lambda: any(e["kind"] == "step" and e["step"] >= 10 for e in read_events(dirs[0])), 120, "step 10"
+        )
+        for pid in [node1.pid, *descendants(node1.pid)]:
+            os.kill(pid, signal.SIGSTOP)
+        codes = poll(lambda: [node0.poll()] if node0.poll() is not None else None, 90, "exit of node 0")
+    finally:
+        end_all(node0, node1)
+    out = node0.stdout.read()
+    assert codes[0] not in (0, 75), out[-3000:]
+    assert "Timed out" in out or "timeout" in out.lower(), out[-3000:]  # the timeout, not a closed socket
