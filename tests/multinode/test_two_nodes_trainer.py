@@ -91,23 +91,48 @@ def end_all(*procs: subprocess.Popen) -> None:
         proc.wait(timeout=30)
 
 
-def test_a_notice_on_node_1_only_stops_both_nodes_at_one_step_with_one_checkpoint(tmp_path: Path) -> None:
-    port, dirs = free_port(), [tmp_path / "node-0", tmp_path / "node-1"]
-    node0 = start_node(0, port, dirs[0], "--checkpoint-every", "3600")
-    node1 = start_node(1, port, dirs[1], "--checkpoint-every", "3600", env={"SPOTRAIN_NOTICE_AT": "step:30"})
+def test_a_notice_on_node_1_only_stops_both_nodes_at_one_step_and_two_new_nodes_resume_there(
+    tmp_path: Path, moto_server: str, monkeypatch
+) -> None:
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)  # the nodes' S3: the mirror's bucket on moto
+    boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket="ckpts")
+    mirror = ("--mirror", "s3://ckpts/runs/r1", "--resume", "auto")
+    port, dirs = free_port(), [tmp_path / "a1-node-0", tmp_path / "a1-node-1"]
+    node0 = start_node(0, port, dirs[0], "--checkpoint-every", "3600", *mirror)
+    node1 = start_node(
+        1, port, dirs[1], "--checkpoint-every", "3600", *mirror, env={"SPOTRAIN_NOTICE_AT": "step:30"}
+    )
     try:
         codes = [node0.wait(timeout=180), node1.wait(timeout=60)]
     finally:
         end_all(node0, node1)
     assert codes == [75, 75], node0.stdout.read()[-3000:] + node1.stdout.read()[-3000:]
     events = read_events(dirs[0])
-    assert events[0]["kind"] == "start" and events[0]["world_size"] == 2
+    start = next(e for e in events if e["kind"] == "start")  # after a warning: the mirror was empty
+    assert start["world_size"] == 2 and start["step"] == 0
     (stop,) = [e for e in events if e["kind"] == "interruption"]
-    assert stop["step"] == 30  # node 1's notice at its step 30, agreed by node 0 in the same step
-    (checkpoint,) = [e for e in events if e["kind"] == "checkpoint"]
-    assert checkpoint["step"] == 30
+    assert stop["step"] == 30 and stop["uploaded"] is True  # node 1's notice, agreed by node 0
+    checkpoints = [(e["where"], e["step"]) for e in events if e["kind"] == "checkpoint"]
+    assert checkpoints == [("local", 30), ("s3", 30)]  # one checkpoint, written, then mirrored
     assert (dirs[0] / "ckpt" / "LATEST").read_text().strip() == "step-000030"
     assert not (dirs[1] / "ckpt").exists()  # one checkpoint, rank 0's: node 1 wrote none
+
+    # The next attempt: two new machines, nothing local, both resume from the mirror's step 30.
+    port, dirs = free_port(), [tmp_path / "a2-node-0", tmp_path / "a2-node-1"]
+    node0, node1 = (start_node(r, port, dirs[r], *mirror) for r in (0, 1))
+    try:
+        codes = [node0.wait(timeout=240), node1.wait(timeout=60)]
+    finally:
+        end_all(node0, node1)
+    assert codes == [0, 0], node0.stdout.read()[-3000:] + node1.stdout.read()[-3000:]
+    events = read_events(dirs[0])
+    start = next(e for e in events if e["kind"] == "start")
+    assert start["step"] == 30 and start["resumed_from"].endswith("step-000030")
+    steps = [e["step"] for e in events if e["kind"] == "step"]
+    assert steps[0] == 31  # no step done twice
+    assert max(e["top1"] for e in events if e["kind"] == "eval") >= 0.95
 
 
 def test_node_1_killed_without_a_notice_ends_node_0_within_90_s(tmp_path: Path) -> None:
