@@ -131,6 +131,7 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, detach: bool, as
     from spotrain import controller
     from spotrain.config import load_spec
     from spotrain.cost import run_bill
+    from spotrain.nodes import nodes_refused
     from spotrain.render import cost_table, outcome_json, plan_table
     from spotrain.report.summary import bill_json
     from spotrain.store import TERMINAL
@@ -155,6 +156,7 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, detach: bool, as
     with open_controller(dry_run=spec.dry_run, boot_delay_s=spec.boot_delay_s, seed=spec.seed) as ctl:
         spec, plan = controller.prepare(ctl, spec)
         out.print(plan_table(spec, plan))
+        nodes_refused(spec, detach=detach)  # spotrain/nodes.py: what of --nodes N is not built
         if not yes and not click.confirm("launch?", default=True, err=as_json):
             raise click.exceptions.Abort()
         run_id = controller.create_run(ctl, spec, plan, name)

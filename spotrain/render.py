@@ -40,14 +40,16 @@ def plan_table(spec, plan: Plan) -> Table:
     then = ", then ".join(c.zone for c in plan.order.candidates[1:4]) + (
         ", ..." if len(plan.zones) > 4 else ""
     )
-    t.add_row("instance", f"{plan.instance_type} in {z.zone} (cheapest of {where})")
+    nodes = f"{est.nodes} x " if est.nodes > 1 else ""  # one zone, one placement group: all at its price
+    t.add_row("instance", f"{nodes}{plan.instance_type} in {z.zone} (cheapest of {where})")
     if then:
         t.add_row("then", f"{then} (tried in this order if capacity runs out)")
     t.add_row("image", f"{plan.image.image_id}: {plan.image.reason}")
     t.add_row(
         "spot price",
         f"{usd_per_hour(z.usd_per_hour)} now (24 h: {usd(z.low_24h)} .. {usd(z.high_24h)}), "
-        f"{z.discount:.0%} under on-demand {usd_per_hour(z.on_demand_usd_per_hour)}",
+        f"{z.discount:.0%} under on-demand {usd_per_hour(z.on_demand_usd_per_hour)}"
+        + (f"; {nodes}that: {usd_per_hour(est.usd_per_hour)}" if nodes else ""),
     )
     expected = est.basis  # "unknown" for the user's own command: no time, no $, no time-to-target
     if est.hours is not None:

@@ -51,6 +51,7 @@ def build_net(args: argparse.Namespace, recipe: Recipe, ddp: Dist, data: Dataset
         compile_model(raw, settings.phases)
     model: nn.Module = raw
     if ddp.enabled:
+        ddp.barrier()  # every rank built its model: DDP's first broadcast starts under the short timeout
         device_ids = [ddp.local_rank] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     schedule = OneCycle(

@@ -1,0 +1,35 @@
+"""`nodes: N` with N > 1 is refused after the plan is shown and before anything launches, attached or
+--detach, until the controller drives N nodes (spotrain/nodes.py says what is built)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spotrain.config import RunSpec
+from spotrain.errors import SpotrainError
+from spotrain.nodes import nodes_refused
+from tests.e2e.cli import spotrain
+from tests.e2e.edges import refused
+
+
+def test_one_node_passes_either_way() -> None:
+    for detach in (False, True):
+        nodes_refused(RunSpec(recipe="digits", nodes=1), detach=detach)
+
+
+@pytest.mark.parametrize(("detach", "phrase"), [(False, "one attempt"), (True, "--detach")])
+def test_n_nodes_are_refused_with_a_hint(detach: bool, phrase: str) -> None:
+    with pytest.raises(SpotrainError) as err:
+        nodes_refused(RunSpec(recipe="digits", nodes=2), detach=detach)
+    assert "--nodes 2" in err.value.message and phrase in err.value.message and err.value.hint
+
+
+def test_a_two_node_dry_run_shows_its_plan_then_launches_nothing(tmp_path: Path) -> None:
+    spec = tmp_path / "run.yaml"
+    spec.write_text("recipe: digits\nnodes: 2\n")
+    out = spotrain("launch", "-f", str(spec), "--dry-run", "-y", home=tmp_path)
+    refused(out, "--nodes 2", "train on one")
+    assert "2 x " in out.stdout  # the plan came first, with both nodes' price
+    assert not list((tmp_path / "dry-run" / "instances").glob("i-*"))
