@@ -154,6 +154,8 @@ def launch(spec_file: Path | None, name: str | None, yes: bool, detach: bool, as
     detach_refused(detach, spec)
     out = console(stderr=as_json)  # --json: stdout is the one JSON object at the end
     with open_controller(dry_run=spec.dry_run, boot_delay_s=spec.boot_delay_s, seed=spec.seed) as ctl:
+        if not detach:
+            ctl.refuse_attached_beside_stand_in()
         spec, plan = controller.prepare(ctl, spec)
         out.print(plan_table(spec, plan))
         nodes_refused(spec, detach=detach)  # spotrain/nodes.py: what of --nodes N is not built

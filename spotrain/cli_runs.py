@@ -21,12 +21,13 @@ from spotrain.terminal import exit_for, live_view, outcome_line
 
 def detached_view(run_id: str):
     """The run as its ledger and AWS hold it now when it is detached, else None (its store tells)."""
-    from spotrain import detached
     from spotrain.workspace import controller_for_run
 
     with controller_for_run(run_id) as ctl:
         if not ctl.store.events(ctl.run.run_id, kinds=["detached"]):
             return None
+        from spotrain import detached  # the clouds: only for a detached run (`status` stays fast)
+
         return detached.view(ctl.cloud, ctl.store, ctl.run.run_id)
 
 
@@ -60,6 +61,7 @@ def resume(run_id: str, as_json: bool) -> None:
         from spotrain.detached import refuse_attached
 
         refuse_attached(ctl.store, run_id)
+        ctl.refuse_attached_beside_stand_in()
         with live_view(out, ctl.store, run_id) as show:
             outcome = ctl.orchestrator(show).resume(run_id)
         out.print(outcome_line(run_id, outcome), markup=False, highlight=False, soft_wrap=True)
@@ -87,9 +89,12 @@ def status(run_id: str | None, as_json: bool) -> None:
     rows = status_rows(run_id)
     handed = detached_view(run_id) if run_id else None  # a detached run's attempts are in its ledger
     if as_json:
+        if handed is None:
+            _echo_json(rows)
+            return
         from spotrain.detached import view_json
 
-        _echo_json([{**r, "detached": view_json(handed)} for r in rows] if handed else rows)
+        _echo_json([{**r, "detached": view_json(handed)} for r in rows])
         return
     notes = [f"{row['run']}: {row['trainer']}" for row in rows if row.get("trainer")]
     text = None if handed else _status_plain(rows)

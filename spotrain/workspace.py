@@ -62,6 +62,20 @@ class Controller:
                 )
         return self._cloud
 
+    def refuse_attached_beside_stand_in(self) -> None:
+        """An attached dry-run attempt's instance boots in this process's own moto; while a detached
+        dry-run run lives, its stand-in holds moto (the cloud joins that one, whose backend this
+        process cannot play). Asked before the plan, so nothing is launched."""
+        if not self.dry_run:
+            return
+        from spotrain.cloud.local.stand_in_files import live_endpoint
+
+        if live_endpoint(self.state_dir) is not None:
+            raise SpotrainError(
+                "an attached dry-run attempt while a detached dry-run run lives (its stand-in holds moto)",
+                "wait for that run to end, or `spotrain down` it, then launch again",
+            )
+
     def orchestrator(
         self, on_event: OnEvent | None = None, *, ssh: bool = False, poll_s: float = 0.5
     ) -> Orchestrator:

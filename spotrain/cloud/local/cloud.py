@@ -22,7 +22,6 @@ import logging
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import boto3
 from moto.moto_api._internal.models import moto_api_backend
@@ -35,7 +34,6 @@ from spotrain.cloud.local import stand_in_files
 from spotrain.cloud.local.imds import Schedule
 from spotrain.cloud.local.machines import LocalMachines
 from spotrain.cloud.local.records import save_moto_port, saved_moto_port
-from spotrain.errors import SpotrainError
 from spotrain.targets import SSHTarget
 
 REGIONS = {
@@ -134,16 +132,6 @@ class LocalCloud(AwsCloud):
         self._session = fakes.endpoint_session(self.endpoint, self.state_dir / "aws-config")
         self.stack = fakes.deploy_stack(self._session, region=HOME_REGION, bucket=BUCKET, home=self.state_dir)
         return self._session
-
-    def start_attempt(self, req: Any) -> Any:
-        """An attached attempt's instance boots in this process's moto; on the stand-in's (a detached
-        dry-run run lives) this process could not play it (moto's backend is the stand-in's)."""
-        if self._joined:
-            raise SpotrainError(
-                "an attached dry-run attempt while a detached dry-run run lives (its stand-in holds moto)",
-                "wait for that run to end, or `spotrain down` it, then launch again",
-            )
-        return super().start_attempt(req)
 
     @property
     def machines_here(self) -> LocalMachines:
