@@ -304,7 +304,7 @@ def status_row(store: Store, run: RunRecord) -> dict[str, Any]:
     from spotrain.cost import run_bill
 
     try:
-        bill = run_bill(store, run.run_id)
+        bill = run_bill(store, run.run_id, run=run)
     except Exception:  # noqa: BLE001 - a run with no price yet shows no $ rather than failing status
         bill = None
     attempts = list(bill.usage.records) if bill else store.attempts(run.run_id)

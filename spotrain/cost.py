@@ -276,9 +276,9 @@ class Bill:
         return spent_by(self.usage.attempts, self.usage.curves, t)
 
 
-def _s3_usage(store, run_id: str, wall_s: float, n_attempts: int) -> S3Usage:
+def _s3_usage(checkpoints: list, wall_s: float, n_attempts: int) -> S3Usage:
     """S3 from the trainer's upload events: the kept checkpoints' bytes over the run, one PUT a file."""
-    uploads = [e.data for e in store.events(run_id, kinds=["checkpoint"]) if e.data.get("where") == "s3"]
+    uploads = [e.data for e in checkpoints if e.data.get("where") == "s3"]
     if not uploads:
         return S3Usage()
     mean_bytes = sum(u.get("bytes", 0) for u in uploads) / len(uploads)
@@ -303,15 +303,21 @@ def _prices_in_force(store, a, start: float, end: float) -> list[PriceSample]:
     return found
 
 
-def run_usage(store, run_id: str, *, now: float | None = None) -> RunUsage:
-    """What run `run_id` has used so far (all of it, once it has ended); prices nothing."""
+def run_usage(store, run_id: str, *, now: float | None = None, run=None) -> RunUsage:
+    """What run `run_id` has used so far (all of it, once it has ended); prices nothing. `run`: its
+    record when the caller has just read it (`status`, over every run), else read here."""
     now = now or time.time()
-    run = store.get_run(run_id)
+    run = run if run is not None else store.get_run(run_id)
     recipe = catalog.recipe(run.recipe)  # as stored: no pydantic for `status`
     records, gb = store.attempts(run_id), recipe.root_volume_gb
     plan = run.plan  # the data volume's Iops and Throughput every attempt launched with
     provisioned = volumes.volume_usd_per_hour(0, plan.data_iops, plan.data_mib_s) if plan is not None else 0.0
-    by_ec2 = {e.attempt for e in store.events(run_id, kinds=["reclaim"]) if e.data.get("by") == "ec2"}
+    # one query for the three kinds the bill reads (`status` asks this of every run)
+    read = store.events(run_id, kinds=["reclaim", "eval", "checkpoint"])
+    by_kind: dict[str, list] = {"reclaim": [], "eval": [], "checkpoint": []}
+    for e in read:
+        by_kind[e.kind].append(e)
+    by_ec2 = {e.attempt for e in by_kind["reclaim"] if e.data.get("by") == "ec2"}
     attempts, samples = [], []
     for a in records:
         start, end = a.started_at or a.requested_at, a.ended_at or now
@@ -330,7 +336,7 @@ def run_usage(store, run_id: str, *, now: float | None = None) -> RunUsage:
         )
         samples += _prices_in_force(store, a, start, end)
     metric = recipe.target_metric
-    evals = [EvalPoint(e.t, e.data[metric]) for e in store.events(run_id, kinds=["eval"]) if metric in e.data]
+    evals = [EvalPoint(e.t, e.data[metric]) for e in by_kind["eval"] if metric in e.data]
     first = min((a.requested_at for a in records), default=now)
     end = max((a.ended_at or now for a in records), default=now)
     return RunUsage(
@@ -339,7 +345,7 @@ def run_usage(store, run_id: str, *, now: float | None = None) -> RunUsage:
         attempts=tuple(attempts),
         samples=tuple(samples),
         evals=tuple(evals),
-        s3=_s3_usage(store, run_id, end - first, len(records)),
+        s3=_s3_usage(by_kind["checkpoint"], end - first, len(records)),
         target=None if (goal := run.target_acc or recipe.target) is None else float(goal),
         target_metric=metric,
         origin=min((a.start for a in attempts), default=run.created_at),
@@ -354,9 +360,9 @@ def price(usage: RunUsage) -> Bill:
     return Bill(usage, cost)
 
 
-def run_bill(store, run_id: str, *, now: float | None = None) -> Bill:
+def run_bill(store, run_id: str, *, now: float | None = None, run=None) -> Bill:
     """What the run has cost so far (all of it, once it has ended)."""
-    return price(run_usage(store, run_id, now=now))
+    return price(run_usage(store, run_id, now=now, run=run))
 
 
 def spent_and_projected(store, run_id: str, *, next_attempt: bool = False) -> tuple[float, float]:

@@ -9,10 +9,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from spotrain.cloud import PriceTable
 from spotrain.errors import SpotrainError
 from spotrain.formats import duration, usd
+
+if TYPE_CHECKING:  # the cloud's records (a dozen dataclasses) only where a command asks the cloud
+    from spotrain.cloud import PriceTable
 
 
 def console():
