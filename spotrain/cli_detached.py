@@ -99,6 +99,7 @@ def attach(run_id: str, follow: bool, as_json: bool) -> None:
                     raise SpotrainError(
                         f"run {full} is not detached", f"`spotrain status {full}` and `spotrain logs {full}`"
                     )
+                detached.settle(ctl.store, v)  # its ledger's end, kept in the store for every `status`
                 if as_json:  # one object per look: the view as the ledger and EC2 hold it now
                     click.echo(json.dumps(view_json(v), default=str))
                 else:

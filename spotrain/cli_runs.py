@@ -28,7 +28,10 @@ def detached_view(run_id: str):
             return None
         from spotrain import detached  # the clouds: only for a detached run (`status` stays fast)
 
-        return detached.view(ctl.cloud, ctl.store, ctl.run.run_id)
+        handed = detached.view(ctl.cloud, ctl.store, ctl.run.run_id)
+        if handed is not None:
+            detached.settle(ctl.store, handed)  # its ledger's end, kept in the store for every `status`
+        return handed
 
 
 def _echo_json(value) -> None:
@@ -86,8 +89,8 @@ def status(run_id: str | None, as_json: bool) -> None:
     """
     from spotrain.controller import status_rows
 
-    rows = status_rows(run_id)
     handed = detached_view(run_id) if run_id else None  # a detached run's attempts are in its ledger
+    rows = status_rows(run_id)  # after the view: a detached run's end read from its ledger is in the store
     if as_json:
         if handed is None:
             _echo_json(rows)

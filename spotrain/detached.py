@@ -227,6 +227,19 @@ def view(cloud: Any, store: Any, run_id: str, *, now: float | None = None) -> De
     )
 
 
+def settle(store: Any, v: DetachedView) -> bool:
+    """The store's run takes the end its ledger holds (SUCCEEDED, FAILED by the failure loop or a limit,
+    CANCELLED), with its reason, so that `status` of every run says how a detached run ended once any
+    command has read it. The ledger owns the answer; the store only keeps it. True if the state moved."""
+    from spotrain.store import TERMINAL
+
+    end = v.ledger.end
+    ended = {s.name: s for s in TERMINAL}.get(end.state) if end is not None else None  # the ledger: FAILED
+    if end is None or ended is None:
+        return False
+    return store.set_state(v.run_id, ended, reason=end.reason, data={"from_ledger": True})
+
+
 def view_json(v: DetachedView) -> dict[str, Any]:
     """A detached run as `status`, `cost` and `attach` give it with --json: the ledger's attempts, the bill."""
     import dataclasses

@@ -4,6 +4,10 @@ settings and the bundle in the run's prefix, a `detached` event; then `down` lea
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +130,47 @@ def test_a_spec_env_with_detach_is_refused_not_dropped(
     assert exited.value.code == 2
     assert "env: with --detach" in capsys.readouterr().err
     assert not (isolated_env / "dry-run" / "stand-in").exists()
+
+
+def test_a_failure_loop_in_the_ledger_ends_the_run_failed_in_status_with_the_reason(
+    isolated_env: Path,
+) -> None:
+    """What the supervisor leaves after three failures at start (tests/detached/test_supervisor.py): three
+    attempts exited 1 before a checkpoint and the run's end. `status RUN` shows it, and from then on the
+    store holds the end too, so `status` of every run says FAILED and why."""
+    from spotrain.onboard.ledger import AttemptRecord, RunEnd
+    from spotrain.onboard.supervisor import RunBucket
+    from spotrain.store import RunState
+
+    reason = "failure loop: the last 3 attempts failed before their first checkpoint (no kernel image)"
+    spec = config.load_spec(None, {"recipe": "digits", "dry_run": True})
+    with open_controller(dry_run=True, boot_delay_s=0.0) as ctl:
+        spec, plan = prepare(ctl, spec)
+        run_id = create_run(ctl, spec, plan)
+        state = detached.hand_off_run(ctl.cloud, ctl.store, run_id, state_dir=ctl.state_dir)
+        member, zone, _ = state.instances[0]
+        bucket = RunBucket(
+            ctl.cloud.session().client("s3", region_name=state.region), ctl.cloud.bucket(), run_id
+        )
+        for n in (1, 2, 3):
+            start = 1000.0 + 100 * n
+            bucket.write_attempt(
+                AttemptRecord(n, f"{member}{n}", "g4dn.xlarge", zone, "spot", start, 0.3, heartbeat=start + 5)
+            )
+        bucket.write_end(RunEnd("FAILED", reason, 1400.0, attempt=3))
+        ctl.cloud.session().client("autoscaling", region_name=state.region).update_auto_scaling_group(
+            AutoScalingGroupName=state.name, MinSize=0, DesiredCapacity=0
+        )
+        assert ctl.store.get_run(run_id).state == RunState.REQUESTING  # nothing has read the ledger yet
+
+    env = {**os.environ, "COLUMNS": "200"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "spotrain.cli", "status", run_id], capture_output=True, text=True, env=env
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"(detached): FAILED: {reason}" in " ".join(shown.stdout.split())
+    every = subprocess.run(
+        [sys.executable, "-m", "spotrain.cli", "status", "--json"], capture_output=True, text=True, env=env
+    )
+    (row,) = json.loads(every.stdout)
+    assert (row["state"], row["reason"]) == ("failed", reason)
