@@ -97,7 +97,8 @@ def _accuracy(fig: Figure, d: RunData) -> bool:
                 d.usage.target, color="grey", ls=":", label=f"target {d.usage.target_metric} {d.usage.target}"
             )
         ax.set_xlabel(label)
-        ax.set_xlim(0.0, max(right, 1e-9))
+        # dollars: a margin past the total, where the last eval (and the target's star) sits, kept whole
+        ax.set_xlim(0.0, max(right * (1.03 if ax is ax_usd else 1.0), 1e-9))
         ax.grid(alpha=0.3)
     tt = d.bill.cost.to_target if d.bill else None
     if tt is not None:

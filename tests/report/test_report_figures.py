@@ -92,6 +92,15 @@ def test_the_accuracy_curve_breaks_between_attempts_on_both_axes(run) -> None:
     assert [x for x in xs if not math.isnan(x)] == [t - 20.0 for n in (1, 2) for t, _ in EVALS[n]]
 
 
+def test_the_dollars_axis_keeps_the_last_eval_inside_it(run) -> None:
+    """The last eval sits at the run's total: the axis runs a little past it, so its dot (and the
+    target's star) is drawn whole, not cut in half by the frame."""
+    ax = plots.figure("accuracy", run).axes[1]
+    xs = [x for x in _line(ax, "top1").get_xdata() if not math.isnan(x)]
+    left, right = ax.get_xlim()
+    assert left == 0.0 and max(xs) < right <= 1.05 * max(xs)
+
+
 @pytest.mark.parametrize("name", ["accuracy", "throughput", "spend", "attempts", "prices"])
 def test_time_axes_run_from_0_to_the_runs_end(run, name) -> None:
     ax = plots.figure(name, run).axes[0]
