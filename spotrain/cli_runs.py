@@ -184,7 +184,14 @@ def logs(run_id: str, attempt: int | None, follow: bool) -> None:
     from spotrain.workspace import controller_for_run
 
     with controller_for_run(run_id) as ctl:
-        for line in attempt_log(ctl, run_id, attempt, follow=follow):
+        full = ctl.run.run_id
+        if ctl.store.events(full, kinds=["detached"]):  # its attempts are its group's: the log is in S3
+            from spotrain import detached
+
+            lines = detached.attempt_log(ctl.cloud, ctl.store, full, attempt, follow=follow)
+        else:
+            lines = attempt_log(ctl, run_id, attempt, follow=follow)
+        for line in lines:
             click.echo(line)
 
 

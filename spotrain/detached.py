@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -256,3 +257,82 @@ def view_json(v: DetachedView) -> dict[str, Any]:
         "total_usd": v.bill.total_usd,
         "on_demand_usd": v.bill.on_demand_usd,
     }
+
+
+LOG_POLL_S = 1.0  # how often `logs -f` of a detached run asks S3 for more of the log, and the ledger
+
+
+def attempt_log(
+    cloud: Any,
+    store: Any,
+    run_id: str,
+    attempt: int | None = None,
+    *,
+    follow: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[str]:
+    """The lines of a detached run's attempt's train.log, read from the run's S3 prefix, where its
+    instance's trainer mirrors it as it writes (trainer/mirror.py: runs/RUN/attempts/N/train.log), so
+    no instance need answer. With `follow`: on as the log grows, and into the group's later attempts
+    (a line names each), until the run has ended and its last attempt's log is read to its end."""
+    from spotrain.cloud.aws import storage
+
+    v = _viewed(cloud, store, run_id)
+    numbers = [a.attempt for a in v.ledger.attempts]
+    if not numbers:
+        raise SpotrainError(
+            f"run {run_id} has no attempt yet, so no log (its group has not started an instance)",
+            f"`spotrain attach {run_id} --follow` shows when it does",
+        )
+    number = numbers[-1] if attempt is None else attempt
+    if number not in numbers:
+        raise SpotrainError(
+            f"run {run_id} has no attempt {number}; its attempts are {numbers[0]} to {numbers[-1]}",
+            f"pass --attempt N with N from {numbers[0]} to {numbers[-1]}, or leave it out for the newest",
+        )
+    bucket = store.events(run_id, kinds=["detached"])[-1].data["bucket"]
+    offset, pending = 0, b""
+    while True:
+        chunk = storage.read_attempt_log(
+            cloud.session(),
+            bucket=bucket,
+            run_id=run_id,
+            attempt_id=str(number),
+            start=offset,
+            region=v.region,
+        )
+        offset += len(chunk)
+        *lines, pending = (pending + chunk).split(b"\n")
+        yield from (line.decode("utf-8", "replace") for line in lines)
+        if not follow:
+            if pending:
+                yield pending.decode("utf-8", "replace")
+            return
+        if chunk:
+            continue  # more may be there already
+        # nothing new: a later attempt means this one's log is whole (its trainer mirrored it as it
+        # exited); a run that ended (its ledger's end, or its group deleted) has no more to come
+        v = _viewed(cloud, store, run_id)
+        later = [a for a in v.ledger.attempts if a.attempt > number]
+        if later or v.state != "RUNNING":
+            if pending:
+                yield pending.decode("utf-8", "replace")
+            offset, pending = 0, b""
+            if not later:
+                yield (
+                    f"==> run {run_id} (detached): {v.state}" + (f": {v.reason}" if v.reason else "") + " <=="
+                )
+                return
+            number = later[0].attempt
+            yield f"==> attempt {number} of run {run_id} ({later[0].instance_id}, {later[0].zone}) <=="
+            continue
+        sleep(LOG_POLL_S)
+
+
+def _viewed(cloud: Any, store: Any, run_id: str) -> DetachedView:
+    v = view(cloud, store, run_id)
+    if v is None:
+        raise SpotrainError(
+            f"run {run_id} is not detached", f"`spotrain logs {run_id}` reads it from its store"
+        )
+    return v

@@ -91,6 +91,30 @@ def _get(s3: Any, bucket: str, key: str) -> bytes | None:
         raise
 
 
+@translated("read an attempt's train.log in S3")
+def read_attempt_log(
+    sess: boto3.Session,
+    *,
+    bucket: str,
+    run_id: str,
+    attempt_id: str,
+    start: int = 0,
+    region: str | None = None,
+) -> bytes:
+    """The mirrored train.log of one attempt from byte `start` on: b"" when there is none yet or nothing
+    past `start` (S3 answers a range that starts at or past the end with InvalidRange, HTTP 416:
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html#API_GetObject_RequestSyntax)."""
+    s3 = _s3(sess, region)
+    key = f"{run_prefix(run_id)}attempts/{attempt_id}/train.log"
+    try:
+        ranged = {"Range": f"bytes={start}-"} if start else {}
+        return s3.get_object(Bucket=bucket, Key=key, **ranged)["Body"].read()
+    except ClientError as err:
+        if error_code(err) in {"NoSuchKey", "404", "InvalidRange", "416"}:
+            return b""
+        raise
+
+
 @translated("list the run's checkpoints in S3")
 def list_checkpoints(
     sess: boto3.Session, *, bucket: str, run_id: str, region: str | None = None
