@@ -55,6 +55,7 @@ def settings_for(
         extra_usd_per_hour=ebs + provisioned,
         max_attempts=spec.max_attempts,
         budget_usd=spec.budget,
+        warm_modules=tuple(contract.WARM_MODULES),
     )
 
 

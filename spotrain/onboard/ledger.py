@@ -62,13 +62,15 @@ class RunSettings:
     failure_loop: int = 3  # this many consecutive attempts failed before a checkpoint end the run
     heartbeat_s: float = 30.0
     s3_restarts: int = 3  # exit 69 (S3 unreachable): the trainer started again this many times
+    warm_modules: tuple[str, ...] = ()  # contract.WARM_MODULES: what a warm replacement imports first
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> RunSettings:
-        return _load(cls, text)
+        settings = _load(cls, text)
+        return replace(settings, warm_modules=tuple(settings.warm_modules))
 
 
 @dataclass(frozen=True)
