@@ -10,7 +10,8 @@ finds the previous attempt live in the ledger (no end, a fresh heartbeat) and st
 
 imports MODULES (comma-separated, the contract's WARM_MODULES; one that fails is skipped), then writes
 RUN_DIR/warm (JSON: pid, t, imported) and waits for RUN_DIR/go, which the supervisor writes only once
-the previous attempt ended (its end record: exit 75 after the notice) or went silent (`Turn`): then it
+the previous attempt's trainer stopped for its notice with its checkpoint mirrored (`stopped_at` in its
+record, written by its supervisor's `StopWatch`), or it ended, or went silent (`Turn`): then it
 runs the module as `python -m` would, in this same process (same pid; SIGTERM and the exit code as a
 cold start). So no two attempts train at once, and the warm one resumes from the checkpoint the
 previous one mirrored last. RUN_DIR/warm stays (the stand-in's and the tests' evidence); RUN_DIR/go
@@ -19,10 +20,12 @@ says when it went.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import runpy
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +34,8 @@ from typing import Any
 from .ledger import EXIT_DONE
 
 POLL_S = 0.01
-TURN_POLL_S = 0.2  # how often the supervisor reads the previous attempt's record while it waits
+TURN_POLL_S = 0.1  # how often the supervisor reads the previous attempt's record while it waits
+STOP_POLL_S = 0.05  # how often the supervisor reads its own trainer's events for its stop
 
 
 def warm_path(run_dir: Path) -> Path:
@@ -81,7 +85,8 @@ class Turn:
     stale_s: float  # a heartbeat this old: the previous instance is gone without its end
 
     def wait(self, alive: Any, deadline_s: float) -> str:
-        """Why the wait ended: 'ended' (its end record), 'silent', 'run-ended', 'standby-died', 'timeout'."""
+        """Why the wait ended: 'stopped' (for its notice, the checkpoint mirrored), 'ended' (its end
+        record), 'silent', 'run-ended', 'standby-died', 'timeout'."""
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             if not alive():
@@ -93,10 +98,53 @@ class Turn:
                 return "run-ended"  # it finished the run: nothing is left to train here
             if prev is None or prev.end is not None:
                 return "ended"
+            if prev.stopped_at is not None:
+                return "stopped"  # stopped for its notice, its last checkpoint mirrored
             if time.time() - prev.heartbeat > self.stale_s:
                 return "silent"
             time.sleep(TURN_POLL_S)
         return "timeout"
+
+
+class StopWatch:
+    """Tails the trainer's events.jsonl from byte `mark`: at its `interruption` event with the checkpoint
+    mirrored (`uploaded`), calls `on_stop(t)` once. After that event the trainer writes no checkpoint
+    and trains no step (trainer/interrupt.py: only the logs' upload, then exit 75)."""
+
+    def __init__(self, run_dir: Path, mark: int, on_stop: Any) -> None:
+        self.path, self.offset, self.on_stop = Path(run_dir) / "events.jsonl", mark, on_stop
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stop-watch", daemon=True)
+
+    def __enter__(self) -> StopWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        partial = b""
+        while not self._stop.wait(STOP_POLL_S):
+            try:
+                with self.path.open("rb") as f:
+                    f.seek(self.offset)
+                    data = f.read()
+            except OSError:
+                continue
+            self.offset += len(data)
+            *lines, partial = (partial + data).split(b"\n")
+            for line in lines:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict) and event.get("kind") == "interruption" and event.get("uploaded"):
+                    # A failed write: the end record still comes, and the replacement waits for it.
+                    with contextlib.suppress(Exception):
+                        self.on_stop(float(event.get("t") or time.time()))
+                    return
 
 
 def main(argv: list[str]) -> None:

@@ -142,6 +142,7 @@ class Heartbeat:
     def __init__(self, write: Callable[[AttemptRecord], None], rec: AttemptRecord, every_s: float) -> None:
         self._write, self.rec, self._every = write, rec, every_s
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # one writer at a time, so no beat writes back an older record
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
@@ -152,10 +153,16 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(30)
 
+    def update(self, **changes: Any) -> None:
+        """The record changed (e.g. `stopped_at`), written now rather than at the next beat."""
+        with self._lock:
+            self.rec = replace(self.rec, **changes)
+            self._write(self.rec)
+
     def _run(self) -> None:
         while not self._stop.wait(self._every):
             try:
-                self._write(AttemptRecord(**{**self.rec.__dict__, "heartbeat": time.time()}))
+                self.update(heartbeat=time.time())
             except Exception:  # noqa: BLE001 - a missed heartbeat is retried at the next; the run goes on
                 continue
 
@@ -243,7 +250,7 @@ class Supervisor:
 
         stale_s = max(3 * self.settings.heartbeat_s, 10.0)
         why = standby.Turn(read, stale_s).wait(lambda: proc.poll() is None, WAIT_FOR_PREVIOUS_S)
-        if why in ("ended", "silent", "timeout"):
+        if why in ("stopped", "ended", "silent", "timeout"):
             standby.go_path(self.run_dir).write_text(json.dumps({"t": time.time(), "why": why}))
             return proc.wait()
         proc.kill()
@@ -279,8 +286,14 @@ class Supervisor:
         mark = events_size(self.run_dir)
         previous = live_attempt(ledger, now, self.settings)
         try:
-            with Heartbeat(self.run.write_attempt, rec, self.settings.heartbeat_s):
+            # Its stop for a notice is told as soon as the checkpoint is mirrored (StopWatch): a warm
+            # replacement beside it goes then, not after this trainer's exit and this record's end.
+            with (
+                Heartbeat(self.run.write_attempt, rec, self.settings.heartbeat_s) as beat,
+                standby.StopWatch(self.run_dir, mark, lambda t: beat.update(stopped_at=t)),
+            ):
                 code = self.run_trainer(rec.attempt, previous)
+            rec = beat.rec
         except Exception as err:  # noqa: BLE001 - never leave an instance idling on the bill
             return self.after(
                 rec, EXIT_SUPERVISOR, mark=mark, reclaim_wait_s=0, reason=f"supervisor: {err!r}"

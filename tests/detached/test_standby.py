@@ -8,6 +8,9 @@ import json
 import subprocess
 import threading
 import time
+from dataclasses import replace
+
+import pytest
 
 from spotrain.onboard.ledger import AttemptRecord, RunEnd
 from spotrain.onboard.supervisor import RunBucket
@@ -25,7 +28,10 @@ def wait_for(what, deadline_s: float = DEADLINE_S) -> bool:
     return bool(what())
 
 
-def test_a_replacement_beside_a_live_attempt_starts_warm_and_goes_only_after_its_end(world: World) -> None:
+@pytest.mark.parametrize("told", ["stopped", "ended"])
+def test_a_replacement_beside_a_live_attempt_starts_warm_and_goes_only_after_its_stop(
+    world: World, told: str
+) -> None:
     world.write_settings("done")
     run = RunBucket(world.s3, BUCKET, RUN)
     live = AttemptRecord(1, "i-at-risk", "g4dn.xlarge", "us-east-1a", "spot", time.time(), 0.3, time.time())
@@ -43,13 +49,20 @@ def test_a_replacement_beside_a_live_attempt_starts_warm_and_goes_only_after_its
         assert marker["pid"] != proc.pid and proc.poll() is None
         assert not (world.run_dir / "go").exists()
         assert "stub trainer" not in (world.run_dir / "train.log").read_text()  # nothing trains yet
-        ended = live.ended(time.time(), 75, "interrupted", checkpointed=True)
-        run.write_attempt(ended)
+        stopped = replace(live, stopped_at=time.time(), heartbeat=time.time())  # its trainer's stop, told
+        told_at = stopped.stopped_at
+        if told == "ended":
+            stopped = stopped.ended(time.time(), 75, "interrupted", checkpointed=True)
+            told_at = stopped.end
+        run.write_attempt(stopped)
+        if told == "stopped":
+            assert wait_for(lambda: (world.run_dir / "go").exists())
+            run.write_attempt(stopped.ended(time.time(), 75, "interrupted", checkpointed=True))
         assert proc.wait(DEADLINE_S) == 0
     finally:
         proc.kill()
     go = json.loads((world.run_dir / "go").read_text())
-    assert go["why"] == "ended" and go["t"] >= ended.end
+    assert go["why"] == told and go["t"] >= told_at
     assert "stub trainer done" in (world.run_dir / "train.log").read_text()
     ledger = world.ledger()
     assert [(a.attempt, a.exit_code) for a in ledger.attempts] == [(1, 75), (2, 0)]
