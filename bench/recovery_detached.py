@@ -6,13 +6,15 @@ at INJECT, `without` and `with` a rebalance recommendation at REBALANCE before i
 process as a user's would be. From the instances' events and the run's ledger:
 
 - recovery_s: from the notice (the interrupted trainer's `interruption` event) to the replacement's
-  first `step` event, less its boot (the notice to the replacement's ledger record: the instance's
-  termination, the group's replacement, cloud-init, the bootstrap, the bundle's fetch);
+  first `step` event, less its boot after the notice (the notice to the replacement's ledger record:
+  the instance's termination, the group's replacement, cloud-init, the bootstrap, the bundle's fetch;
+  0 when the replacement was there before the notice);
 - total_s: the same with its boot;
-- steps_lost: the interrupted attempt's last step minus the step the replacement resumed from.
+- steps_lost: the interrupted attempt's last step minus the step the replacement resumed from;
+- warm_at_notice: the replacement's trainer was warm when the stand-in delivered the notice.
 
-The stand-in does not play Capacity Rebalancing's early start (the replacement still starts after the
-notice), so the `with` mode shows only what the early checkpoint saves.
+In `with`, the stand-in plays Capacity Rebalancing: the replacement is launched on the recommendation,
+its trainer waits warm (imports done) for the interrupted attempt's end record, then resumes.
 
     .venv/bin/python bench/recovery_detached.py   # table on stdout, JSON in bench/results/recovery-detached.json
 """
@@ -33,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import print_table, write_result  # noqa: E402
+from spotrain.cloud.local.stand_in_files import recorded  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "2"))
 INJECT, REBALANCE = "step:30", "step:20"
@@ -68,6 +71,8 @@ def one_run(rebalance: bool) -> dict[str, Any]:
     while view["state"] == "RUNNING" and time.monotonic() < deadline:
         view = json.loads(spotrain(home, "attach", run_id, "--json").stdout.strip().splitlines()[-1])
     spotrain(home, "down", run_id, "-y")
+
+    notices = [e for e in recorded(home / "dry-run", run_id) if e["kind"] == "notice"]
     first, second = view["attempts"][:2]
     runs = home / "dry-run" / "stand-in" / "instances"
     one = events(runs / first["instance_id"] / "opt" / "spotrain" / "runs" / run_id / "events.jsonl")
@@ -77,7 +82,7 @@ def one_run(rebalance: bool) -> dict[str, Any]:
     start = next(e for e in two if e["kind"] == "start")
     last_step = max(e["step"] for e in one if e["kind"] in ("step", "interruption") and "step" in e)
     total = first_step["t"] - notice["t"]
-    boot = second["start"] - notice["t"]
+    boot = max(0.0, second["start"] - notice["t"])
     return {
         "mode": "with" if rebalance else "without",
         "state": view["state"],
@@ -88,6 +93,7 @@ def one_run(rebalance: bool) -> dict[str, Any]:
         "boot_s": round(boot, 3),
         "steps_lost": last_step - int(start.get("step") or 0),
         "rebalanced": any(e["kind"] == "rebalance" for e in one),
+        "warm_at_notice": bool(notices and notices[0]["warm"] and notices[0]["warm_pid_alive"]),
     }
 
 
@@ -95,10 +101,10 @@ def main() -> int:
     rows = [one_run(rebalance) for _ in range(RUNS) for rebalance in (False, True)]
     print_table(
         f"detached dry-run: recovery from one interruption at {INJECT} (rebalance at {REBALANCE} in `with`)",
-        ["mode", "state", "zones", "recovery s", "total s", "boot s", "steps lost", "launch s"],
+        ["mode", "state", "zones", "recovery s", "total s", "boot s", "steps lost", "warm", "launch s"],
         [
             [r["mode"], r["state"], "->".join(r["zones"]), r["recovery_s"], r["total_s"], r["boot_s"],
-             r["steps_lost"], r["launch_returned_s"]]
+             r["steps_lost"], r["warm_at_notice"], r["launch_returned_s"]]
             for r in rows
         ],
     )  # fmt: skip
@@ -106,6 +112,7 @@ def main() -> int:
         m: {
             "median_recovery_s": statistics.median(r["recovery_s"] for r in rows if r["mode"] == m),
             "median_steps_lost": statistics.median(r["steps_lost"] for r in rows if r["mode"] == m),
+            "median_total_s": statistics.median(r["total_s"] for r in rows if r["mode"] == m),
         }
         for m in ("without", "with")
     }

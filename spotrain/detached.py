@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,7 @@ def settings_for(
         extra_usd_per_hour=ebs + provisioned,
         max_attempts=spec.max_attempts,
         budget_usd=spec.budget,
+        warm_modules=tuple(contract.WARM_MODULES),
     )
 
 
@@ -138,12 +139,16 @@ class AttemptRow:
     ended_at_heartbeat: bool  # reclaimed before it wrote its end: it ended at its last heartbeat
 
 
-def attempt_rows(ledger: Ledger, *, live: int | None = None, now: float | None = None) -> list[AttemptRow]:
-    """The ledger's attempts; `live` is the attempt whose instance the group still runs (it lasts to now)."""
+def attempt_rows(
+    ledger: Ledger, *, live: int | Collection[int] | None = None, now: float | None = None
+) -> list[AttemptRow]:
+    """The ledger's attempts; `live`: the attempt (or, while Capacity Rebalancing's replacement runs
+    beside the at-risk one, the attempts) whose instance the group still runs (it lasts to now)."""
     now = now or time.time()
+    lives = {live} if isinstance(live, int) else set(live or ())
     rows = []
     for a in ledger.attempts:
-        is_live = a.attempt == live and a.end is None
+        is_live = a.attempt in lives and a.end is None
         rows.append(
             AttemptRow(
                 attempt=a.attempt,
@@ -177,7 +182,11 @@ def _attempt(run_id: str, a: AttemptRecord, row: AttemptRow, settings: RunSettin
 
 
 def ledger_cost(
-    ledger: Ledger, settings: RunSettings, *, live: int | None = None, now: float | None = None
+    ledger: Ledger,
+    settings: RunSettings,
+    *,
+    live: int | Collection[int] | None = None,
+    now: float | None = None,
 ) -> cost.RunCost:
     """The run's cost by cost.py's rules over its ledger, each attempt at the price it recorded at its start."""
     rows = attempt_rows(ledger, live=live, now=now)
@@ -219,9 +228,11 @@ def view(cloud: Any, store: Any, run_id: str, *, now: float | None = None) -> De
     group = autoscaling.describe_group(sess, where["region"], run_id)
     ledger = detach.read_ledger(sess, region=where["region"], bucket=where["bucket"], run_id=run_id)
     settings = detach.read_settings(sess, region=where["region"], bucket=where["bucket"], run_id=run_id)
-    in_service = group is not None and any(s == "InService" for _, _, s in group.instances)
+    serving = {iid for iid, _, s in group.instances if s == "InService"} if group is not None else set()
     last = ledger.attempts[-1] if ledger.attempts else None
-    live = last.attempt if in_service and last is not None and last.end is None else None
+    live = {a.attempt for a in ledger.attempts if a.end is None and a.instance_id in serving}
+    if serving and last is not None and last.end is None:
+        live.add(last.attempt)
     rows = tuple(attempt_rows(ledger, live=live, now=now))
     return DetachedView(
         run_id, where["region"], group, ledger, rows, ledger_cost(ledger, settings, live=live, now=now)

@@ -214,6 +214,7 @@ class Run:
             f"rebalance recommendation ({recommendation.source}, {recommendation.notice_time}): "
             f"checkpoint at step {step} in {seconds:.2f} s; training goes on"
         )
+        watcher.hold_after_rebalance()  # the dry-run's Capacity Rebalancing: its replacement warms first
 
     def close_metrics(self) -> None:
         """Before the mirror's last upload of the logs, which carries the event files too."""

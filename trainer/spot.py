@@ -29,6 +29,12 @@ TOKEN_TTL_S = 21600  # the longest IMDSv2 allows; the token is renewed well befo
 # speed; one pinned to progress lands at that step on every machine, thread count and load.
 INJECT_ENV = "SPOTRAIN_NOTICE_AT"
 REBALANCE_ENV = "SPOTRAIN_REBALANCE_AT"  # the same, for a rebalance recommendation
+# A file the trainer waits for after its rebalance checkpoint, until it exists or a notice comes (bounded
+# by HOLD_S): the dry-run's stand-in, playing Capacity Rebalancing, creates it once the replacement's
+# trainer is warm (or posts the notice instead): the minutes by which a real recommendation leads its
+# notice, which a run of seconds has not, so that an injected notice still lands at its pinned step.
+HOLD_ENV = "SPOTRAIN_REBALANCE_HOLD"
+HOLD_S = 300.0
 ACTION_PATH = "/latest/meta-data/spot/instance-action"
 REBALANCE_PATH = "/latest/meta-data/events/recommendations/rebalance"
 NOTICE_GRACE_S = 120  # AWS gives two minutes between the notice and the reclaim
@@ -84,6 +90,14 @@ class SpotWatcher:
         if self.rebalance_step is not None and self.rebalance is None and step >= self.rebalance_step:
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             self.rebalance = Rebalance(source="injected", notice_time=now)
+
+    def hold_after_rebalance(self, limit_s: float = HOLD_S) -> None:
+        """After the rebalance checkpoint (fault injection, HOLD_ENV): wait until the hold file exists or
+        a notice came (the IMDS poll or SIGTERM), at most `limit_s`; nothing to wait for without it."""
+        path = os.environ.get(HOLD_ENV, "")
+        deadline = time.monotonic() + limit_s
+        while path and self.notice is None and not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> SpotWatcher:

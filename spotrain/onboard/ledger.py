@@ -5,9 +5,11 @@ on the instance (the supervisor writes them) and on the laptop (status, cost, re
     runs/RUN/detached/end.json        RunEnd, written once by whoever ends the run (supervisor, down)
     runs/RUN/ledger/0003.json         AttemptRecord of attempt 3, written only by attempt 3's instance
 
-One object per attempt, so no two instances ever write the same key (the group has at most one member,
-and a new one numbers itself max + 1). A record with no `end` is a live attempt, or one reclaimed
-before it could write its end: it ended at its last heartbeat.
+One object per attempt, so no two instances ever write the same key (the group has one member, and a
+new one numbers itself max + 1; Capacity Rebalancing's replacement boots beside the attempt it
+replaces, numbered after it, and trains only once that one stopped: `stopped_at`, or its end). A
+record with no `end` is a live attempt, or one reclaimed before it could write its end: it ended at its
+last heartbeat.
 """
 
 from __future__ import annotations
@@ -62,13 +64,15 @@ class RunSettings:
     failure_loop: int = 3  # this many consecutive attempts failed before a checkpoint end the run
     heartbeat_s: float = 30.0
     s3_restarts: int = 3  # exit 69 (S3 unreachable): the trainer started again this many times
+    warm_modules: tuple[str, ...] = ()  # contract.WARM_MODULES: what a warm replacement imports first
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> RunSettings:
-        return _load(cls, text)
+        settings = _load(cls, text)
+        return replace(settings, warm_modules=tuple(settings.warm_modules))
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class AttemptRecord:
     reason: str = ""
     checkpointed: bool = False  # it mirrored at least one checkpoint
     rebalance_at: float | None = None  # when its trainer saw a rebalance recommendation
+    stopped_at: float | None = None  # its trainer stopped for a notice, the checkpoint mirrored: no more
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)

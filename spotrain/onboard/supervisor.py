@@ -6,7 +6,10 @@ At boot it reads the run's settings and ledger (onboard/ledger.py) and refuses t
 --max-attempts, --budget or the failure loop (the run ends FAILED with the reason, desired 0). Else it
 writes its attempt's record (instance, type, zone, lifecycle from IMDSv2; the spot price at start),
 heartbeats it, and runs the trainer with `--resume auto --mirror s3://B/runs/R` (the trainer itself
-checkpoints early on a rebalance recommendation and stops on the notice: trainer/spot.py). Then:
+checkpoints early on a rebalance recommendation and stops on the notice: trainer/spot.py). When an
+earlier attempt is still live (no end, a fresh heartbeat: Capacity Rebalancing launched this instance
+before that one's notice), the trainer starts warm and goes only once that attempt ended
+(onboard/standby.py): one trainer trains at a time, and this one resumes from its last checkpoint. Then:
 - exit 0: the record's end, the run SUCCEEDED, the group's desired capacity 0 (AWS terminates us);
 - exit 75: the record's end, and wait to be reclaimed; if EC2 has not reclaimed us within
   `--reclaim-wait-s`, leave the group (it starts a replacement) rather than idle on a bill;
@@ -31,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import standby
 from .ledger import (
     EXIT_DONE,
     EXIT_INTERRUPTED,
@@ -49,6 +53,8 @@ from .ledger import (
 )
 
 IMDS_ENV = "SPOTRAIN_IMDS_URL"
+EXIT_RUN_ENDED = -2  # a warm trainer that never went: the attempt it waited for ended the run
+WAIT_FOR_PREVIOUS_S = 600.0  # past the notice's two minutes and the reclaim: the previous one is gone
 EXIT_SUPERVISOR = -1  # the attempt's record when the trainer could not be run at all
 DEFAULT_IMDS = "http://169.254.169.254"
 
@@ -136,6 +142,7 @@ class Heartbeat:
     def __init__(self, write: Callable[[AttemptRecord], None], rec: AttemptRecord, every_s: float) -> None:
         self._write, self.rec, self._every = write, rec, every_s
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # one writer at a time, so no beat writes back an older record
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
@@ -146,10 +153,16 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(30)
 
+    def update(self, **changes: Any) -> None:
+        """The record changed (e.g. `stopped_at`), written now rather than at the next beat."""
+        with self._lock:
+            self.rec = replace(self.rec, **changes)
+            self._write(self.rec)
+
     def _run(self) -> None:
         while not self._stop.wait(self._every):
             try:
-                self._write(AttemptRecord(**{**self.rec.__dict__, "heartbeat": time.time()}))
+                self.update(heartbeat=time.time())
             except Exception:  # noqa: BLE001 - a missed heartbeat is retried at the next; the run goes on
                 continue
 
@@ -198,20 +211,51 @@ class Supervisor:
             InstanceId=self.me.instance_id, ShouldDecrementDesiredCapacity=False
         )
 
-    def run_trainer(self, attempt: int) -> int:
-        """The trainer's exit code; exit 69 (S3 unreachable) started again up to `s3_restarts` times."""
+    def run_trainer(self, attempt: int, previous: AttemptRecord | None = None) -> int:
+        """The trainer's exit code; exit 69 (S3 unreachable) started again up to `s3_restarts` times.
+        With a `previous` attempt still live (Capacity Rebalancing launched this instance early), the
+        trainer starts warm and goes only once that attempt ended (onboard/standby.py)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         args = list(self.settings.trainer_args)
         if "--run-dir" in args:  # where this instance keeps the run (its home), not the laptop's guess
             args[args.index("--run-dir") + 1] = str(self.run_dir)
         cmd = [self.python, *args]
         env = {**os.environ, "SPOTRAIN_ATTEMPT": str(attempt)}
+        if previous is not None:
+            code = self.run_warm(args, env, previous)
+            if code is not None and code != EXIT_S3:
+                return code
         for _ in range(self.settings.s3_restarts + 1):
             with (self.run_dir / "train.log").open("ab") as log:
                 code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path.cwd())
             if code != EXIT_S3:
                 return code
         return code
+
+    def run_warm(self, args: list[str], env: dict[str, str], previous: AttemptRecord) -> int | None:
+        """The trainer started warm beside the live `previous` attempt; its exit code once the go came,
+        None when it did not go (the standby died: the caller starts it cold), EXIT_RUN_ENDED when the
+        run ended meanwhile (nothing trained here)."""
+        modules = ",".join(self.settings.warm_modules)
+        cmd = [self.python, "-m", "onboard.standby", str(self.run_dir), modules, *args]
+        with (self.run_dir / "train.log").open("ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path.cwd())
+        key = attempt_key(self.run.run_id, previous.attempt)
+
+        def read() -> tuple[AttemptRecord | None, bool]:
+            text = self.run._get(key)
+            return (AttemptRecord.from_json(text) if text else None), self.run._get(
+                end_key(self.run.run_id)
+            ) is not None
+
+        stale_s = max(3 * self.settings.heartbeat_s, 10.0)
+        why = standby.Turn(read, stale_s).wait(lambda: proc.poll() is None, WAIT_FOR_PREVIOUS_S)
+        if why in ("stopped", "ended", "silent", "timeout"):
+            standby.go_path(self.run_dir).write_text(json.dumps({"t": time.time(), "why": why}))
+            return proc.wait()
+        proc.kill()
+        proc.wait()
+        return EXIT_RUN_ENDED if why == "run-ended" else None
 
     def boot(self, *, reclaim_wait_s: float) -> int:
         """One attempt, from the guards at boot to its end; the exit code of this process."""
@@ -240,9 +284,16 @@ class Supervisor:
         )
         self.run.write_attempt(rec)
         mark = events_size(self.run_dir)
+        previous = live_attempt(ledger, now, self.settings)
         try:
-            with Heartbeat(self.run.write_attempt, rec, self.settings.heartbeat_s):
-                code = self.run_trainer(rec.attempt)
+            # Its stop for a notice is told as soon as the checkpoint is mirrored (StopWatch): a warm
+            # replacement beside it goes then, not after this trainer's exit and this record's end.
+            with (
+                Heartbeat(self.run.write_attempt, rec, self.settings.heartbeat_s) as beat,
+                standby.StopWatch(self.run_dir, mark, lambda t: beat.update(stopped_at=t)),
+            ):
+                code = self.run_trainer(rec.attempt, previous)
+            rec = beat.rec
         except Exception as err:  # noqa: BLE001 - never leave an instance idling on the bill
             return self.after(
                 rec, EXIT_SUPERVISOR, mark=mark, reclaim_wait_s=0, reason=f"supervisor: {err!r}"
@@ -262,8 +313,13 @@ class Supervisor:
         done = rec.ended(time.time(), code, reason, checkpointed=checkpointed)
         if rebalance:  # the trainer checkpointed early on EC2's recommendation (trainer/spot.py)
             done = replace(done, rebalance_at=float(rebalance[0].get("t", 0.0)))
+        if code == EXIT_RUN_ENDED:  # the attempt it waited for ended the run: nothing trained here
+            done = rec.ended(time.time(), EXIT_DONE, "the run ended before it trained", checkpointed=False)
         self.run.write_attempt(done)
-        if code == EXIT_DONE:
+        if code == EXIT_RUN_ENDED:
+            end = self.run.ledger().end
+            self.end_run(end.state if end else SUCCEEDED, end.reason if end else "", rec.attempt)
+        elif code == EXIT_DONE:
             self.end_run(SUCCEEDED, f"attempt {rec.attempt} finished", rec.attempt)
         elif code == EXIT_INTERRUPTED:
             time.sleep(reclaim_wait_s)  # EC2 reclaims within the notice's two minutes: we end before this
@@ -275,7 +331,18 @@ class Supervisor:
                 self.leave_group()
             else:
                 self.end_run(FAILED, stop or f"attempt {rec.attempt}: {reason}", rec.attempt)
-        return code
+        return EXIT_DONE if code == EXIT_RUN_ENDED else code
+
+
+def live_attempt(ledger: Ledger, now: float, settings: RunSettings) -> AttemptRecord | None:
+    """The attempt still training beside this new one (no end, a fresh heartbeat): Capacity
+    Rebalancing launched this instance before that one's notice. None for an ordinary replacement."""
+    fresh = [
+        a
+        for a in ledger.attempts
+        if a.end is None and now - a.heartbeat <= max(3 * settings.heartbeat_s, 10.0)
+    ]
+    return fresh[-1] if fresh else None
 
 
 def clients(region: str) -> tuple[Any, Any, Any]:

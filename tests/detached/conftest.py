@@ -93,6 +93,13 @@ class World:
         self, *, reclaim_wait_s: float = 0.0, python: str = sys.executable
     ) -> subprocess.CompletedProcess[str]:
         """The instance now in the group boots: the IMDS says it is that instance, the supervisor runs."""
+        cmd, env = self.supervisor(reclaim_wait_s=reclaim_wait_s, python=python)
+        return subprocess.run(cmd, cwd=self.bundle, env=env, capture_output=True, text=True, timeout=60)
+
+    def supervisor(
+        self, *, reclaim_wait_s: float = 0.0, python: str = sys.executable
+    ) -> tuple[list[str], dict[str, str]]:
+        """The supervisor's command and environment as the instance now in the group runs it."""
         self.imds.instance_id = self.member()
         env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "SPOTRAIN_NOTICE_AT"}} | {
             "AWS_ENDPOINT_URL": self.endpoint,
@@ -102,7 +109,7 @@ class World:
         cmd = [sys.executable, "-m", "onboard.supervisor", "--bucket", BUCKET, "--run-id", RUN]
         cmd += ["--region", R, "--run-dir", str(self.run_dir), "--reclaim-wait-s", str(reclaim_wait_s)]
         cmd += ["--python", python]
-        return subprocess.run(cmd, cwd=self.bundle, env=env, capture_output=True, text=True, timeout=60)
+        return cmd, env
 
     def ledger(self) -> Ledger:
         return RunBucket(self.s3, BUCKET, RUN).ledger()

@@ -15,6 +15,13 @@ minutes passed), terminates the instance as EC2 would. moto's group starts the r
 call, in its first subnet: the stand-in moves the interrupted zone's subnet last first, so the
 replacement lands in another zone (AWS chooses by capacity; moto does not).
 
+With `--inject-rebalance` it plays Capacity Rebalancing: on the member's recommendation it launches the
+replacement at once, in another zone, beside it; the at-risk trainer, after its rebalance checkpoint,
+holds (SPOTRAIN_REBALANCE_HOLD) until the replacement's trainer is warm (onboard/standby.py's marker),
+then trains on to its notice; with no notice due, the stand-in posts one then, standing for the group's
+termination of the old instance. Once the old attempt's end is in the ledger the old instance goes.
+What it did, and what the replacement was when the notice came, is in `stand-in/RUN.events.jsonl`.
+
 It exits by itself when no group of a run is left (`down`), or when every group has been at desired 0
 for `LINGER_S` (the run ended; `status` and `down` still find its group meanwhile), or when it never saw
 a group for `LINGER_S`.
@@ -23,6 +30,7 @@ a group for `LINGER_S`.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -30,6 +38,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +49,12 @@ from spotrain.cloud.local.cloud import REGIONS, LocalCloud
 from spotrain.cloud.local.imds import TRAINER_INJECT_ENV, EventsProgress, FakeImds, Schedule, trainer_pids
 from spotrain.cloud.local.stand_in_files import (
     STATE_FILE,
+    alive,
     injections,
     leased,
     live_endpoint,
     publish,
+    record,
     stand_in_dir,
 )
 from spotrain.onboard.supervisor import RunBucket
@@ -53,6 +64,8 @@ LINGER_S = float(os.environ.get("SPOTRAIN_STAND_IN_LINGER_S", "300"))
 REBALANCE_ENV = "SPOTRAIN_REBALANCE_AT"  # trainer/spot.py's REBALANCE_ENV (the contract's fault injection)
 NOTICE_GRACE_S = 120.0  # EC2 takes a spot instance back two minutes after its notice
 START_DEADLINE_S = 60.0  # moto, its seed and the stack take seconds; a loaded machine more
+HOLD_ENV = "SPOTRAIN_REBALANCE_HOLD"  # trainer/spot.py's HOLD_ENV (the contract's fault injection)
+WARM_DEADLINE_S = 240.0  # a replacement not warm by then: the at-risk one goes on without it
 
 
 def ensure_running(state_dir: Path) -> str:
@@ -102,6 +115,19 @@ class Member:
     rebalance_due: bool = False  # an injected rebalance recommendation not yet posted at the IMDS
     events: Path | None = None  # the trainer's events.jsonl on this instance
     pids: list[int] = field(default_factory=list)
+    hold: Path | None = (
+        None  # after its rebalance checkpoint its trainer waits for this file (trainer/spot.py)
+    )
+    rebalanced_at: float | None = None  # Capacity Rebalancing asked the group for its replacement
+    replacement: Member | None = None  # that replacement, once booted
+    in_service: bool = False  # the replacement's trainer is warm: the notice may come, or the end
+    max_size: int = 1  # the group's MaxSize before its replacement was launched beside it
+
+    def warm_marker(self) -> dict[str, Any] | None:
+        """This instance's warm trainer (onboard/standby.py's RUN_DIR/warm), if it has one."""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            return json.loads((self.events.parent / "warm").read_text())  # type: ignore[union-attr]
+        return None
 
     def stop(self) -> None:
         """The instance ended: every process of it dies, as with the machine."""
@@ -187,29 +213,58 @@ class StandIn:
         }
         if schedule is not None and schedule.pinned:
             env[TRAINER_INJECT_ENV] = schedule.text
+        hold = None
         if (
             rebalance is not None
         ):  # the trainer raises it at that step (trainer/spot.py), the IMDS then says so
             env[REBALANCE_ENV] = rebalance.text
+            hold = home / "rebalance-hold"  # after that checkpoint it waits for its replacement's warm start
+            env[HOLD_ENV] = str(hold)
         proc = boot.start_user_data(home, fakes.user_data(region, iid), env=env)
         events = boot.boot_dir(home) / "runs" / run_id / "events.jsonl"
         progress = EventsProgress(events) if schedule is not None else None
         member = Member(iid, region, zone, run_id, group, home, imds, proc, schedule, progress)
         member.rebalance_due = rebalance is not None
         member.events = events
+        member.hold = hold
+        at_risk = [
+            o for o in self.members.values() if o.group == group and o.rebalanced_at and not o.replacement
+        ]
+        if at_risk:  # the replacement Capacity Rebalancing launched for it
+            at_risk[0].replacement = member
+            record(
+                self.state_dir,
+                run_id,
+                "replacement",
+                instance=at_risk[0].instance_id,
+                replacement=iid,
+                zone=zone,
+            )
         return member
 
     def watch(self, m: Member) -> None:
-        """A due interruption: the notice at the IMDS, then the reclaim once the attempt ended."""
+        """A due interruption: the notice at the IMDS, then the reclaim once the attempt ended. A
+        rebalance recommendation: its replacement first, and the notice only once that one is warm."""
         if m.rebalance_due and _raised_rebalance(m.events):
             m.imds.post_rebalance()
             m.rebalance_due = False
-        if m.schedule is None or m.progress is None:
-            return
+            self.launch_replacement(m)
+        if m.rebalanced_at is not None and not m.in_service:
+            if not self.replacement_ready(m):
+                return  # its trainer waits after its rebalance checkpoint (m.hold)
+            if m.schedule is None:
+                # No notice comes: the group terminates it now that the replacement is in service. Played
+                # as a notice (the hold ends on it): its trainer checkpoints, exits 75; the warm one goes.
+                m.imds.post_notice(datetime.now(timezone.utc) + timedelta(seconds=NOTICE_GRACE_S))
+                m.noticed_at = time.monotonic()
+                self.note_notice(m, "rebalanced-out")
+            elif m.hold is not None:
+                m.hold.touch()  # it trains on to its notice
         if m.noticed_at is None:
-            if m.progress.due(m.schedule):
+            if m.schedule is not None and m.progress is not None and m.progress.due(m.schedule):
                 m.imds.post_notice()
                 m.noticed_at = time.monotonic()
+                self.note_notice(m, "notice")
             return
         if self.attempt_ended(m) or time.monotonic() - m.noticed_at > NOTICE_GRACE_S:
             self.reclaim(m)
@@ -219,16 +274,80 @@ class StandIn:
         ledger = RunBucket(self.sess.client("s3", region_name=m.region), settings_bucket, m.run_id).ledger()
         return any(a.instance_id == m.instance_id and a.end is not None for a in ledger.attempts)
 
-    def reclaim(self, m: Member) -> None:
-        """EC2 takes the instance back; the group replaces it, steered off the interrupted zone."""
+    def replacement_ready(self, m: Member) -> bool:
+        """Its replacement's trainer is warm (or never will be in time): lift its notice's hold."""
+        rep = m.replacement
+        warm = rep.warm_marker() if rep is not None else None
+        late = time.monotonic() - float(m.rebalanced_at or 0.0) > WARM_DEADLINE_S
+        if warm is None and not late:
+            return False
+        m.in_service = True
+        record(self.state_dir, m.run_id, "in-service", instance=m.instance_id, warm=warm, late=warm is None)
+        return True
+
+    def note_notice(self, m: Member, kind: str) -> None:
+        """What the replacement was at the moment the notice was delivered (the tests' evidence)."""
+        rep = m.replacement
+        warm = rep.warm_marker() if rep is not None else None
+        record(
+            self.state_dir,
+            m.run_id,
+            kind,
+            instance=m.instance_id,
+            replacement=rep.instance_id if rep is not None else None,
+            warm=warm,
+            warm_pid_alive=bool(warm and alive(int(warm["pid"]))),
+            went=rep is not None and (rep.events.parent / "go").exists(),  # type: ignore[union-attr]
+        )
+
+    def launch_replacement(self, m: Member) -> None:
+        """Capacity Rebalancing: the group launches a replacement first, in another zone, exceeding its
+        desired capacity for a while (Amazon EC2 Auto Scaling User Guide, "Use Capacity Rebalancing to
+        handle Amazon EC2 Spot Interruptions": it waits until the new instance passes its health check
+        before it terminates the previous one). moto's group launches only up to its desired capacity,
+        within MaxSize: both are raised by one here, and lowered again when the old one goes."""
         asg = self.sess.client("autoscaling", region_name=m.region)
-        ec2 = self.sess.client("ec2", region_name=m.region)
         g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[m.group])["AutoScalingGroups"][0]
+        m.max_size, m.rebalanced_at = int(g["MaxSize"]), time.monotonic()
+        asg.update_auto_scaling_group(
+            AutoScalingGroupName=m.group,
+            VPCZoneIdentifier=",".join(self.subnets_away_from(m, g)),
+            MaxSize=m.max_size + 1,
+            DesiredCapacity=int(g["DesiredCapacity"]) + 1,
+        )
+        record(self.state_dir, m.run_id, "rebalance", instance=m.instance_id, zone=m.zone)
+
+    def subnets_away_from(self, m: Member, g: dict[str, Any]) -> list[str]:
+        """The group's subnets with `m`'s zone last (moto launches in the first; AWS by capacity)."""
+        ec2 = self.sess.client("ec2", region_name=m.region)
         subnets = [s for s in g["VPCZoneIdentifier"].split(",") if s]
         zone_of = {
             s["SubnetId"]: s["AvailabilityZone"] for s in ec2.describe_subnets(SubnetIds=subnets)["Subnets"]
         }
-        order = [s for s in subnets if zone_of[s] != m.zone] + [s for s in subnets if zone_of[s] == m.zone]
+        return [s for s in subnets if zone_of[s] != m.zone] + [s for s in subnets if zone_of[s] == m.zone]
+
+    def retire(self, m: Member) -> None:
+        """The at-risk instance, its attempt ended, terminated beside its replacement in service: the
+        group's desired capacity (and MaxSize) back to what they were."""
+        asg = self.sess.client("autoscaling", region_name=m.region)
+        self.members.pop(m.instance_id, None)
+        m.stop()
+        asg.terminate_instance_in_auto_scaling_group(
+            InstanceId=m.instance_id, ShouldDecrementDesiredCapacity=True
+        )
+        asg.update_auto_scaling_group(AutoScalingGroupName=m.group, MaxSize=m.max_size)
+        record(self.state_dir, m.run_id, "terminate", instance=m.instance_id)
+
+    def reclaim(self, m: Member) -> None:
+        """EC2 takes the instance back; the group replaces it, steered off the interrupted zone."""
+        if m.replacement is not None:
+            self.retire(m)  # its replacement is already in service
+            return
+        asg = self.sess.client("autoscaling", region_name=m.region)
+        ec2 = self.sess.client("ec2", region_name=m.region)
+        g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[m.group])["AutoScalingGroups"][0]
+        subnets = [s for s in g["VPCZoneIdentifier"].split(",") if s]
+        order = self.subnets_away_from(m, g)
         if order != subnets:
             asg.update_auto_scaling_group(AutoScalingGroupName=m.group, VPCZoneIdentifier=",".join(order))
         self.members.pop(m.instance_id, None)

@@ -1,12 +1,14 @@
 """What the dry-run's AWS stand-in (stand_in.py) and the calls that use it share on disk, in STATE_DIR/stand-in/:
 its pid and moto endpoint (`stand-in.json`, there while it serves), one lease per process that joined its
-moto (`leases/PID`: it does not exit under a call), and each detached run's injected interruptions."""
+moto (`leases/PID`: it does not exit under a call), each detached run's injected interruptions, and what
+it did to each run's instances (`RUN.events.jsonl`: Capacity Rebalancing's replacement, the notice)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import time
 from pathlib import Path
 
 STATE_FILE = "stand-in.json"
@@ -97,3 +99,21 @@ def publish(d: Path, endpoint: str) -> None:
     tmp = d / f"{STATE_FILE}.part"
     tmp.write_text(json.dumps({"pid": os.getpid(), "endpoint": endpoint}))
     tmp.replace(d / STATE_FILE)
+
+
+def record(state_dir: Path, run_id: str, kind: str, **fields: object) -> None:
+    """One thing the stand-in did to a run's instances, appended to `RUN.events.jsonl`."""
+    d = stand_in_dir(state_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    with (d / f"{run_id}.events.jsonl").open("a") as f:
+        f.write(json.dumps({"t": time.time(), "kind": kind, **fields}) + "\n")
+        f.flush()
+
+
+def recorded(state_dir: Path, run_id: str) -> list[dict[str, object]]:
+    path = stand_in_dir(state_dir) / f"{run_id}.events.jsonl"
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return out
