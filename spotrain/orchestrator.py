@@ -25,6 +25,7 @@ from spotrain.cloud.aws.instances import LaunchSpec
 from spotrain.contract import WORKDIR
 from spotrain.errors import SpotrainError
 from spotrain.layout import crash_point, run_lock
+from spotrain.node_group import NodeGroup
 from spotrain.remote import (
     ConnectionLost,
     Unreachable,
@@ -51,7 +52,7 @@ class Outcome:
     reason: str
 
 
-class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
+class Orchestrator(AttemptEnds, TrainerWatch, RunLimits, NodeGroup):
     """Drives runs against one cloud (AWS or the dry-run's), recording everything in the store."""
 
     def __init__(
@@ -157,7 +158,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
             return  # `spotrain down` ended the run while it waited for capacity
         crash_point("launched")  # an instance exists that the store does not know yet
         inst = started.instance
-        self.store.add_attempt(
+        added = self.store.add_attempt(
             run.run_id,
             instance_id=inst.instance_id,
             region=inst.region,
@@ -166,6 +167,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
             spot_usd_per_hour=inst.spot_usd_per_hour,
             requested_at=time.time(),
         )
+        self._record_nodes(run.run_id, added.number, inst)  # a multi-node attempt's every node
         self._transition(
             run.run_id,
             RunState.PROVISIONING,
