@@ -10,15 +10,161 @@ node rows and takes none of these paths."""
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 
 from spotrain.attempt_end import FREE_HOUR_S, RECLAIM_WAIT_S
 from spotrain.cloud import EndKind
+from spotrain.contract import WORKDIR, NodeRole, run_paths, trainer_command
 from spotrain.errors import SpotrainError
+from spotrain.layout import node_log_path
+from spotrain.remote import ConnectionLost, Unreachable, connect, follow, process_status, start_trainer, sync
+from spotrain.store import RunState
+
+NODE_EXIT_WAIT_S = 60.0  # a node's trainer ends within its collective timeout (45 s) of node 0's
+RENDEZVOUS_PORT = 29400  # torchrun's own default, on node 0's private address (the SG admits members)
 
 
 class NodeGroup:
     """The Orchestrator's node half (it holds store, cloud, clock, sleep and poll_s, and _event)."""
+
+    def _provision_nodes(self, run, attempt) -> None:
+        """PROVISIONING a multi-node attempt: each node running, ready and synced, its trainer started
+        with node 0's address as the rendezvous (the dry-run's: 127.0.0.1 and a free port), node R's
+        injected notice (`AT@R`) on node R only. A node that ended meanwhile ends the attempt."""
+        try:
+            self._provision_each(run, attempt)
+        except (ConnectionLost, Unreachable) as err:
+            return self._lost_contact(run, attempt, err)
+        except SpotrainError as err:  # AuthFailed, the bootstrap's failure marker, a failed start...
+            return self._remote_failed(run, attempt, err)
+
+    def _provision_each(self, run, attempt) -> None:
+        nodes = self.store.nodes(run.run_id, attempt.number)
+        statuses = []
+        for n in nodes:
+            status = self.cloud.wait_running(attempt.region, n.instance_id, deadline_s=900)
+            if status.end != EndKind.RUNNING:
+                why = f"node {n.node_rank} ({n.instance_id}) ended while booting: {status.reason_code}"
+                return self._ended(run, attempt, status.end, why)
+            if n.started_at is None:
+                self.store.update_node(run.run_id, attempt.number, n.node_rank, started_at=time.time())
+            statuses.append(status)
+        if attempt.started_at is None:
+            self.store.update_attempt(
+                run.run_id, attempt.number, started_at=nodes[0].started_at or time.time()
+            )
+        if self.cloud.name == "dry-run":
+            endpoint = f"127.0.0.1:{_free_port()}"  # every node is this machine: a port of this attempt's
+        else:
+            endpoint = f"{statuses[0].private_ip}:{RENDEZVOUS_PORT}"
+        for n, status in zip(nodes, statuses, strict=True):
+            role = NodeRole(n.node_rank, len(nodes), endpoint, f"{run.run_id}-{attempt.number}")
+            self._start_node(run, attempt, n, status, role)
+        self._transition(run.run_id, RunState.TRAINING, f"trainer started on {len(nodes)} nodes")
+
+    def _start_node(self, run, attempt, node, status, role: NodeRole) -> None:
+        run_dir, bundle = run_paths(self.cloud.workdir(node.instance_id), run.run_id)
+        transport = connect(self.cloud.target(status, ssh=self.ssh))
+        try:
+            ready = self.cloud.wait_ready(transport, node.instance_id, deadline_s=900.0)
+            sync(transport, self._sources(run), bundle, filtered=(WORKDIR,))
+            command = trainer_command(
+                run.spec,
+                self._plan(run),
+                run_id=run.run_id,
+                run_dir=run_dir,
+                bucket=self.cloud.bucket(),
+                ready=ready,
+                python=self.cloud.python(node.instance_id),
+                every_gpu=self.cloud.name == "aws",
+                node=role,
+            )
+            at = self._injection(run, attempt, node.node_rank)
+            env = {
+                **self.cloud.instance_env(node.instance_id),
+                **self.store.run_env(run),
+                **(self.cloud.injection_env(at) if at else {}),
+                "SPOTRAIN_ATTEMPT": str(attempt.number),
+            }
+            started = start_trainer(transport, command, run_dir=run_dir, cwd=bundle, env=env)
+        finally:
+            transport.close()
+        self._event(
+            run.run_id,
+            "trainer_start",
+            attempt=attempt.number,
+            node=node.node_rank,
+            pid=started.pid,
+            warm=False,
+        )
+        if at:  # node 0 writes the events: the notice is posted on node R when node 0 says it stopped
+            events = (
+                self.cloud.instance_dir(attempt.instance_id) / run_dir.removeprefix("~/") / "events.jsonl"
+            )
+            self.cloud.schedule_interruption(node.instance_id, at, events)
+            self._event(run.run_id, "inject", attempt=attempt.number, at=at, node=node.node_rank)
+
+    def _node_gone(self, run, attempt):
+        """The first node of a multi-node attempt whose instance has ended, as (rank, status); None
+        when every node still runs (or the attempt has one node)."""
+        for n in self.store.nodes(run.run_id, attempt.number):
+            status = self.cloud.describe(attempt.region, n.instance_id)
+            if status.end != EndKind.RUNNING:
+                return n.node_rank, status
+        return None
+
+    def _open_peers(self, run, attempt) -> dict:
+        """A transport to each node but node 0, opened while they run (an instance EC2 reclaimed answers
+        no more: its log is read through the transport already open), for `_keep_node_logs`."""
+        peers = {}
+        for n in self.store.nodes(run.run_id, attempt.number)[1:]:
+            with contextlib.suppress(Exception):  # a node gone already: its log is lost
+                status = self.cloud.describe(attempt.region, n.instance_id)
+                peers[n] = connect(self.cloud.target(status, ssh=self.ssh))
+        return peers
+
+    def _close_peers(self, peers: dict) -> None:
+        for transport in peers.values():
+            with contextlib.suppress(Exception):
+                transport.close()
+
+    def _keep_node_logs(self, run, attempt, peers: dict) -> None:
+        """Every node's train.log but node 0's (the attempt's own, attempt_end._keep_log), kept in the
+        state directory beside it once its trainer has ended: `logs RUN --node R`."""
+        for n, transport in peers.items():
+            path = node_log_path(self.state_dir, run.run_id, attempt.number, n.node_rank)
+            with contextlib.suppress(Exception):  # a node that stopped answering: its log is lost
+                run_dir = run_paths(self.cloud.workdir(n.instance_id), run.run_id)[0]
+                end = time.monotonic() + NODE_EXIT_WAIT_S  # it stops with node 0: its last lines
+                while process_status(transport, run_dir).running and time.monotonic() < end:
+                    time.sleep(0.1)
+                lines = [line.text for line in follow(transport, f"{run_dir}/train.log", stop=lambda: True)]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+
+    def _drop_nodes(self, run, live) -> bool:
+        """A restarted controller finds a multi-node run's instances live: they are not adopted (their
+        trainers' rendezvous is this attempt's, which a new start would not join); each is terminated,
+        the attempt and its nodes end `lost`, and the run launches N new nodes (False: none adopted)."""
+        by_region: dict[str, list[str]] = {}
+        for status in live:
+            by_region.setdefault(status.region, []).append(status.instance_id)
+        for region, ids in by_region.items():
+            with contextlib.suppress(SpotrainError):
+                self.cloud.terminate(region, ids)
+        known, now = self.store.live_attempt(run.run_id), time.time()
+        if known is not None:
+            self.store.update_attempt(run.run_id, known.number, ended_at=now, end_reason="lost")
+            for n in self.store.nodes(run.run_id, known.number):
+                if n.ended_at is None:
+                    self.store.update_node(
+                        run.run_id, known.number, n.node_rank, ended_at=now, end_reason="lost"
+                    )
+        self._event(
+            run.run_id, "warning", message=f"{len(live)} live nodes not adopted: ended, N new launched"
+        )
+        return False
 
     def _record_nodes(self, run_id: str, number: int, inst) -> None:
         """Every node of the launched attempt `number` (a LaunchedInstance), node 0 first; nothing for
@@ -76,3 +222,9 @@ class NodeGroup:
                 return taken
             self.sleep(min(pause, max(end - self.clock(), 0.0)))
             pause = min(self.poll_s, pause * 2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

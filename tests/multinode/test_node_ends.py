@@ -82,3 +82,13 @@ def test_a_finished_attempt_terminates_every_node_without_a_reclaim(
     assert {cloud.describe(inst.region, i).end for i in inst.node_ids} == {EndKind.USER}
     assert store.events(run.run_id, kinds=["reclaim"]) == []
     assert {n.end_reason for n in store.nodes(run.run_id, 1)} == {"finished"}
+
+
+def test_a_restarted_controller_ends_a_multi_node_attempts_live_nodes_and_launches_anew(
+    cloud: LocalCloud, tmp_path: Path
+) -> None:
+    store, orch, run, attempt, inst = launched(cloud, tmp_path)
+    assert orch._adopt(run) is False  # nothing adopted: the request step launches N new nodes
+    assert {cloud.describe(inst.region, i).end for i in inst.node_ids} == {EndKind.USER}
+    assert store.live_attempt(run.run_id) is None and store.attempts(run.run_id)[0].end_reason == "lost"
+    assert {n.end_reason for n in store.nodes(run.run_id, 1)} == {"lost"}
