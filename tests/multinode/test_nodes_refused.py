@@ -33,3 +33,12 @@ def test_a_two_node_detached_dry_run_shows_its_plan_then_launches_nothing(tmp_pa
     refused(out, "--nodes 2 with --detach", "drop --detach")
     assert "2 x " in out.stdout  # the plan came first, with both nodes' price
     assert not list((tmp_path / "dry-run" / "instances").glob("i-*"))
+
+
+def test_following_a_nodes_log_is_refused_with_what_to_follow(tmp_path: Path) -> None:
+    from spotrain.store import Store
+
+    with Store.open(tmp_path / "dry-run") as store:
+        store.create_run("two-nodes", {"recipe": "digits", "nodes": 2}, dry_run=True)
+    out = spotrain("logs", "two-nodes", "--node", "1", "-f", home=tmp_path)
+    refused(out, "--follow with --node 1", "follow node 0's")
