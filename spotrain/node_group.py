@@ -41,6 +41,11 @@ class NodeGroup:
 
     def _provision_each(self, run, attempt) -> None:
         nodes = self.store.nodes(run.run_id, attempt.number)
+        if self.store.events(run.run_id, kinds=["trainer_start"], attempt=attempt.number):
+            # a controller killed while it started the nodes: their rendezvous cannot be joined again
+            live = [self.cloud.describe(attempt.region, n.instance_id) for n in nodes]
+            self._drop_nodes(run, [s for s in live if s.end == EndKind.RUNNING])
+            return self._transition(run.run_id, RunState.REQUESTING, "a restart: N new nodes")
         statuses = []
         for n in nodes:
             status = self.cloud.wait_running(attempt.region, n.instance_id, deadline_s=900)

@@ -92,3 +92,19 @@ def test_a_restarted_controller_ends_a_multi_node_attempts_live_nodes_and_launch
     assert {cloud.describe(inst.region, i).end for i in inst.node_ids} == {EndKind.USER}
     assert store.live_attempt(run.run_id) is None and store.attempts(run.run_id)[0].end_reason == "lost"
     assert {n.end_reason for n in store.nodes(run.run_id, 1)} == {"lost"}
+
+
+def test_a_controller_killed_while_starting_the_nodes_launches_n_new_ones(
+    cloud: LocalCloud, tmp_path: Path
+) -> None:
+    from spotrain.store import RunState
+
+    store, orch, run, attempt, inst = launched(cloud, tmp_path)
+    store.set_state(run.run_id, RunState.PROVISIONING, reason="launched")
+    store.add_event(run.run_id, "trainer_start", {"node": 0, "pid": 1}, attempt=1)  # then it died
+    orch._provision(store.get_run(run.run_id))
+    assert store.get_run(run.run_id).state is RunState.REQUESTING
+    assert {cloud.describe(inst.region, i).end for i in inst.node_ids} == {EndKind.USER}
+    assert store.live_attempt(run.run_id) is None and {n.end_reason for n in store.nodes(run.run_id, 1)} == {
+        "lost"
+    }
