@@ -109,6 +109,10 @@ class AttemptEnds:
             self.store.update_attempt(
                 run.run_id, attempt.number, ended_at=now, end_reason=reason, exit_code=exit_code
             )
+        if self._finish_nodes(run, attempt, reason, exit_code):  # a multi-node attempt: every node ends
+            return self._record_prices(
+                attempt.region, attempt.instance_type, attempt.zone, attempt.requested_at, now
+            )
         by = self._reclaimed_by(run, attempt) if reason == EndKind.SPOT_INTERRUPTION.value else None
         if by != "ec2":
             with contextlib.suppress(SpotrainError):

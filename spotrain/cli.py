@@ -90,7 +90,7 @@ def cli() -> None:
     "--inject-interruption",
     "inject",
     multiple=True,
-    help="Dry-run: interrupt the next attempt at AT: step:30, 50% (of the steps) or 20s (repeatable).",
+    help="Dry-run: interrupt the next attempt at AT: step:30, 50% (of the steps) or 20s; AT@R: on node R only (repeatable).",
 )
 @click.option(
     "--inject-rebalance",

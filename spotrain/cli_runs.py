@@ -165,6 +165,7 @@ def cost(run_id: str | None, as_json: bool) -> None:
 @click.command()
 @click.argument("run_id", metavar="RUN", type=RUN_ID)
 @click.option("--attempt", type=int, help="Which attempt's log (default: the newest).")
+@click.option("--node", type=int, default=0, help="A multi-node run's node (default: 0, the run's view).")
 @click.option(
     "-f",
     "--follow",
@@ -172,25 +173,32 @@ def cost(run_id: str | None, as_json: bool) -> None:
     help="Keep printing as the trainer writes, on into later attempts, until the run ends.",
 )
 @aws_options(region_help=RUN_REGION_HELP)
-def logs(run_id: str, attempt: int | None, follow: bool) -> None:
-    """The trainer's log of one attempt (every attempt's log is kept).
+def logs(run_id: str, attempt: int | None, follow: bool, node: int) -> None:
+    """The trainer's log of one attempt (every attempt's log is kept, of every node).
 
     \b
     Examples:
       spotrain logs digits-20261129-2145-a1b2
       spotrain logs digits-20261129-2145-a1b2 --attempt 1
+      spotrain logs digits-20261129-2145-a1b2 --attempt 1 --node 1
     """
-    from spotrain.controller import attempt_log
+    from spotrain.controller import attempt_log, node_log
     from spotrain.workspace import controller_for_run
 
+    if node and follow:
+        raise SpotrainError(
+            f"--follow with --node {node}: a node's log is kept when its attempt ends", "follow node 0's"
+        )
     with controller_for_run(run_id) as ctl:
         full = ctl.run.run_id
         if ctl.store.events(full, kinds=["detached"]):  # its attempts are its group's: the log is in S3
             from spotrain import detached
 
             lines = detached.attempt_log(ctl.cloud, ctl.store, full, attempt, follow=follow)
-        else:
+        elif node == 0:
             lines = attempt_log(ctl, run_id, attempt, follow=follow)
+        else:
+            lines = node_log(ctl, run_id, attempt, node)
         for line in lines:
             click.echo(line)
 

@@ -30,7 +30,13 @@ from spotrain.errors import SpotrainError
 from spotrain.plan_record import PlanRecord  # noqa: F401 - re-exported: the plan beside the spec
 from spotrain.settings import REGION_FORMAT
 from spotrain.spec_sources import check_keys, from_env, read_spec_file
-from spotrain.spec_values import EXPECTED_COMMAND, check_command, check_workdir, command_fields
+from spotrain.spec_values import (
+    EXPECTED_COMMAND,
+    check_command,
+    check_injections,
+    check_workdir,
+    command_fields,
+)
 from spotrain.spec_values import bucket_ok as _bucket_ok
 from spotrain.spec_values import did_you_mean as _did_you_mean
 from spotrain.spec_values import seconds as _seconds
@@ -43,7 +49,7 @@ _REGION = REGION_FORMAT  # the one rule of what a region name looks like (settin
 _SNAPSHOT = re.compile(r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")
 _AMI = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_INTERRUPTION = re.compile(r"^(?:(\d+(?:\.\d+)?)(s|%)|step:([1-9]\d*))$")
+_INTERRUPTION = re.compile(r"^(?:(\d+(?:\.\d+)?)(s|%)|step:([1-9]\d*))(?:@(\d+))?$")  # @R: node R
 
 # These bounds refuse, before anything is launched, what would exhaust the instance (an environment
 # larger than a command line may carry); spec_sources.py bounds the file itself.
@@ -77,7 +83,7 @@ EXPECTED: dict[str, str] = {
     "dry_run": "true or false",
     "detach": "true or false",
     "inject_interruptions": "step:30 (after training step 30), 50% (of the schedule's steps) "
-    "or 20s (after training started)",
+    "or 20s (after training started), each with @R for node R only (step:30@1; default node 0)",
     "inject_rebalances": "step:20 (a rebalance recommendation at training step 20) or 40% (of the steps)",
     "boot_delay_s": "a number of seconds, 0 or more",
     "wandb": "a W&B project name: 1-128 characters, none of / \\ # ? % :",
@@ -283,11 +289,7 @@ class RunSpec(BaseModel):
 
     @model_validator(mode="after")
     def _injections_for_a_command(self) -> RunSpec:
-        if self.run is not None and any(at.endswith("%") for at in self.inject_interruptions):
-            raise ValueError(
-                "inject_interruptions: a share (P%) needs a schedule spotrain knows, and your own "
-                "command's is its own; give step:N (a step its metric lines report) or seconds (20s)"
-            )
+        check_injections(self.inject_interruptions, nodes=self.nodes, command=self.run is not None)
         return self
 
     @model_validator(mode="after")

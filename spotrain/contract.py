@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from spotrain.config import PlanRecord, RunSpec
@@ -58,6 +59,27 @@ def run_paths(workdir: str, run_id: str) -> tuple[str, str]:
     return f"{root}/{RUNS}/{run_id}", f"{root}/{BUNDLE}"
 
 
+@dataclass(frozen=True)
+class NodeRole:
+    """One node's part in a multi-node attempt's torchrun job (`--nodes N`)."""
+
+    rank: int  # 0..nodes-1: node 0 hosts the rendezvous and writes the events and checkpoints
+    nodes: int
+    endpoint: str  # HOST:PORT of node 0's rendezvous (its private address; 127.0.0.1 in the dry-run)
+    job_id: str  # the rendezvous id, one per attempt (a node of another attempt never joins)
+
+
+def node_launch_args(role: NodeRole, *, gpus: int) -> list[str]:
+    """`trainer.launch`'s options for `role`'s node: c10d rendezvous at node 0's endpoint, which node 0
+    hosts (`is_host`: with every node on one address, as in the dry-run, the first to bind would host,
+    and a host killed takes the others' agents with it instead of leaving node 0 to report)."""
+    return [
+        "--nnodes", str(role.nodes), "--node-rank", str(role.rank), "--nproc-per-node", str(gpus),
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", role.endpoint, "--rdzv-id", role.job_id,
+        "--rdzv-conf", f"is_host={int(role.rank == 0)}",
+    ]  # fmt: skip
+
+
 def trainer_command(
     spec: RunSpec,
     plan: PlanRecord,
@@ -68,11 +90,13 @@ def trainer_command(
     ready: Mapping[str, str],
     python: str,
     every_gpu: bool,
+    node: NodeRole | None = None,
 ) -> list[str]:
     """The trainer's whole command line: always --resume auto, mirrored to the run's prefix, the
     checkpoint interval the plan chose. `ready` is the instance's ready marker (its python and data
     directory win over `python` and DATA_DIR); `every_gpu` False (the dry-run's instances) trains in
-    one process whatever the plan's type has."""
+    one process whatever the plan's type has. `node`: this node's part in a multi-node attempt (its
+    torchrun joins the others at node 0's rendezvous)."""
     args = [
         "-m",
         "trainer.train",
@@ -102,6 +126,8 @@ def trainer_command(
         args += ["--wandb", spec.wandb]
     python = ready.get("SPOTRAIN_PYTHON") or python
     gpus = plan.gpus if every_gpu else 1
+    if node is not None and node.nodes > 1:
+        return [python, "-m", "trainer.launch", *node_launch_args(node, gpus=gpus), *args]
     if gpus > 1:  # trainer.launch is torchrun that passes the workers' exit code (75) through
         return [python, "-m", "trainer.launch", "--standalone", f"--nproc_per_node={gpus}", *args]
     return [python, *args]

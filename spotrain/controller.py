@@ -162,6 +162,29 @@ def attempt_log(
         yield f"==> attempt {number} of run {run_id} ({after.instance_id}) <=="
 
 
+def node_log(ctl: Controller, run_id: str, attempt: int | None, node: int) -> Iterator[str]:
+    """The kept train.log of node `node` of a multi-node run's attempt (the newest when None); node 0's
+    is the attempt's own (`attempt_log`). A node's log is kept when its attempt ends."""
+    from spotrain.layout import node_log_path
+
+    numbers = [a.number for a in ctl.store.attempts(run_id)]
+    number = (numbers or [0])[-1] if attempt is None else attempt
+    ranks = [n.node_rank for n in ctl.store.nodes(run_id, number)]
+    if node not in ranks:
+        has = f"nodes 0 to {ranks[-1]}" if ranks else "one node (0)"
+        raise SpotrainError(
+            f"attempt {number} of run {run_id} has no node {node}: it has {has}",
+            f"pass --node R with R from 0 to {max(ranks or [0])}",
+        )
+    path = node_log_path(ctl.state_dir, run_id, number, node)
+    if not path.exists():
+        raise SpotrainError(
+            f"node {node}'s log of attempt {number} is not kept yet: it is kept when the attempt ends",
+            f"see node 0's as it runs: `spotrain logs {run_id} -f`",
+        )
+    yield from path.read_text(encoding="utf-8").splitlines()
+
+
 POLL_S = 0.2  # how often a follower asks the store whether the attempt or the run moved on
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from spotrain import catalog, volumes
 from spotrain.errors import SpotrainError
 from spotrain.onboard.billing import MIN_BILLED_S, billed_seconds, first_hour_free  # noqa: F401 (re-exported)
+from spotrain.store_nodes import node_lives
 
 MONTH_S = 30 * 86400  # AWS prorates GB-month prices over a 30-day month in its examples
 EBS_GP3_USD_PER_GB_MONTH = 0.08  # us-east-1, baseline 3,000 IOPS and 125 MB/s included
@@ -53,6 +54,7 @@ class Attempt:
     # volume (Amazon EBS pricing: per IOPS-month and per MiB/s-month)
     ebs_provisioned_usd_per_hour: float = 0.0
     reclaimed_by_ec2: bool = False  # EC2 interrupted and ended it (not its owner): its first hour is free
+    node: int | None = None  # its rank in a multi-node attempt (each node billed alone); None: one node
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class AttemptCost:
     ebs_usd: float
     on_demand_usd: float
     free_hour: bool = False  # interrupted by EC2 in its first hour: no spot charge (the EBS is billed)
+    node: int | None = None  # the node's rank in a multi-node attempt; None: a single-node attempt
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,7 @@ def attempt_cost(attempt: Attempt, curve: PriceCurve) -> AttemptCost:
         + attempt.ebs_provisioned_usd_per_hour * billed / 3600.0,
         on_demand_usd=od_rate * billed / 3600.0,
         free_hour=free,
+        node=attempt.node,
     )
 
 
@@ -244,7 +248,7 @@ class RunUsage:
     """What a run used, as the store has it: each attempt's life, the prices in force, evals and S3."""
 
     run_id: str
-    records: tuple[Any, ...]  # the store's AttemptRecords, first first
+    records: tuple[Any, ...]  # the store's AttemptRecords, first first; one a node (store_nodes.node_lives)
     attempts: tuple[Attempt, ...]  # the same lives as the rules price them (a live one ends `now`)
     samples: tuple[PriceSample, ...]  # with a live attempt's quoted price where no history is stored
     evals: tuple[EvalPoint, ...]
@@ -317,14 +321,15 @@ def run_usage(store, run_id: str, *, now: float | None = None, run=None) -> RunU
     by_kind: dict[str, list] = {"reclaim": [], "eval": [], "checkpoint": []}
     for e in read:
         by_kind[e.kind].append(e)
-    by_ec2 = {e.attempt for e in by_kind["reclaim"] if e.data.get("by") == "ec2"}
-    attempts, samples = [], []
-    for a in records:
+    by_ec2 = {(e.attempt, e.data.get("node", 0)) for e in by_kind["reclaim"] if e.data.get("by") == "ec2"}
+    attempts, samples, nodes = [], [], store.nodes(run_id)
+    lives = [life for a in records for life in node_lives(a, nodes)]  # (rank or None, record)
+    for node, a in lives:
         start, end = a.started_at or a.requested_at, a.ended_at or now
-        ec2 = a.number in by_ec2 and a.end_reason == "spot-interruption"
+        ec2 = (a.number, node or 0) in by_ec2 and a.end_reason == "spot-interruption"
         attempts.append(
             Attempt(
-                f"{run_id}-{a.number}",
+                f"{run_id}-{a.number}" + ("" if node is None else f".{node}"),
                 a.instance_type,
                 a.zone,
                 start,
@@ -332,6 +337,7 @@ def run_usage(store, run_id: str, *, now: float | None = None, run=None) -> RunU
                 gb,
                 ebs_provisioned_usd_per_hour=provisioned,
                 reclaimed_by_ec2=ec2,
+                node=node,
             )
         )
         samples += _prices_in_force(store, a, start, end)
@@ -341,7 +347,7 @@ def run_usage(store, run_id: str, *, now: float | None = None, run=None) -> RunU
     end = max((a.ended_at or now for a in records), default=now)
     return RunUsage(
         run_id=run_id,
-        records=tuple(records),
+        records=tuple(a for _, a in lives),
         attempts=tuple(attempts),
         samples=tuple(samples),
         evals=tuple(evals),

@@ -17,6 +17,12 @@ def log_path(state_dir: Path, run_id: str, attempt: int) -> Path:
     return Path(state_dir) / "logs" / run_id / f"attempt-{attempt}.log"
 
 
+def node_log_path(state_dir: Path, run_id: str, attempt: int, node: int) -> Path:
+    """Where node `node`'s train.log of a multi-node attempt is kept (node 0's is the attempt's own)."""
+    path = log_path(state_dir, run_id, attempt)
+    return path if node == 0 else path.with_name(f"{path.stem}.node-{node}.log")
+
+
 @contextlib.contextmanager
 def _run_lock(state_dir: Path, run_id: str, holder: str) -> Iterator[str | None]:
     """The run's lock file, taken without waiting: None while this process holds it (the file then

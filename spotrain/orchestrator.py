@@ -25,6 +25,7 @@ from spotrain.cloud.aws.instances import LaunchSpec
 from spotrain.contract import WORKDIR
 from spotrain.errors import SpotrainError
 from spotrain.layout import crash_point, run_lock
+from spotrain.node_group import NodeGroup
 from spotrain.remote import (
     ConnectionLost,
     Unreachable,
@@ -51,7 +52,7 @@ class Outcome:
     reason: str
 
 
-class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
+class Orchestrator(AttemptEnds, TrainerWatch, RunLimits, NodeGroup):
     """Drives runs against one cloud (AWS or the dry-run's), recording everything in the store."""
 
     def __init__(
@@ -137,6 +138,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
             max_price=spec.max_price,
             user_data=self.cloud.user_data(spec),
             instance_profile=self.cloud.instance_profile(),
+            nodes=spec.nodes,  # all in one request, one zone, all or none
         )
         self._event(run.run_id, "launch", attempt=number, instance_type=planned.instance_type, demoted=demote)
         crash_point("requesting")
@@ -157,7 +159,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
             return  # `spotrain down` ended the run while it waited for capacity
         crash_point("launched")  # an instance exists that the store does not know yet
         inst = started.instance
-        self.store.add_attempt(
+        added = self.store.add_attempt(
             run.run_id,
             instance_id=inst.instance_id,
             region=inst.region,
@@ -166,6 +168,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
             spot_usd_per_hour=inst.spot_usd_per_hour,
             requested_at=time.time(),
         )
+        self._record_nodes(run.run_id, added.number, inst)  # a multi-node attempt's every node
         self._transition(
             run.run_id,
             RunState.PROVISIONING,
@@ -189,6 +192,8 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
         crash_point("provisioning")
         if attempt is None:
             return self._transition(run.run_id, RunState.REQUESTING, "no live attempt to provision")
+        if self.store.nodes(run.run_id, attempt.number):  # a multi-node attempt: node_group.py
+            return self._provision_nodes(run, attempt)
         status = self.cloud.wait_running(attempt.region, attempt.instance_id, deadline_s=900)
         if status.end != EndKind.RUNNING:
             return self._ended(
@@ -238,7 +243,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
         status = self.cloud.describe(attempt.region, attempt.instance_id)
         if status.end != EndKind.RUNNING:
             return self._ended(run, attempt, status.end, status.reason_code)
-        run_dir, transport = self._paths(attempt, run.run_id)[0], None
+        run_dir, transport, peers = self._paths(attempt, run.run_id)[0], None, self._open_peers(run, attempt)
         try:
             transport = connect(self.cloud.target(status, ssh=self.ssh))
             self._follow(run, attempt, transport, run_dir)
@@ -246,6 +251,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
                 return self._keep_log(run, attempt, transport, run_dir)  # down's word stands
             proc = self._final_status(transport, run_dir)
             self._keep_log(run, attempt, transport, run_dir)
+            self._keep_node_logs(run, attempt, peers)  # a multi-node attempt's other nodes' logs
             if proc.exit_code not in (EXIT_DONE, EXIT_INTERRUPTED):
                 tail = "\n".join(read_tail(transport, f"{run_dir}/train.log", 15))
         except TRANSIENT as err:
@@ -253,6 +259,7 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
         except SpotrainError as err:
             return self._remote_failed(run, attempt, err)
         finally:
+            self._close_peers(peers)
             if transport is not None:
                 transport.close()
         if proc.exit_code == EXIT_DONE:
@@ -267,6 +274,9 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
                 "the trainer saved and stopped for a notice",
                 exit_code=proc.exit_code,
             )
+        if (gone := self._node_gone(run, attempt)) is not None:  # its peers' collectives timed out
+            why = f"node {gone[0]} ended ({gone[1].reason_code})"
+            return self._ended(run, attempt, gone[1].end, why, exit_code=proc.exit_code)
         status = self.cloud.describe(attempt.region, attempt.instance_id)
         if proc.exit_code == EXIT_UNAVAILABLE and status.end == EndKind.RUNNING:
             return self._restart(run, attempt, tail)
@@ -314,6 +324,8 @@ class Orchestrator(AttemptEnds, TrainerWatch, RunLimits):
         live = [s for s in self.cloud.find_instances(run.run_id) if s.end == EndKind.RUNNING]
         if not live:
             return False
+        if run.spec.nodes > 1:  # not adopted: ended, and N new nodes launched (node_group.py)
+            return self._drop_nodes(run, live)
         keep, extra = live[0], live[1:]
         if extra:
             self.cloud.terminate(keep.region, [s.instance_id for s in extra])

@@ -191,7 +191,7 @@ def cost_table(bill: Bill) -> Table:
         t.add_column(name, justify="left" if left else "right", no_wrap=name != "end", overflow="fold")
     for a, ac in zip(u.records, c.attempts, strict=True):
         t.add_row(
-            str(a.number),
+            str(a.number) + ("" if ac.node is None else f".{ac.node}"),  # attempt.node of a multi-node run
             a.zone,
             *(() if one_type else (a.instance_type,)),
             duration(ac.billed_s),

@@ -94,3 +94,29 @@ def bucket_ok(name: str) -> bool:
     bad_prefix = ("xn--", "sthree-", "amzn-s3-demo-")
     bad_suffix = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
     return not name.startswith(bad_prefix) and not name.endswith(bad_suffix)
+
+
+def split_injection(at: str) -> tuple[str, int]:
+    """An injected interruption `AT[@R]` (config's form, already checked) as (AT, the node R it is
+    posted on: 0 when not named). `step:30@1` is (step:30, 1)."""
+    when, _, node = at.partition("@")
+    return when, int(node) if node else 0
+
+
+def check_injections(ats: list[str], *, nodes: int, command: bool) -> None:
+    """The run's injected interruptions as a whole (ValueError naming the value, the message starting
+    with the field as config's rules over several fields do): each @R names one of the run's `nodes`;
+    a share (P%) needs a schedule spotrain knows, which the user's own `command` does not have."""
+    for at in ats:
+        when, node = split_injection(at)
+        if node >= nodes:
+            which = "node 0" if nodes == 1 else f"nodes 0 to {nodes - 1}"
+            raise ValueError(
+                f"inject_interruptions: {at} names node {node}, but the run has {nodes} "
+                f"node{'s' if nodes > 1 else ''} ({which}); give @R with R below {nodes}, or no @R for node 0"
+            )
+        if command and when.endswith("%"):
+            raise ValueError(
+                "inject_interruptions: a share (P%) needs a schedule spotrain knows, and your own "
+                "command's is its own; give step:N (a step its metric lines report) or seconds (20s)"
+            )

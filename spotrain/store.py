@@ -1,9 +1,8 @@
 """The controller's state: one SQLite file, `state.db` (records: store_records.py, schema: store_schema.py).
 
-Tables: runs, attempts (one per instance), events (every state change, and the trainer's events), and
-spot price samples. WAL lets `status` read while a controller writes; each state change is one
-transaction; `PRAGMA user_version` is the schema version, raised one migration at a time. A file not
-spotrain's, or from a newer spotrain, is refused and never written to.
+Tables: runs, attempts, node-attempts (store_nodes.py), events, prices. WAL lets `status` read while a
+controller writes; each state change is one transaction; `PRAGMA user_version` is the schema version,
+raised one migration at a time. A file not spotrain's, or newer spotrain's, is refused, never written.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from spotrain import secret_env
 from spotrain.cost import PriceSample
 from spotrain.errors import SpotrainError
 from spotrain.plan_record import PlanRecord
+from spotrain.store_nodes import NodeAttempts
 from spotrain.store_records import (
     TERMINAL,
     UPDATABLE,
@@ -43,7 +43,7 @@ DB_NAME = "state.db"
 BUSY_TIMEOUT_S = 10.0
 
 
-class Store:
+class Store(NodeAttempts):
     """The state database. Open with `Store.open(state_dir)`; safe to share between threads."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:

@@ -199,3 +199,28 @@ def event_from_row(r: sqlite3.Row) -> EventRecord:
         data=json.loads(r["data"]),
         source=r["source"],
     )
+
+
+@dataclass(frozen=True)
+class NodeAttemptRecord:
+    """One node of a multi-node attempt (`--nodes N`): its instance's life. Node 0 is also the
+    attempt's own instance (AttemptRecord), so a single-node attempt has none of these."""
+
+    run_id: str
+    attempt: int  # the attempt's number
+    node_rank: int  # 0..N-1; 0 holds the rendezvous endpoint and mirrors the checkpoints
+    instance_id: str | None
+    zone: str
+    private_ip: str | None
+    started_at: float | None  # the instance entered `running` (its billing starts)
+    ended_at: float | None
+    end_reason: str = ""  # as AttemptRecord's; "" while live
+    exit_code: int | None = None  # its trainer's
+
+
+NODE_FIELDS = [f.name for f in fields(NodeAttemptRecord)]
+NODE_UPDATABLE = set(NODE_FIELDS) - {"run_id", "attempt", "node_rank"}
+
+
+def node_from_row(r: sqlite3.Row) -> NodeAttemptRecord:
+    return NodeAttemptRecord(**{k: r[k] for k in NODE_FIELDS})

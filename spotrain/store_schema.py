@@ -80,6 +80,25 @@ MIGRATIONS: list[list[str]] = [
         "CREATE UNIQUE INDEX runs_name ON runs(name) WHERE name IS NOT NULL",
         "CREATE INDEX events_run_kind ON events(run_id, kind, t)",
     ],
+    # 4: the nodes of a multi-node attempt (`--nodes N`), one row a node: its instance, zone and
+    # private address (node 0's is the rendezvous endpoint), its own start and end, so that each node
+    # is billed for its own life. Node 0 is also the attempt's row (its instance, start and end); a
+    # single-node attempt has no rows here.
+    [
+        """CREATE TABLE node_attempts (
+            run_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            node_rank INTEGER NOT NULL,
+            instance_id TEXT,
+            zone TEXT NOT NULL,
+            private_ip TEXT,
+            started_at REAL,
+            ended_at REAL,
+            end_reason TEXT NOT NULL DEFAULT '',
+            exit_code INTEGER,
+            PRIMARY KEY (run_id, attempt, node_rank),
+            FOREIGN KEY (run_id, attempt) REFERENCES attempts(run_id, number))""",
+    ],
 ]
 
 

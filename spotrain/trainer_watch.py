@@ -25,6 +25,7 @@ from spotrain.remote import (
     start_warm,
     stop,
 )
+from spotrain.spec_values import split_injection
 from spotrain.store import TERMINAL
 
 BOOT_DEADLINE_S = 900.0  # a bootstrap stage other than the data's (torch install, GPU check)
@@ -243,12 +244,14 @@ class TrainerWatch:
             return self.store.update_attempt(run.run_id, attempt.number, last_step=step)
         return attempt
 
-    def _injection(self, run, attempt) -> str | None:
-        """Dry-run: this attempt's --inject-interruption AT (one per attempt, in order), if any."""
+    def _injection(self, run, attempt, node: int = 0) -> str | None:
+        """Dry-run: this attempt's --inject-interruption AT (one per attempt, in order), if any, when it
+        is posted on node `node` (`AT@R`: node R; no @R: node 0), without its @R."""
         ats = run.spec.inject_interruptions
-        return (
-            ats[attempt.number - 1] if self.cloud.name == "dry-run" and attempt.number <= len(ats) else None
-        )
+        if self.cloud.name != "dry-run" or attempt.number > len(ats):
+            return None
+        when, on = split_injection(ats[attempt.number - 1])
+        return when if on == node else None
 
     def _injection_env(self, run, attempt) -> dict[str, str]:
         at = self._injection(run, attempt)

@@ -136,6 +136,7 @@ class InstanceStatus:
     spot: bool
     tags: dict[str, str] = field(default_factory=dict)
     key_name: str | None = None  # the EC2 key pair it was launched with (its private key is found by it)
+    private_ip: str | None = None  # its address in the VPC: node 0's is a multi-node run's rendezvous
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ def bill_json(bill: Bill) -> dict[str, Any]:
 
 def _attempt_json(a, ac: AttemptCost) -> dict[str, Any]:
     ids = {"number": a.number, "instance_id": a.instance_id, "zone": a.zone, "instance_type": a.instance_type}
+    if ac.node is not None:  # one entry a node of a multi-node attempt
+        ids["node"] = ac.node
     money = {k: round(getattr(ac, k), 6) for k in ("spot_usd", "ebs_usd", "on_demand_usd")}
     steps = {"resumed_from_step": a.resumed_from_step, "last_step": a.last_step}
     return {

@@ -1,5 +1,5 @@
-"""`nodes: N` with N > 1 is refused after the plan is shown and before anything launches, attached or
---detach, until the controller drives N nodes (spotrain/nodes.py says what is built)."""
+"""`nodes: N` with N > 1 and --detach is refused after the plan is shown and before anything launches
+(spotrain/nodes.py says what is built); attached, it passes (tests/multinode/test_two_node_runs.py)."""
 
 from __future__ import annotations
 
@@ -19,17 +19,26 @@ def test_one_node_passes_either_way() -> None:
         nodes_refused(RunSpec(recipe="digits", nodes=1), detach=detach)
 
 
-@pytest.mark.parametrize(("detach", "phrase"), [(False, "one attempt"), (True, "--detach")])
-def test_n_nodes_are_refused_with_a_hint(detach: bool, phrase: str) -> None:
+def test_n_nodes_attached_pass_and_detached_are_refused_with_a_hint() -> None:
+    nodes_refused(RunSpec(recipe="digits", nodes=2), detach=False)
     with pytest.raises(SpotrainError) as err:
-        nodes_refused(RunSpec(recipe="digits", nodes=2), detach=detach)
-    assert "--nodes 2" in err.value.message and phrase in err.value.message and err.value.hint
+        nodes_refused(RunSpec(recipe="digits", nodes=2), detach=True)
+    assert "--nodes 2 with --detach" in err.value.message and "drop --detach" in err.value.hint
 
 
-def test_a_two_node_dry_run_shows_its_plan_then_launches_nothing(tmp_path: Path) -> None:
+def test_a_two_node_detached_dry_run_shows_its_plan_then_launches_nothing(tmp_path: Path) -> None:
     spec = tmp_path / "run.yaml"
     spec.write_text("recipe: digits\nnodes: 2\n")
-    out = spotrain("launch", "-f", str(spec), "--dry-run", "-y", home=tmp_path)
-    refused(out, "--nodes 2", "train on one")
+    out = spotrain("launch", "-f", str(spec), "--dry-run", "--detach", "-y", home=tmp_path)
+    refused(out, "--nodes 2 with --detach", "drop --detach")
     assert "2 x " in out.stdout  # the plan came first, with both nodes' price
     assert not list((tmp_path / "dry-run" / "instances").glob("i-*"))
+
+
+def test_following_a_nodes_log_is_refused_with_what_to_follow(tmp_path: Path) -> None:
+    from spotrain.store import Store
+
+    with Store.open(tmp_path / "dry-run") as store:
+        store.create_run("two-nodes", {"recipe": "digits", "nodes": 2}, dry_run=True)
+    out = spotrain("logs", "two-nodes", "--node", "1", "-f", home=tmp_path)
+    refused(out, "--follow with --node 1", "follow node 0's")

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from spotrain.contract import NodeRole, node_launch_args
 from trainer import events as trainer_events
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,10 +34,9 @@ def start_node(rank: int, port: int, run_dir: Path, *args: str, env: dict[str, s
     """Node `rank`'s torchrun. Node 0 hosts the rendezvous store (is_host): on 127.0.0.1 every node
     would match the endpoint's address and the first to bind would host, and a killed host takes the
     survivors' agents with it (their store reads fail) instead of leaving node 0 to report."""
+    role = NodeRole(rank=rank, nodes=2, endpoint=f"127.0.0.1:{port}", job_id="two-nodes")  # the contract's
     command = [
-        sys.executable, "-m", "trainer.launch", "--nnodes", "2", "--node-rank", str(rank),
-        "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
-        "--rdzv-id", "two-nodes", "--rdzv-conf", f"is_host={int(rank == 0)}", *TRAIN, "--run-dir", str(run_dir), *args,
+        sys.executable, "-m", "trainer.launch", *node_launch_args(role, gpus=1), *TRAIN, "--run-dir", str(run_dir), *args,
     ]  # fmt: skip
     full = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
     if "SPOTRAIN_NOTICE_AT" not in (env or {}):

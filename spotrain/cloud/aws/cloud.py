@@ -73,9 +73,8 @@ class AwsCloud:
         if started.key.private_key_path:
             self.key_file = Path(started.key.private_key_path)
         inst = started.instance
-        self.machines.launched(
-            lifecycle.describe(self._session, region=inst.region, instance_id=inst.instance_id)
-        )
+        for node_id in inst.node_ids:  # every node of a multi-node attempt is a machine of its own
+            self.machines.launched(lifecycle.describe(self._session, region=inst.region, instance_id=node_id))
         return started
 
     def wait_running(self, region: str, instance_id: str, deadline_s: float) -> InstanceStatus:

@@ -52,6 +52,7 @@ def _status(region: str, inst: dict[str, Any]) -> InstanceStatus:
         spot=inst.get("InstanceLifecycle") == "spot",
         tags={t["Key"]: t["Value"] for t in inst.get("Tags", [])},
         key_name=inst.get("KeyName"),
+        private_ip=inst.get("PrivateIpAddress"),
     )
 
 
