@@ -100,8 +100,15 @@ def smoke(
 @click.option(
     "--dry-run", is_flag=True, help="The dry-run's seeded prices (moto), as `launch --dry-run` sees them."
 )
+@click.option(
+    "--nodes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Instances of the type one run takes (a multi-node run's `nodes:`): N x the price beside it.",
+)
 @json_option
-def prices(instance_type: str, dry_run: bool, as_json: bool) -> None:
+def prices(instance_type: str, dry_run: bool, nodes: int, as_json: bool) -> None:
     """Spot price per zone now, its discount against on-demand, and its range over 24 h.
 
     \b
@@ -109,15 +116,16 @@ def prices(instance_type: str, dry_run: bool, as_json: bool) -> None:
       spotrain prices --instance p3.16xlarge
       spotrain prices --instance g5.xlarge --region eu-west-1 --profile work
       spotrain prices --instance p3.16xlarge --dry-run --json   # no AWS account needed
+      spotrain prices --instance p3.16xlarge --nodes 4          # what 4 nodes of it cost an hour
     """
     from spotrain.render import prices_json
     from spotrain.workspace import price_table
 
     table = price_table(instance_type, dry_run=dry_run)
     if as_json:
-        click.echo(json.dumps(prices_json(table), indent=1))
+        click.echo(json.dumps(prices_json(table, nodes=nodes), indent=1))
     else:
-        render_prices(table, console())
+        render_prices(table, console(), nodes=nodes)
 
 
 @click.command()

@@ -230,13 +230,15 @@ def cost_table(bill: Bill) -> Table:
     return t
 
 
-def prices_json(table: PriceTable) -> dict[str, Any]:
+def prices_json(table: PriceTable, *, nodes: int = 1) -> dict[str, Any]:
     """`spotrain prices --json`: the table's figures, keys named with their units as in `cost --json`
-    ($ to 6 places), zones cheapest first, `now` in ISO 8601 UTC."""
+    ($ to 6 places), zones cheapest first, `now` in ISO 8601 UTC; `nodes` and each zone's
+    `nodes_usd_per_hour` (N x its price: what a run of N instances pays an hour there)."""
     zones = [
         {
             "zone": q.zone,
             "usd_per_hour": round(q.usd_per_hour, 6),
+            "nodes_usd_per_hour": round(nodes * q.usd_per_hour, 6),
             "discount_fraction": round(q.discount, 6),
             "low_24h_usd_per_hour": round(q.low_24h, 6),
             "high_24h_usd_per_hour": round(q.high_24h, 6),
@@ -250,6 +252,7 @@ def prices_json(table: PriceTable) -> dict[str, Any]:
         "on_demand_usd_per_hour": round(table.on_demand_usd_per_hour, 6),
         "on_demand_as_of": table.on_demand_as_of,
         "on_demand_source": table.on_demand_source,
+        "nodes": nodes,
         "zones": zones,
     }
 

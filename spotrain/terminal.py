@@ -26,21 +26,32 @@ def console():
     return Console()
 
 
-def render_prices(table: PriceTable, out_console=None) -> None:
+def render_prices(table: PriceTable, out_console=None, *, nodes: int = 1) -> None:
+    """The zones cheapest first; with `nodes` > 1 a column of what N instances cost an hour there."""
     from rich.table import Table
 
+    many = f"; {nodes} nodes ${nodes * table.on_demand_usd_per_hour:.3f}/h" if nodes > 1 else ""
     out = Table(
         title=f"{table.instance_type} spot prices in {table.region}, cheapest first",
-        caption=f"on-demand ${table.on_demand_usd_per_hour:.3f}/h (list price {table.on_demand_as_of}), "
+        caption=f"on-demand ${table.on_demand_usd_per_hour:.3f}/h{many} (list price {table.on_demand_as_of}), "
         f"{table.now:%Y-%m-%d %H:%M} UTC",
         caption_justify="left",
     )
-    for name in ("zone", "spot $/h", "vs on-demand", "24 h low", "24 h high"):
+    names = [
+        "zone",
+        "spot $/h",
+        *([f"{nodes} x $/h"] if nodes > 1 else []),
+        "vs on-demand",
+        "24 h low",
+        "24 h high",
+    ]
+    for name in names:
         out.add_column(name, justify="left" if name == "zone" else "right")
     for q in table.zones:
         out.add_row(
             q.zone,
             f"{q.usd_per_hour:.4f}",
+            *([f"{nodes * q.usd_per_hour:.4f}"] if nodes > 1 else []),
             f"-{q.discount:.0%}",
             f"{q.low_24h:.4f}",
             f"{q.high_24h:.4f}",

@@ -44,6 +44,23 @@ def test_prices_prints_one_row_a_zone(moto_server: str) -> None:
     assert "spotrain's us-east-1 table" in " ".join(out.stdout.split())  # moto has no Pricing API
 
 
+def test_prices_nodes_shows_n_times_each_zones_price(moto_server: str) -> None:
+    """A multi-node run pays N instances an hour: `--nodes 4` puts 4 x the price beside each zone's."""
+    import json
+
+    with spot_prices(recent(history())):
+        out = run_cli(["prices", "--instance", P3, "--nodes", "4"], moto_server, COLUMNS="120")
+        as_json = run_cli(["prices", "--instance", P3, "--nodes", "4", "--json"], moto_server)
+        bad = run_cli(["prices", "--instance", P3, "--nodes", "0"], moto_server)
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if "us-east-1a" in line)
+    assert "7.3400" in row and "29.3600" in row  # 4 x 7.34
+    assert "4 x $/h" in out.stdout and "4 nodes $97.920/h" in " ".join(out.stdout.split())
+    table = json.loads(as_json.stdout)
+    assert table["nodes"] == 4 and table["zones"][0]["nodes_usd_per_hour"] == pytest.approx(29.36)
+    assert bad.returncode == 2 and "--nodes" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_prices_bad_input_is_exit_2(moto_server: str) -> None:
     with spot_prices(recent(history())):
         unknown = run_cli(["prices", "--instance", "p3.16xlarg"], moto_server)
