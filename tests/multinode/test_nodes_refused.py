@@ -26,6 +26,13 @@ def test_n_nodes_attached_pass_and_detached_are_refused_with_a_hint() -> None:
     assert "--nodes 2 with --detach" in err.value.message and "drop --detach" in err.value.hint
 
 
+def test_n_nodes_of_your_own_command_are_refused_with_a_hint() -> None:
+    """The nodes get the bundled trainer's torchrun form; a user's `run:` would not get its rendezvous."""
+    with pytest.raises(SpotrainError) as err:
+        nodes_refused(RunSpec(nodes=2, run="python train.py"), detach=False)
+    assert "--nodes 2 with your own command" in err.value.message and "--nodes 1" in err.value.hint
+
+
 def test_a_two_node_detached_dry_run_shows_its_plan_then_launches_nothing(tmp_path: Path) -> None:
     spec = tmp_path / "run.yaml"
     spec.write_text("recipe: digits\nnodes: 2\n")
