@@ -72,7 +72,7 @@ def test_a_state_db_of_schema_2_gains_the_name_column_and_loses_nothing(isolated
         s.create_run("r2", RunSpec(recipe="digits"), True, name="second")
         assert s.run_names() == [("r2", "second"), ("r1", None)]
     conn = sqlite3.connect(isolated_env / "state.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3 == len(store_schema.MIGRATIONS)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store_schema.MIGRATIONS) >= 3
 
 
 def test_the_store_refuses_a_taken_or_malformed_name(isolated_env: Path) -> None:
