@@ -15,7 +15,7 @@ import time
 
 from spotrain.attempt_end import FREE_HOUR_S, RECLAIM_WAIT_S
 from spotrain.cloud import EndKind
-from spotrain.contract import WORKDIR, NodeRole, run_paths, trainer_command
+from spotrain.contract import WORKDIR, NodeRole, run_paths
 from spotrain.errors import SpotrainError
 from spotrain.layout import node_log_path
 from spotrain.remote import ConnectionLost, Unreachable, connect, follow, process_status, start_trainer, sync
@@ -74,24 +74,11 @@ class NodeGroup:
         try:
             ready = self.cloud.wait_ready(transport, node.instance_id, deadline_s=900.0)
             sync(transport, self._sources(run), bundle, filtered=(WORKDIR,))
-            command = trainer_command(
-                run.spec,
-                self._plan(run),
-                run_id=run.run_id,
-                run_dir=run_dir,
-                bucket=self.cloud.bucket(),
-                ready=ready,
-                python=self.cloud.python(node.instance_id),
-                every_gpu=self.cloud.name == "aws",
-                node=role,
+            command = self._trainer_command(
+                run, attempt, run_dir, ready, instance_id=node.instance_id, node=role
             )
+            env = self._trainer_env(run, attempt, instance_id=node.instance_id, node=node.node_rank)
             at = self._injection(run, attempt, node.node_rank)
-            env = {
-                **self.cloud.instance_env(node.instance_id),
-                **self.store.run_env(run),
-                **(self.cloud.injection_env(at) if at else {}),
-                "SPOTRAIN_ATTEMPT": str(attempt.number),
-            }
             started = start_trainer(transport, command, run_dir=run_dir, cwd=bundle, env=env)
         finally:
             transport.close()

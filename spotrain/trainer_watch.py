@@ -61,7 +61,12 @@ class TrainerWatch:
         sources = [(TRAINER_DIR, "trainer"), *((Path(p), Path(p).name) for p in run.spec.includes)]
         return sources + ([(run.spec.workdir, WORKDIR)] if run.spec.run and run.spec.workdir else [])
 
-    def _trainer_command(self, run, attempt, run_dir: str, ready: dict[str, str]) -> list[str]:
+    def _trainer_command(
+        self, run, attempt, run_dir: str, ready: dict[str, str], *, instance_id: str | None = None, node=None
+    ) -> list[str]:
+        """The trainer's command on `instance_id` (default: the attempt's), as node `node` (a NodeRole) of
+        a multi-node attempt when given."""
+        instance_id = instance_id or attempt.instance_id
         if run.spec.run:  # the user's own command, under trainer/usercmd.py
             return user_command(
                 run.spec,
@@ -71,7 +76,7 @@ class TrainerWatch:
                 bundle=self._paths(attempt, run.run_id)[1],
                 bucket=self.cloud.bucket(),
                 ready=ready,
-                python=self.cloud.python(attempt.instance_id),
+                python=self.cloud.python(instance_id),
             )
         return trainer_command(
             run.spec,
@@ -80,15 +85,17 @@ class TrainerWatch:
             run_dir=run_dir,
             bucket=self.cloud.bucket(),
             ready=ready,
-            python=self.cloud.python(attempt.instance_id),
+            python=self.cloud.python(instance_id),
             every_gpu=self.cloud.name == "aws",
+            node=node,
         )
 
-    def _trainer_env(self, run, attempt) -> dict[str, str]:
+    def _trainer_env(self, run, attempt, *, instance_id: str | None = None, node: int = 0) -> dict[str, str]:
+        """The trainer's environment on `instance_id` (default: the attempt's), node `node`'s injection."""
         return {
-            **self.cloud.instance_env(attempt.instance_id),
+            **self.cloud.instance_env(instance_id or attempt.instance_id),
             **self.store.run_env(run),
-            **self._injection_env(run, attempt),
+            **self._injection_env(run, attempt, node),
             # the mirror's S3 name for this attempt's logs: runs/RUN/attempts/N/, so a log the controller
             # could not keep is found there by its number
             "SPOTRAIN_ATTEMPT": str(attempt.number),
@@ -253,8 +260,8 @@ class TrainerWatch:
         when, on = split_injection(ats[attempt.number - 1])
         return when if on == node else None
 
-    def _injection_env(self, run, attempt) -> dict[str, str]:
-        at = self._injection(run, attempt)
+    def _injection_env(self, run, attempt, node: int = 0) -> dict[str, str]:
+        at = self._injection(run, attempt, node)
         return self.cloud.injection_env(at) if at else {}
 
     def _inject(self, run, attempt, run_dir: str) -> None:
